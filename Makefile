@@ -1,0 +1,57 @@
+# Set-up and entry points. `make run` and `make test` are the two commands of the README.
+PYTHON  ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DEBSTAMP := $(VENV)/.debian-installed
+DEBIAN_PACKAGES := chromium
+
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL ?= WARNING
+
+.PHONY: setup run test test-fast bench-pipeline harness-check serve stop clean
+
+# The venv is rebuilt when the lock, the project metadata or the Python interpreter changes.
+# Every version is pinned and installed with --no-deps: no resolver, no backtracking, no download
+# beyond the listed files (torch and torchvision come from this machine's local wheel store).
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python && $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+		|| { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+# Chromium from Debian for the browser test of the HTML report (a test tool's own download fails here).
+$(DEBSTAMP):
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
+		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); fi; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+setup: $(STAMP) $(DEBSTAMP)
+
+run: setup
+	$(BIN)/edgebench run
+
+test: setup
+	$(BIN)/pytest
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow and not e2e"
+
+harness-check: setup
+	$(BIN)/python benchmarks/harness_check.py
+
+bench-pipeline: setup
+	$(BIN)/python benchmarks/pipeline_timing.py
+
+serve: setup
+	$(BIN)/edgebench serve
+
+stop:
+	$(BIN)/edgebench stop
+
+clean:
+	rm -rf $(VENV) .prefect reports

@@ -1,0 +1,1 @@
+"""edgebench: export, check and benchmark PyTorch models for edge runtimes."""

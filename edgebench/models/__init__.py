@@ -1,0 +1,1 @@
+"""Model sources: registry of YAML specs, export-friendly wrappers, weights, inputs."""

@@ -1,0 +1,38 @@
+"""Facts about a model for `edgebench info`: parameters, FLOPs, I/O, weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from edgebench.models.registry import load_model_config
+from edgebench.models.source import build_base, example_input
+from edgebench.records import ModelRef
+
+
+def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one forward pass, counted by torch (a multiply-add is 2 FLOPs)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def model_info(ref: ModelRef) -> dict:
+    """Parameters of the source model and of its export-friendly form, FLOPs, I/O, weights."""
+    base, _ = build_base(load_model_config(ref.config_path), Path(ref.config_path), ref.weights_path)
+    friendly = ref.build()
+    flops = count_flops(friendly, example_input(ref))
+    return {
+        "model": ref.name,
+        "parameters": sum(p.numel() for p in base.parameters()),
+        "parameters_export_friendly": sum(p.numel() for p in friendly.parameters()),
+        "flops": flops,
+        "gflop": flops / 1e9,
+        "gmac": flops / 2e9,
+        "inputs": [f"{t.name} {'x'.join(map(str, t.shape))} {t.dtype}" for t in ref.inputs],
+        "outputs": [f"{t.name} {'x'.join(map(str, t.shape))} {t.dtype}" for t in ref.outputs],
+        "weights": ref.provenance,
+        "labels": len(ref.labels),
+    }

@@ -1,0 +1,126 @@
+"""Resolve a registered model into a ModelRef, and rebuild its module from that ref anywhere."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgebench.config import ModelConfig, stable_hash
+from edgebench.errors import UserError
+from edgebench.models import weights as weights_mod
+from edgebench.models.friendly import make_export_friendly
+from edgebench.models.registry import load_model_config, model_config_path
+from edgebench.records import ModelRef, TensorSpec
+
+log = logging.getLogger(__name__)
+
+
+def _factory(cfg: ModelConfig, config_path: Path):
+    kind, _, attr = cfg.source.rpartition(":")
+    if kind == "torchvision":
+        import torchvision.models.video as tv_video
+
+        try:
+            return getattr(tv_video, attr)
+        except AttributeError:
+            raise UserError(f"{config_path}: field 'source': torchvision has no video model '{attr}'") from None
+    if kind.endswith(".py"):
+        file = Path(kind)
+        if not file.is_absolute() and not file.exists():
+            file = config_path.parent / kind
+        if not file.exists():
+            raise UserError(f"{config_path}: field 'source': no such file {kind}")
+        spec = importlib.util.spec_from_file_location(f"edgebench_user_{file.stem}", file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(kind)
+        except ImportError as e:
+            raise UserError(f"{config_path}: field 'source': cannot import {kind} ({e})") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise UserError(f"{config_path}: field 'source': {kind} has no attribute '{attr}'")
+    return fn
+
+
+def build_base(cfg: ModelConfig, config_path: Path, weights_path: str | None) -> tuple[nn.Module, str]:
+    """The model as its source defines it (no rewrites), with weights; returns (module, provenance)."""
+    torch.manual_seed(cfg.seed)  # random init is reproducible: the same seed gives the same weights
+    model = _factory(cfg, config_path)()
+    provenance = weights_mod.load_into(model, cfg, weights_path)
+    return model.eval(), provenance
+
+
+def labels_for(cfg: ModelConfig, config_path: Path) -> tuple[str, ...]:
+    if cfg.labels is None:
+        return ()
+    if isinstance(cfg.labels, list):
+        return tuple(cfg.labels)
+    if cfg.labels == "torchvision":
+        return tuple(weights_mod.torchvision_weights(cfg).meta["categories"])
+    path = Path(cfg.labels)
+    path = path if path.exists() else config_path.parent / cfg.labels
+    if not path.exists():
+        raise UserError(f"{config_path}: field 'labels': no such file {cfg.labels}")
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def resolve_model(name: str, weights_path: str | None = None, input_shape: tuple[int, ...] | None = None) -> ModelRef:
+    """Validate the config, load the weights once and describe the result as a ModelRef."""
+    path = model_config_path(name)
+    cfg = load_model_config(name)
+    base, provenance = build_base(cfg, path, weights_path)
+    if provenance.startswith("random"):
+        log.warning("%s: no pretrained weights found, using seeded random weights (%s): "
+                    "latency is real, predictions are meaningless", cfg.name, provenance)
+    inputs = tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in cfg.inputs)
+    if input_shape is not None:
+        inputs = (TensorSpec(inputs[0].name, tuple(input_shape), inputs[0].dtype),) + inputs[1:]
+    outputs = tuple(TensorSpec(t.name, tuple(t.shape), t.dtype) for t in cfg.outputs)
+    return ModelRef(
+        name=cfg.name,
+        config_path=str(path.resolve()),
+        weights_path=str(Path(weights_path).resolve()) if weights_path else None,
+        provenance=provenance,
+        weights_sha256=state_dict_sha256(base),
+        config_hash=stable_hash(cfg.model_dump(mode="json")),
+        inputs=inputs,
+        outputs=outputs,
+        labels=labels_for(cfg, path),
+        input_override=tuple(input_shape) if input_shape else None,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _build_cached(ref: ModelRef) -> nn.Module:
+    cfg = load_model_config(ref.config_path)
+    base, _ = build_base(cfg, Path(ref.config_path), ref.weights_path)
+    rank = len(ref.inputs[0].shape)
+    return make_export_friendly(base, cfg.export_friendly, cfg.preprocess, input_rank=rank)
+
+
+def build_module(ref: ModelRef) -> nn.Module:
+    """The export-friendly module for `ref` (built once per process)."""
+    return _build_cached(ref)
+
+
+def example_input(ref: ModelRef, seed: int = 0) -> torch.Tensor:
+    """One seeded random input in [0, 1] shaped like the first input spec."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(ref.inputs[0].shape, generator=g)

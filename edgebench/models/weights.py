@@ -1,0 +1,85 @@
+"""Weights resolution: --weights file, torchvision's file in the local hub cache, or seeded random."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgebench.config import ModelConfig
+from edgebench.errors import UserError
+
+
+def torchvision_weights(cfg: ModelConfig):
+    """The torchvision weights enum member named by the config (metadata only, no download)."""
+    import torchvision.models as tvm
+
+    _, _, arch = cfg.source.rpartition(":")
+    enum = tvm.get_model_weights(arch)
+    return enum[cfg.weights or "DEFAULT"]
+
+
+def hub_cache_file(cfg: ModelConfig) -> Path | None:
+    """Where torch.hub would have stored torchvision's weights file, if it is there."""
+    if not cfg.source.startswith("torchvision:") or not cfg.weights:
+        return None
+    url = torchvision_weights(cfg).url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return path if path.exists() else None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state_dict_checked(model: nn.Module, path: Path) -> None:
+    """Load a state dict file; wrong keys or shapes raise a UserError that names them."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"weights {path}: no such file") from None
+    except Exception as e:  # unpickling errors come in many types
+        raise UserError(f"weights {path}: not a loadable state dict ({type(e).__name__}: {e})".splitlines()[0]) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"weights {path}: expected a state dict, found {type(state).__name__}")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+             for k in own if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_few(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes {_few(wrong)}")
+    if problems:
+        raise UserError(f"weights {path} do not match the model: " + "; ".join(problems))
+    model.load_state_dict(state)
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    more = f" (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def load_into(model: nn.Module, cfg: ModelConfig, weights_path: str | None) -> str:
+    """Load weights in priority order and return their provenance string."""
+    if weights_path:
+        path = Path(weights_path)
+        load_state_dict_checked(model, path)
+        return f"file:{file_sha256(path)[:12]}"
+    cached = hub_cache_file(cfg)
+    if cached is not None:
+        load_state_dict_checked(model, cached)
+        return cfg.weights.lower()
+    return f"random:seed={cfg.seed}"

@@ -1,0 +1,210 @@
+"""Small, picklable records that travel between pipeline steps, processes and Prefect tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+# Row statuses, in the order a row can fail along the pipeline.
+PASSED = "passed"
+EXPORT_FAILED = "export_failed"
+PARITY_FAILED = "parity_failed"
+RUNTIME_FAILED = "runtime_failed"
+SKIPPED = "skipped"
+STATUSES = (PASSED, EXPORT_FAILED, PARITY_FAILED, RUNTIME_FAILED, SKIPPED)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of one model input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"))
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Everything needed to rebuild the same export-friendly model in any process."""
+
+    name: str
+    config_path: str
+    weights_path: str | None
+    provenance: str  # kinetics400_v1 | file:<sha prefix> | random:seed=0
+    weights_sha256: str  # hash of the resolved state dict, the cache key of every artifact
+    config_hash: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    labels: tuple[str, ...] = ()
+    input_override: tuple[int, ...] | None = None  # a smaller input shape, for tests
+
+    @property
+    def random_weights(self) -> bool:
+        return self.provenance.startswith("random")
+
+    def build(self):
+        """The export-friendly nn.Module in eval mode (imports torch lazily)."""
+        from edgebench.models.source import build_module
+
+        return build_module(self)
+
+
+@dataclass
+class Artifact:
+    """One exported file (or folder) for a (model, format, precision), or why it is missing."""
+
+    model: str
+    format: str
+    precision: str
+    status: str  # passed | export_failed
+    reason: str = ""
+    path: str = ""
+    size_bytes: int = 0
+    sha256: str = ""
+    export_s: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    op_census: dict[str, int] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    log_path: str = ""
+    cache_key: str = ""
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASSED
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Artifact":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("inputs", ()))
+        d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("outputs", ()))
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> "Artifact":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclass
+class ParityResult:
+    """Outputs of one (artifact, runtime) compared with the PyTorch reference."""
+
+    model: str
+    format: str
+    precision: str
+    runtime: str
+    status: str  # passed | parity_failed | runtime_failed | skipped
+    reason: str = ""
+    max_abs_err: float | None = None
+    max_abs_index: tuple[int, ...] | None = None
+    mean_abs_err: float | None = None
+    max_rel_err: float | None = None
+    cosine: float | None = None
+    psnr_db: float | None = None
+    top1_agree: float | None = None
+    top5_agree: float | None = None
+    min_passing_atol: float | None = None
+    clips: int = 0
+    runtime_version: str = ""
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LatencyResult:
+    """Latency statistics of one (artifact, runtime, device), in milliseconds."""
+
+    model: str
+    format: str
+    precision: str
+    runtime: str
+    device: str
+    status: str  # passed | runtime_failed | skipped
+    reason: str = ""
+    load_ms: float | None = None
+    first_ms: float | None = None
+    warmup_runs: int = 0
+    runs: int = 0
+    min_ms: float | None = None
+    mean_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    std_ms: float | None = None
+    iqr_ms: float | None = None
+    noisy: bool | None = None
+    outliers: int | None = None
+    fps: float | None = None
+    gflops: float | None = None
+    peak_rss_mb: float | None = None
+    threads: int | None = None
+    runtime_version: str = ""
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+    speedup_vs_eager: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # hub job URLs, memory ranges, ...
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary name beside `path`, then rename: never half a file."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; renamed onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+
+
+@dataclass
+class RunData:
+    """Everything one run produced: what the reports and the history store are written from."""
+
+    run_id: str
+    started_at: str  # ISO 8601, UTC
+    ended_at: str
+    out_dir: str
+    threads: int
+    models: list[ModelRef] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
+    parity: list[ParityResult] = field(default_factory=list)
+    latency: list[LatencyResult] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved PipelineConfig

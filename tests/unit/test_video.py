@@ -1,0 +1,81 @@
+"""Real clips: decoding, frame sampling and preprocessing against torchvision's own transform."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.video import MC3_18_Weights
+
+from edgebench.config import PreprocessConfig
+from edgebench.errors import UserError
+from edgebench.models.video import decode_frames, preprocess, read_clips, sample_indices
+
+PRE = PreprocessConfig()
+
+
+def test_preprocess_matches_torchvision_transform(bikes):
+    frames = decode_frames(bikes)
+    assert frames.shape == (250, 272, 640, 3)
+    clip = frames[sample_indices(len(frames), 16, 1, 0)]
+    ours = torch.from_numpy(preprocess(clip, PRE))  # C, T, H, W in [0, 1]
+    mean = torch.tensor(PRE.mean).reshape(3, 1, 1, 1)
+    std = torch.tensor(PRE.std).reshape(3, 1, 1, 1)
+    theirs = MC3_18_Weights.KINETICS400_V1.transforms()(torch.from_numpy(clip).permute(0, 3, 1, 2))
+    assert theirs.shape == ours.shape == (3, 16, 112, 112)
+    torch.testing.assert_close((ours - mean) / std, theirs, atol=1e-6, rtol=0)
+
+
+def test_preprocess_comparison_can_fail(bikes):
+    """Negative control: a crop one pixel off is not torchvision's transform."""
+    frames = decode_frames(bikes)[:16]
+    shifted = preprocess(frames[:, :, 1:], PRE)
+    theirs = MC3_18_Weights.KINETICS400_V1.transforms()(torch.from_numpy(frames).permute(0, 3, 1, 2))
+    mean = np.array(PRE.mean).reshape(3, 1, 1, 1)
+    std = np.array(PRE.std).reshape(3, 1, 1, 1)
+    assert not np.allclose((shifted - mean) / std, theirs.numpy(), atol=1e-3)
+
+
+def test_sampling_is_uniform_and_in_range():
+    idx = sample_indices(250, 16, 1, 0)
+    assert idx[0] == 0 and idx[-1] == 249 and len(idx) == 16 and np.all(np.diff(idx) > 0)
+    second = sample_indices(250, 16, 2, 1)
+    assert second[0] == 125 and second[-1] == 249
+
+
+def test_read_clips_layout_and_range(bikes):
+    clips = read_clips(bikes, PRE, clips=2)
+    assert clips.shape == (2, 3, 16, 112, 112) and clips.dtype == np.float32
+    assert 0.0 <= clips.min() and clips.max() <= 1.0
+    assert not np.allclose(clips[0], clips[1])
+
+
+def test_missing_video(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        read_clips(tmp_path / "none.mp4", PRE)
+
+
+def test_undecodable_video(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    with pytest.raises(UserError, match=f"video {bad}: cannot decode"):
+        read_clips(bad, PRE)
+
+
+def test_short_clip_is_looped_and_said(tmp_path, bikes, caplog):
+    import av
+
+    short = tmp_path / "short.mp4"
+    with av.open(str(bikes)) as src, av.open(str(short), "w") as dst:
+        stream = dst.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 176, 144, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == 5:
+                break
+            for packet in stream.encode(frame.reformat(width=176, height=144, format="yuv420p")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    clips = read_clips(short, PRE)
+    assert clips.shape == (1, 3, 16, 112, 112)
+    assert "fewer than 16" in caplog.text and "looping" in caplog.text
