@@ -3,14 +3,13 @@ PYTHON  ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEBSTAMP := $(VENV)/.debian-installed
-DEBIAN_PACKAGES := chromium
+DEBIAN_PACKAGES := chromium postgresql
 
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: setup run test test-fast bench-pipeline harness-check serve stop clean
+.PHONY: setup debian-packages run test test-fast bench-pipeline harness-check serve stop clean
 
 # The venv is rebuilt when the lock, the project metadata or the Python interpreter changes.
 # Every version is pinned and installed with --no-deps: no resolver, no backtracking, no download
@@ -22,15 +21,16 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-# Chromium from Debian for the browser test of the HTML report (a test tool's own download fails here).
-$(DEBSTAMP):
-	@if ! command -v chromium >/dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); \
-		else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES); fi; \
+# Debian packages: chromium for the browser test of the HTML report (a test tool's own browser
+# download fails here), postgresql for the history store's PostgreSQL test.
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@mkdir -p $(VENV) && touch $@
 
-setup: $(STAMP) $(DEBSTAMP)
+setup: $(STAMP) debian-packages
 
 run: setup
 	$(BIN)/edgebench run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -72,8 +73,162 @@ def demo(
         console.print(f"  {prob:7.2%}  {label}")
 
 
+FormatsOpt = typer.Option(None, "--formats", help="Comma-separated formats to keep, e.g. onnx,tflite.")
+OutOpt = typer.Option(None, "--out", help="Output folder (default: reports/ at the project root).")
+ConfigOpt = typer.Option(None, "--config", help="Pipeline YAML (default: configs/pipeline.yaml).")
+NoCacheOpt = typer.Option(False, "--no-cache", help="Export again even when a cached artifact matches.")
+QuickOpt = typer.Option(False, "--quick", help="The short benchmark budget, for development.")
+ShapeOpt = typer.Option(None, "--input-shape", help="Override the input shape, e.g. 1,3,4,32,32 (for fast checks).")
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _shape(value: Optional[str]) -> Optional[tuple[int, ...]]:
+    if not value:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise UserError(f"--input-shape: expected integers separated by commas, got {value!r}") from None
+
+
+def _settings(config: Optional[Path], formats: Optional[str], out: Optional[Path], quick: bool, no_cache: bool,
+              runtimes: Optional[str] = None, devices: Optional[str] = None):
+    from edgebench import pipeline
+    from edgebench.config import load_pipeline_config
+
+    cfg = pipeline.narrow_config(load_pipeline_config(config), _split(formats), runtimes=_split(runtimes),
+                                 devices=_split(devices))
+    return pipeline.new_run(cfg, out, quick=quick, use_cache=not no_cache)
+
+
+@app.command()
+def export(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: Optional[str] = FormatsOpt,
+           out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
+           input_shape: Optional[str] = ShapeOpt) -> None:
+    """Export the configured formats and precisions (cached) and print a table of the artifacts."""
+    from edgebench import pipeline
+    from edgebench.converters.export import export_table
+    from edgebench.models.source import resolve_model
+
+    settings = _settings(config, formats, out, False, no_cache)
+    ref = resolve_model(model, str(weights) if weights else None, _shape(input_shape))
+    artifacts = [pipeline.export_one(ref, f, p, o, settings) for f, p, o in pipeline.planned_exports(settings.config)]
+    console.print(export_table(artifacts))
+    console.print(f"artifacts under {settings.cache_dir}")
+
+
+@app.command()
+def parity(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: Optional[str] = FormatsOpt,
+           runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated runtimes to keep."),
+           out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
+           input_shape: Optional[str] = ShapeOpt) -> None:
+    """Export (cached), then compare every artifact on every runtime with the PyTorch reference."""
+    from edgebench import pipeline
+    from edgebench.parity.table import parity_table
+
+    settings = _settings(config, formats, out, False, no_cache, runtimes)
+    result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, _shape(input_shape),
+                                           bench=False)
+    console.print(parity_table(result.parity))
+
+
+@app.command()
+def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: Optional[str] = FormatsOpt,
+          runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated runtimes to keep."),
+          devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated: local, aihub:<device>."),
+          quick: bool = QuickOpt, out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
+          no_cache: bool = NoCacheOpt, input_shape: Optional[str] = ShapeOpt) -> None:
+    """Export (cached), then measure latency per artifact, runtime and device, one at a time."""
+    from edgebench import pipeline
+    from edgebench.benchmarks.local import add_speedups
+    from edgebench.benchmarks.table import latency_table
+
+    settings = _settings(config, formats, out, quick, no_cache, runtimes, devices)
+    result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, _shape(input_shape),
+                                           parity=False)
+    console.print(latency_table(add_speedups(result.latency)))
+
+
+@app.command()
+def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Model(s) to run (default: configured)."),
+        formats: Optional[str] = FormatsOpt, quick: bool = QuickOpt, out: Optional[Path] = OutOpt,
+        config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
+        devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated: local, aihub:<device>, queue:<name>."),
+        fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 when a regression is found."),
+        input_shape: Optional[str] = ShapeOpt) -> None:
+    """Run the whole export-and-benchmark flow (Prefect, no server needed) and print the report path."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # our step lines say enough
+    from edgebench.flows.export_and_benchmark import export_and_benchmark
+
+    shape = _shape(input_shape)
+    state = export_and_benchmark(models=model or None, formats=_split(formats), devices=_split(devices),
+                                 quick=quick, out=str(out) if out else None, use_cache=not no_cache,
+                                 fail_on_regression=fail_on_regression, config_path=str(config) if config else None,
+                                 input_shape=list(shape) if shape else None, return_state=True)
+    if not state.is_completed():
+        err_console.print(f"edgebench: the flow ended {state.name}: {state.message}")
+        raise typer.Exit(1)
+    console.print(f"report: {state.result()}")
+
+
+@app.command()
+def report(run: str = typer.Argument(..., help="A run folder, or a run id under --out."), out: Optional[Path] = OutOpt) -> None:
+    """Rebuild the HTML report of a past run."""
+    from edgebench.pipeline import DEFAULT_OUT
+    from edgebench.reports.writer import rebuild_report, run_dir_of
+
+    folder = Path(run) if Path(run).is_dir() else run_dir_of(Path(out or DEFAULT_OUT), run)
+    console.print(f"report: {rebuild_report(folder)}")
+
+
+@app.command()
+def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's series."),
+            out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
+            csv: Optional[Path] = typer.Option(None, "--csv", help="Where to export the table (default: <out>/history.csv).")) -> None:
+    """Print every series with its trend and latest verdict, and export it as CSV."""
+    from rich.table import Table
+
+    from edgebench.config import load_pipeline_config
+    from edgebench.pipeline import DEFAULT_OUT
+    from edgebench.reports.writer import history_table
+
+    out = Path(out or DEFAULT_OUT)
+    csv = csv or out / "history.csv"
+    table = history_table(out, model, load_pipeline_config(config).history, csv=csv)
+    if table.empty:
+        console.print("no history yet")
+        return
+    shown = Table(*table.columns)
+    for row in table.astype(str).itertuples(index=False):
+        shown.add_row(*row)
+    console.print(shown)
+    console.print(f"exported to {csv}")
+
+
+@app.command()
+def serve() -> None:
+    """Start a local Prefect server, work pool, limits, deployments and a worker (idempotent)."""
+    from edgebench.flows.serve import serve as start
+
+    start(console.print)
+
+
+@app.command()
+def stop() -> None:
+    """Stop exactly the processes `edgebench serve` started."""
+    from edgebench.flows.serve import stop as halt
+
+    halt(console.print)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    from edgebench.prefect_env import apply_defaults
+
+    apply_defaults()
     _setup_logging()
     try:
         app(standalone_mode=False)

@@ -83,9 +83,11 @@ class ParityConfig(Strict):
     seed: int = 0
     video: str | None = None
     video_clips: int = Field(2, ge=1)
+    # Measured and argued in docs/parity.md: fp32 runtimes reach 134-141 dB, fp16 Core ML programs 75-77 dB;
+    # single-weight conversion bugs land at 35-63 dB. fp16 has no top-1 gate: a near-tie may flip legitimately.
     tolerances: dict[str, Tolerance] = {
-        "fp32": Tolerance(max_abs_err=1e-3, min_top1_agree=1.0),
-        "fp16": Tolerance(min_cosine=0.999, min_psnr_db=30.0, min_top1_agree=1.0),
+        "fp32": Tolerance(max_abs_err=1e-3, min_psnr_db=80.0, min_top1_agree=1.0),
+        "fp16": Tolerance(min_cosine=0.99999, min_psnr_db=60.0),
     }
 
 

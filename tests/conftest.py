@@ -25,3 +25,9 @@ def small_ref():
     from edgebench.models.source import resolve_model
 
     return resolve_model("resnet_mixed", input_shape=SMALL_SHAPE)
+
+
+@pytest.fixture(scope="session")
+def full_out(tmp_path_factory) -> Path:
+    """One output folder (and artifact cache) for every test on the full model: each export happens once."""
+    return tmp_path_factory.mktemp("full-model-out")

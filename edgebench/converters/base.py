@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import nn
 
+from edgebench.errors import UserError
 from edgebench.records import ModelRef, TensorSpec
 
 
@@ -26,9 +27,35 @@ class Converter(ABC):
     precisions: frozenset[str] = frozenset({"fp32"})
     suffix: str  # ".onnx", ".mlpackage" (a folder), ...
     library: str  # distribution whose version keys the cache: "onnx", "coremltools", ...
+    keeps_io_names: bool = True  # False: the file has no tensor names (TorchScript); the ref's specs are used
 
     def default_options(self) -> dict[str, Any]:
         return {}
+
+    def merge_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        """The defaults updated by `options`; an option the converter does not know is a UserError."""
+        defaults = self.default_options()
+        unknown = sorted(set(options or {}) - set(defaults))
+        if unknown:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise UserError(f"{self.format}: unknown converter option(s) {', '.join(unknown)} (known: {known})")
+        merged = {**defaults, **(options or {})}
+        self.check_options(merged)
+        return merged
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Raise a UserError for a bad option value, in the parent, before any export (default: none)."""
+
+    def filename(self, options: dict[str, Any]) -> str:
+        """Name of the artifact inside its cache folder (an option may change the suffix)."""
+        return "model" + self.suffix
+
+    def files(self, out: Path) -> list[Path]:
+        """Every file the artifact consists of (a folder's whole tree; ONNX adds its external data)."""
+        out = Path(out)
+        if out.is_dir():
+            return sorted(p for p in out.rglob("*") if p.is_file())
+        return [out]
 
     def versions(self) -> dict[str, str]:
         return {"torch": package_version("torch"), self.library: package_version(self.library)}

@@ -49,6 +49,7 @@ class Runtime(ABC):
     name: str  # "onnxruntime"
     formats: frozenset[str]
     library: str  # distribution name, for the version
+    measures_speed: bool = True  # False for a reference evaluator whose timings mean nothing
 
     def unavailable_reason(self) -> str | None:
         """None when usable on this host, else why not, in one line."""
@@ -59,9 +60,13 @@ class Runtime(ABC):
         return {}
 
     def version(self) -> str:
-        from edgebench.converters.base import package_version
+        """The installed version of `library` (importlib.metadata: no import of the library itself)."""
+        from importlib.metadata import PackageNotFoundError, version
 
-        return package_version(self.library)
+        try:
+            return version(self.library)
+        except PackageNotFoundError:
+            return "not installed"
 
     @abstractmethod
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session: ...

@@ -1,0 +1,1 @@
+"""Latency harness, statistics and device backends (local, Qualcomm AI Hub)."""

@@ -1,0 +1,246 @@
+"""Local latency benchmarks: one fresh child process per (artifact, runtime), one benchmark per device at a time.
+
+Why a child: the measurement starts from fresh memory (no allocator or thread-pool state left by
+export or parity), peak RSS belongs to this row alone, and a crash or hang in a native runtime
+becomes a `runtime_failed` row with a reason instead of taking the run down.
+
+Why a lock: two benchmarks on one device would share its cores and caches and both numbers would
+be wrong. `device_lock` takes an exclusive `fcntl.flock` on `<lock dir>/<device>.lock` for the
+whole child; any other benchmark of that device, from this run, another task or another run on the
+same host, waits. The default lock dir is host-wide (`$EDGEBENCH_LOCK_DIR`, else
+`<tmp>/edgebench-locks`) because concurrent runs with different out dirs share the same CPU.
+The kernel drops the lock when the holder dies, so a killed run never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from edgebench.benchmarks.stats import DEFAULT_NOISY_IQR_RATIO
+from edgebench.config import BudgetConfig
+from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.records import PASSED, RUNTIME_FAILED, SKIPPED, Artifact, LatencyResult, ModelRef
+from edgebench.runtimes.base import NotSupported, Runtime, resolve_threads
+
+log = logging.getLogger(__name__)
+
+EAGER_RUNTIME = "torch"
+EAGER_FORMAT = "pytorch"
+STAGE_MARK = "[edgebench-bench] stage:"
+MAX_SAMPLES_KEPT = 5000
+
+
+# ---------------------------------------------------------------- device lock
+
+
+def lock_dir_default() -> Path:
+    return Path(os.environ.get("EDGEBENCH_LOCK_DIR") or Path(tempfile.gettempdir()) / "edgebench-locks")
+
+
+@contextmanager
+def device_lock(device: str = "local", lock_dir: str | Path | None = None) -> Iterator[Path]:
+    """Hold an exclusive flock for `device` (blocks until free); yields the lock file path."""
+    d = Path(lock_dir) if lock_dir else lock_dir_default()
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / (re.sub(r"[^A-Za-z0-9_.-]+", "_", device) + ".lock")
+    with open(path, "a+") as f:
+        start = time.perf_counter()
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        waited = time.perf_counter() - start
+        if waited > 1:
+            log.info("waited %.1f s for the %s benchmark lock", waited, device)
+        try:
+            yield path
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- child side
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process image in MiB.
+
+    Linux: VmHWM from /proc/self/status. Not ru_maxrss: after a spawn (fork + exec) the kernel
+    carries the parent's RSS high-water mark into the child's ru_maxrss, so a 2 GB parent makes
+    every child report at least 2 GB. Elsewhere ru_maxrss (bytes on macOS, KiB on other systems).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _stage(name: str) -> None:
+    print(f"{STAGE_MARK} {name}", flush=True)
+
+
+def _load_inputs(ref: ModelRef, inputs_path: str | None) -> dict:
+    if inputs_path:
+        from edgebench.models.inputs import load_inputs
+
+        return load_inputs(Path(inputs_path))
+    from edgebench.models.inputs import random_clips
+
+    return {ref.inputs[0].name: random_clips(ref, 3, 0)}
+
+
+def _bench_child(
+    artifact: Artifact,
+    runtime_name: str,
+    runtime: Runtime | None,
+    ref: ModelRef,
+    inputs_path: str | None,
+    budget: BudgetConfig,
+    threads: int,
+    flops: float | None,
+    noisy_iqr_ratio: float,
+) -> dict:
+    """Runs in the child: resolve the runtime, load (timed), measure, report peak RSS."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    _stage("resolve runtime")
+    if runtime is None:
+        from edgebench.runtimes.registry import get_runtime
+
+        runtime = get_runtime(runtime_name)
+    reason = runtime.unavailable_reason()
+    if reason:
+        return {"status": SKIPPED, "reason": f"{runtime.name} unavailable: {reason}"}
+    if artifact.format not in runtime.formats:
+        return {"status": SKIPPED, "reason": f"{runtime.name} cannot run format {artifact.format}"}
+    version = runtime.version()
+    _stage("load inputs")
+    inputs = _load_inputs(ref, inputs_path)
+    try:
+        _stage("load")
+        start = time.perf_counter_ns()
+        session = runtime.load(artifact, ref, threads)
+        load_ms = (time.perf_counter_ns() - start) / 1e6
+        try:
+            _stage("measure")
+            from edgebench.benchmarks.harness import measure
+
+            batch = ref.inputs[0].shape[0] if ref.inputs and ref.inputs[0].shape else 1
+            stats = measure(session, inputs, budget, batch=batch, flops=flops, noisy_iqr_ratio=noisy_iqr_ratio)
+            options = {**runtime.describe(), **dict(getattr(session, "options", {}) or {})}
+        finally:
+            session.close()
+    except NotSupported as e:
+        return {"status": SKIPPED, "reason": f"{runtime.name} does not support this artifact: {e}"}
+    _stage("done")
+    return {
+        "status": PASSED,
+        "load_ms": load_ms,
+        "stats": stats,
+        "peak_rss_mb": peak_rss_mb(),
+        "runtime_version": version,
+        "runtime_options": options,
+    }
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def _last_stage(log_path: Path) -> str:
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    marks = [ln[len(STAGE_MARK):].strip() for ln in lines if ln.startswith(STAGE_MARK)]
+    return marks[-1] if marks else ""
+
+
+def bench_local(
+    artifact: Artifact,
+    runtime_name: str,
+    ref: ModelRef,
+    inputs_path: str | Path | None,
+    budget: BudgetConfig,
+    threads: int,
+    flops: float | None,
+    timeout_s: float,
+    log_path: str | Path,
+    *,
+    noisy_iqr_ratio: float = DEFAULT_NOISY_IQR_RATIO,
+    device: str = "local",
+    lock_dir: str | Path | None = None,
+    runtime: Runtime | None = None,
+) -> LatencyResult:
+    """Benchmark one artifact on one local runtime in a fresh child; never raises for runtime trouble.
+
+    `runtime` (a picklable Runtime instance) overrides the registry lookup of `runtime_name`; tests
+    use it for synthetic runtimes. A crash, hang (timeout_s) or exception -> runtime_failed with the
+    reason and the stage it happened in; an unavailable runtime or a missing artifact -> skipped.
+    """
+    name = runtime.name if runtime is not None else runtime_name
+    threads = resolve_threads(threads)
+    row = LatencyResult(
+        model=artifact.model, format=artifact.format, precision=artifact.precision,
+        runtime=name, device=device, status=SKIPPED, threads=threads,
+    )
+    if not artifact.ok:
+        row.reason = f"no artifact ({artifact.status}: {artifact.reason})" if artifact.reason else f"no artifact ({artifact.status})"
+        return row
+    log_path = Path(log_path)
+    row.extra["log_path"] = str(log_path)
+    args = (artifact, runtime_name, runtime, ref, str(inputs_path) if inputs_path else None,
+            budget, threads, flops, noisy_iqr_ratio)
+    with device_lock(device, lock_dir):
+        out = run_isolated(_bench_child, args, timeout_s, log_path)
+    if isinstance(out, IsolatedFailure):
+        stage = _last_stage(log_path)
+        row.status = RUNTIME_FAILED
+        row.reason = f"{out.reason} (during {stage})" if stage and stage != "done" else out.reason
+        log.warning("%s/%s/%s on %s: %s (log: %s)", artifact.model, artifact.format, name, device, row.reason, log_path)
+        return row
+    row.status = out["status"]
+    row.reason = out.get("reason", "")
+    if row.status != PASSED:
+        return row
+    stats = dict(out["stats"])
+    for key in ("stopped_by", "steady_seconds", "clips"):
+        row.extra[key] = stats.pop(key)
+    samples = stats.pop("samples_ms")
+    if len(samples) <= MAX_SAMPLES_KEPT:  # every sample is in the stats; the raw list only when small
+        row.extra["samples_ms"] = [round(v, 4) for v in samples]
+    for key, value in stats.items():
+        setattr(row, key, value)
+    row.load_ms = out["load_ms"]
+    row.peak_rss_mb = out["peak_rss_mb"]
+    row.runtime_version = out["runtime_version"]
+    row.runtime_options = out["runtime_options"]
+    return row
+
+
+def add_speedups(results: list[LatencyResult]) -> list[LatencyResult]:
+    """speedup_vs_eager = eager p50 / row p50 for the same model (in place; also returned).
+
+    The eager row is runtime "torch", format "pytorch", passed. One on the row's own device is
+    preferred; otherwise the local one, so hub rows read as "x times the local PyTorch eager speed".
+    Rows without a p50 (failed, skipped) or without an eager row get None.
+    """
+    eager: dict[tuple[str, str], float] = {}
+    for r in results:
+        if r.runtime == EAGER_RUNTIME and r.format == EAGER_FORMAT and r.status == PASSED and r.p50_ms:
+            eager.setdefault((r.model, r.device), r.p50_ms)
+    for r in results:
+        base = eager.get((r.model, r.device)) or eager.get((r.model, "local"))
+        r.speedup_vs_eager = base / r.p50_ms if base and r.status == PASSED and r.p50_ms else None
+    return results

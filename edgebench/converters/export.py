@@ -1,0 +1,240 @@
+"""Export one (model, format, precision) into the artifact cache, in an isolated child process.
+
+Cache layout: <cache_dir>/<model>/<format>-<precision>-<key[:12]>/ holding the artifact
+(model.pt, model.onnx, model.mlpackage/, model.tflite), artifact.json and export.log. The key
+covers everything that decides the bytes: model config and weights, input shapes, format,
+precision, options, tool versions and the converter's own source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edgebench.config import PipelineConfig, stable_hash
+from edgebench.converters.base import Converter
+from edgebench.converters.registry import CONVERTERS, get_converter
+from edgebench.errors import UserError
+from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.records import EXPORT_FAILED, PASSED, Artifact, ModelRef, TensorSpec
+
+RECORD = "artifact.json"
+LOG = "export.log"
+
+
+class ArtifactError(RuntimeError):
+    """The converter returned, but what it wrote is missing, empty, unreadable or misnamed."""
+
+
+# ---------------------------------------------------------------- cache keys and hashes
+
+
+def _code_hash(converter: Converter) -> str:
+    """sha256 of the converter's module and the export-friendly rewrites: new code, new key."""
+    from edgebench.models import friendly
+
+    h = hashlib.sha256()
+    for path in (inspect.getfile(type(converter)), inspect.getfile(friendly)):
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(ref: ModelRef, fmt: str, precision: str, options: dict[str, Any], converter: Converter) -> str:
+    return stable_hash({
+        "config": ref.config_hash,
+        "weights": ref.weights_sha256,
+        "inputs": [(t.name, list(t.shape), t.dtype) for t in ref.inputs],
+        "format": fmt,
+        "precision": precision,
+        "options": options,
+        "versions": converter.versions(),
+        "code": _code_hash(converter),
+    })
+
+
+def files_sha256(files: list[Path], root: Path) -> str:
+    """One file: its plain sha256. Several (a folder): sha256 over sorted relative paths and bytes."""
+    if len(files) == 1 and files[0].parent == root:
+        return _file_sha256(files[0], hashlib.sha256()).hexdigest()
+    h = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        _file_sha256(path, h)
+    return h.hexdigest()
+
+
+def _file_sha256(path: Path, h):
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h
+
+
+def cached_artifact(folder: Path, key: str, converter: Converter) -> Artifact | None:
+    """The saved record if it passed, has this key and its files still hash to the recorded sha256."""
+    try:
+        artifact = Artifact.load(folder / RECORD)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    path = Path(artifact.path)
+    if artifact.status != PASSED or artifact.cache_key != key or not path.exists():
+        return None
+    try:
+        files = converter.files(path)
+        if not files or files_sha256(files, folder) != artifact.sha256:
+            return None
+    except OSError:
+        return None
+    return replace(artifact, cached=True)
+
+
+# ---------------------------------------------------------------- the child
+
+
+def _match_io(converter: Converter, ref: ModelRef, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]):
+    """The artifact must name its inputs and outputs as the model config does (or keep their count)."""
+    for kind, read, want in (("input", inputs, ref.inputs), ("output", outputs, ref.outputs)):
+        if converter.keeps_io_names:
+            if [t.name for t in read] != [t.name for t in want]:
+                raise ArtifactError(f"{kind} names {[t.name for t in read]} != {[t.name for t in want]}")
+        elif len(read) != len(want):
+            raise ArtifactError(f"{len(read)} {kind}s in the artifact, the model has {len(want)}")
+    if converter.keeps_io_names:
+        return inputs, outputs
+    return ref.inputs, ref.outputs
+
+
+def _export_job(converter: Converter, ref: ModelRef, precision: str, options: dict[str, Any], out: str) -> dict:
+    """Runs in the child: build, export, then read census and io specs back from the saved file."""
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"edgebench: exporting {ref.name} to {converter.format} {precision} with {options}", flush=True)
+    model = ref.build()
+    start = time.perf_counter()
+    converter.export(model, ref, precision, options, out_path)
+    export_s = time.perf_counter() - start
+    print(f"edgebench: {converter.format} export took {export_s:.1f} s", flush=True)
+    if not out_path.exists():
+        raise ArtifactError(f"the converter wrote no {out_path.name}")
+    files = converter.files(out_path)
+    empty = [p.name for p in files if not p.exists() or p.stat().st_size == 0]
+    if not files or empty:
+        raise ArtifactError(f"empty or missing output: {', '.join(empty) or out_path.name}")
+    try:
+        census = converter.op_census(out_path)
+        inputs, outputs = converter.io_specs(out_path)
+    except Exception as e:  # noqa: BLE001 - any failure to read it back makes the artifact unusable
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ArtifactError(f"{out_path.name} cannot be read back ({type(e).__name__}: {first})") from e
+    inputs, outputs = _match_io(converter, ref, inputs, outputs)
+    return {"export_s": export_s, "op_census": census, "inputs": inputs, "outputs": outputs,
+            "files": [p.relative_to(out_path.parent).as_posix() for p in files]}
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def _move_into(work: Path, folder: Path) -> None:
+    """Rename every top-level entry the child wrote from the temporary folder into the cache folder."""
+    for entry in sorted(work.iterdir()):
+        target = folder / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+
+
+def export_artifact(ref: ModelRef, fmt: str, precision: str, options: dict[str, Any] | None, cache_dir: Path,
+                    timeout_s: float, use_cache: bool = True, converter: Converter | None = None) -> Artifact:
+    """The cached artifact, or a fresh export in a child; failures come back as export_failed records."""
+    converter = converter or get_converter(fmt)
+    if precision not in converter.precisions:
+        raise UserError(f"{fmt}: precision {precision} is not supported (supported: {', '.join(sorted(converter.precisions))})")
+    merged = converter.merge_options(options)
+    key = cache_key(ref, fmt, precision, merged, converter)
+    folder = Path(cache_dir) / ref.name / f"{fmt}-{precision}-{key[:12]}"
+    if use_cache and (hit := cached_artifact(folder, key, converter)) is not None:
+        return hit
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RECORD).unlink(missing_ok=True)  # from here until the new record, nothing here is a hit
+    log_path = folder / LOG
+    base = Artifact(model=ref.name, format=fmt, precision=precision, status=EXPORT_FAILED,
+                    versions=converter.versions(), options=merged, log_path=str(log_path), cache_key=key)
+    name = converter.filename(merged)
+    work = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        result = run_isolated(_export_job, (converter, ref, precision, merged, str(work / name)), timeout_s, log_path)
+        if isinstance(result, IsolatedFailure):
+            artifact = replace(base, reason=result.reason, export_s=round(result.seconds, 3))
+        else:
+            artifact = _finish(base, result, work, folder, name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    artifact.save(folder / RECORD)
+    return artifact
+
+
+def _finish(base: Artifact, result: dict, work: Path, folder: Path, name: str) -> Artifact:
+    """Check the child's files in the parent too, move them into place and describe them."""
+    written = [work / rel for rel in result["files"]]
+    missing = [p.name for p in written if not p.exists() or (p.is_file() and p.stat().st_size == 0)]
+    if missing or not written:
+        return replace(base, reason=f"ArtifactError: empty or missing output: {', '.join(missing) or name}")
+    _move_into(work, folder)
+    files = [folder / rel for rel in result["files"]]
+    return replace(
+        base, status=PASSED, path=str(folder / name), size_bytes=sum(p.stat().st_size for p in files),
+        sha256=files_sha256(files, folder), export_s=round(result["export_s"], 3),
+        inputs=tuple(result["inputs"]), outputs=tuple(result["outputs"]), op_census=dict(result["op_census"]))
+
+
+# ---------------------------------------------------------------- planning and the table
+
+
+def plan_artifacts(cfg: PipelineConfig, formats: list[str] | None = None) -> list[tuple[str, str, dict]]:
+    """(format, precision, merged options) for every configured artifact, narrowed to `formats` if given.
+
+    A format asked for on the command line but absent from the config is exported in fp32.
+    """
+    for fmt in cfg.converter_options:
+        if fmt not in CONVERTERS:
+            raise UserError(f"converter_options: unknown format '{fmt}'; known formats: {', '.join(CONVERTERS)}")
+    wanted = list(cfg.formats)
+    if formats is not None:
+        wanted = [f.strip() for item in formats for f in item.split(",") if f.strip()]
+        if not wanted:
+            raise UserError(f"--formats: no format given; known formats: {', '.join(CONVERTERS)}")
+    plan = []
+    for fmt in dict.fromkeys(wanted):
+        converter = get_converter(fmt)
+        precisions = cfg.formats.get(fmt, ["fp32"])
+        options = converter.merge_options(cfg.converter_options.get(fmt))
+        for precision in dict.fromkeys(precisions):
+            if precision not in converter.precisions:
+                raise UserError(f"formats.{fmt}: precision {precision} is not supported by the {fmt} converter "
+                                f"(supported: {', '.join(sorted(converter.precisions))})")
+            plan.append((fmt, precision, dict(options)))
+    return plan
+
+
+def export_table(artifacts: list[Artifact]):
+    """A rich table, one row per artifact: what was exported, how big, how long, and why not."""
+    from rich.table import Table
+
+    table = Table(title="Exports")
+    for column, justify in (("format", "left"), ("precision", "left"), ("status", "left"), ("size MB", "right"),
+                            ("seconds", "right"), ("ops", "right"), ("cached", "left"), ("reason", "left")):
+        table.add_column(column, justify=justify)
+    for a in artifacts:
+        status = f"[green]{a.status}[/green]" if a.ok else f"[red]{a.status}[/red]"
+        table.add_row(a.format, a.precision, status, f"{a.size_bytes / 1e6:.1f}" if a.ok else "",
+                      f"{a.export_s:.1f}", str(sum(a.op_census.values())) if a.op_census else "",
+                      "yes" if a.cached else "", a.reason)
+    return table

@@ -1,0 +1,1 @@
+"""Prefect flows: thin glue that puts the pipeline's steps into a DAG."""

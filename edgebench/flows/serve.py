@@ -1,0 +1,164 @@
+"""`edgebench serve` / `stop`: a local Prefect server, work pool, limits, deployments and workers.
+
+Every process it starts is recorded by pid in PREFECT_HOME/edgebench-serve.json; `stop` ends exactly
+those. Idempotent: a second `serve` finds the running server and workers and only re-applies the
+pool, the limits and the deployments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from edgebench.config import PROJECT_ROOT
+from edgebench.errors import UserError
+
+POOL = "edgebench"
+QUEUES = ("default", "second-host")  # the main worker's queue, then one per device host served here
+DEVICE_LIMITS = ("edgebench-device-local",)
+
+
+def prefect_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or PROJECT_ROOT / ".prefect").resolve()
+
+
+def state_path() -> Path:
+    return prefect_home() / "edgebench-serve.json"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(-1, 0) would signal every process we may signal
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        pid_done, _ = os.waitpid(pid, os.WNOHANG)
+        return pid_done == 0
+    except ChildProcessError:
+        return True
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def environment(api_url: str) -> dict[str, str]:
+    return {**os.environ, "PREFECT_HOME": str(prefect_home()), "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "true"}
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
+    logs = prefect_home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=PROJECT_ROOT, start_new_session=True)
+    return proc.pid
+
+
+def _run(args: list[str], env: dict[str, str], ok_if: str | None = None) -> None:
+    done = subprocess.run(args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if done.returncode != 0 and not (ok_if and ok_if in (done.stdout + done.stderr)):
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"{' '.join(Path(a).name if i == 0 else a for i, a in enumerate(args))} failed: {last[0]}")
+
+
+def load_state() -> dict:
+    try:
+        return json.loads(state_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_state(state: dict) -> None:
+    from edgebench.records import write_json_atomic
+
+    write_json_atomic(state_path(), state)
+
+
+def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: float = 90) -> dict:
+    """Start (or find) the server and workers, then apply pool, limits and deployments."""
+    state = load_state()
+    pids = state.get("pids", {})
+    if state and _alive(pids.get("server", -1)) and _healthy(state["api_url"]):
+        say(f"server already running at {state['api_url']} (pid {pids['server']})")
+    else:
+        port = port or _free_port()
+        api_url = f"http://127.0.0.1:{port}/api"
+        env = environment(api_url)
+        pids = {"server": _spawn("server", [_bin("prefect"), "server", "start", "--host", "127.0.0.1",
+                                            "--port", str(port), "--analytics-off"], env)}
+        state = {"api_url": api_url, "ui_url": f"http://127.0.0.1:{port}", "pids": pids}
+        _save_state(state)
+        deadline = time.monotonic() + wait_s
+        while not _healthy(api_url):
+            if time.monotonic() > deadline or not _alive(pids["server"]):
+                raise UserError(f"Prefect server did not become healthy in {wait_s:g} s; see {prefect_home() / 'logs' / 'server.log'}")
+            time.sleep(0.5)
+        say(f"server started at {state['ui_url']} (pid {pids['server']}), database under {prefect_home()}")
+    env = environment(state["api_url"])
+    _run([_bin("prefect"), "work-pool", "create", POOL, "--type", "process"], env, ok_if="already exists")
+    for limit in DEVICE_LIMITS:
+        _run([_bin("prefect"), "gcl", "create", limit, "--limit", "1"], env, ok_if="already exists")
+    _run([_bin("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(PROJECT_ROOT / "prefect.yaml")], env)
+    say(f"work pool '{POOL}', limits {', '.join(DEVICE_LIMITS)} and deployments from prefect.yaml applied")
+    for queue in QUEUES:
+        key = f"worker-{queue}"
+        if not _alive(pids.get(key, -1)):
+            pids[key] = _spawn(key, [_bin("prefect"), "worker", "start", "--pool", POOL, "--work-queue", queue,
+                                     "--type", "process"], env)
+            say(f"worker for queue '{queue}' started (pid {pids[key]})")
+    state["pids"] = pids
+    _save_state(state)
+    env_file = prefect_home() / "env.sh"
+    env_file.write_text(f"export PREFECT_HOME={prefect_home()}\nexport PREFECT_API_URL={state['api_url']}\n"
+                        f"export PATH={Path(sys.executable).parent}:$PATH\n")
+    say(f"for the prefect CLI: source {env_file}")
+    return state
+
+
+def stop(say: Callable[[str], None] = print, wait_s: float = 20) -> list[int]:
+    """SIGTERM each recorded process group, SIGKILL what is left after `wait_s`; returns the pids."""
+    state = load_state()
+    pids = list(state.get("pids", {}).items())
+    for name, pid in reversed(pids):  # workers first, the server last
+        if _alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            say(f"stopping {name} (pid {pid})")
+    deadline = time.monotonic() + wait_s
+    for name, pid in pids:
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            say(f"killed {name} (pid {pid})")
+    state_path().unlink(missing_ok=True)
+    if not pids:
+        say("nothing to stop")
+    return [pid for _, pid in pids]

@@ -1,0 +1,275 @@
+"""The pipeline's steps as plain functions: what the Prefect flow and the CLI both call.
+
+Each step takes and returns small records (paths, hashes, dataclasses), never live models, so a
+step can run in a Prefect task, a child process or another machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgebench.config import PROJECT_ROOT, BudgetConfig, PipelineConfig
+from edgebench.errors import UserError
+from edgebench.records import (
+    SKIPPED,
+    Artifact,
+    LatencyResult,
+    ModelRef,
+    ParityResult,
+    RunData,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = PROJECT_ROOT / "reports"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every step of one run needs to know; small and picklable."""
+
+    run_id: str
+    started_at: str
+    out: str
+    cache_dir: str
+    threads: int
+    quick: bool
+    use_cache: bool
+    config: PipelineConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / "runs" / self.run_id
+
+    @property
+    def budget(self) -> BudgetConfig:
+        return self.config.benchmark.quick if self.quick else self.config.benchmark.full
+
+    def log_path(self, model: str, *parts: str) -> Path:
+        return self.run_dir / "logs" / model / ("-".join(parts) + ".log")
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    """A resolved model with its saved inputs and reference outputs."""
+
+    ref: ModelRef
+    inputs_path: str
+    reference_path: str
+    flops: int
+
+
+@dataclass
+class ModelResults:
+    """What one model's branch of the run produced."""
+
+    ref: ModelRef
+    artifacts: list[Artifact] = field(default_factory=list)
+    parity: list[ParityResult] = field(default_factory=list)
+    latency: list[LatencyResult] = field(default_factory=list)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run(config: PipelineConfig, out: str | Path | None = None, quick: bool = False,
+            use_cache: bool = True, cache_dir: str | Path | None = None) -> RunSettings:
+    """Name the run (UTC timestamp + random suffix) and fix its threads and folders."""
+    from edgebench.runtimes.base import resolve_threads
+
+    out = Path(out or DEFAULT_OUT).resolve()
+    now = datetime.now(timezone.utc)
+    run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    return RunSettings(
+        run_id=run_id,
+        started_at=now.isoformat(timespec="seconds"),
+        out=str(out),
+        cache_dir=str(Path(cache_dir).resolve() if cache_dir else out / "cache"),
+        threads=resolve_threads(config.threads),
+        quick=quick,
+        use_cache=use_cache,
+        config=config,
+    )
+
+
+def narrow_config(config: PipelineConfig, formats: list[str] | None = None, precisions: list[str] | None = None,
+                  runtimes: list[str] | None = None, devices: list[str] | None = None,
+                  models: list[str] | None = None) -> PipelineConfig:
+    """The config with the CLI's or the flow's narrowing applied; unknown names are UserErrors."""
+    from edgebench.benchmarks.devices import parse_devices
+    from edgebench.runtimes.registry import get_runtime
+
+    chosen = dict(config.formats)
+    if formats:
+        unknown = [f for f in formats if f not in chosen]
+        if unknown:
+            raise UserError(f"--formats: unknown or unconfigured format {', '.join(unknown)}; configured: {', '.join(chosen)}")
+        chosen = {f: chosen[f] for f in formats}
+    if precisions:
+        chosen = {f: [p for p in ps if p in precisions] for f, ps in chosen.items()}
+        chosen = {f: ps for f, ps in chosen.items() if ps}
+    update: dict = {"formats": chosen}
+    if runtimes:
+        for name in runtimes:
+            get_runtime(name)
+        update["runtimes"] = list(runtimes)
+    if devices:
+        update["devices"] = [d.label for d in parse_devices(devices)]
+    if models:
+        update["models"] = list(models)
+    return config.model_copy(update=update)
+
+
+# ---------------------------------------------------------------- steps
+
+
+def prepare_model(name: str, settings: RunSettings, weights: str | None = None,
+                  input_shape: tuple[int, ...] | None = None) -> PreparedModel:
+    """Resolve the model, make and save the run's inputs and the fp32 eager reference outputs."""
+    from edgebench.models.info import count_flops
+    from edgebench.models.inputs import make_inputs, save_inputs
+    from edgebench.models.source import example_input, resolve_model
+    from edgebench.parity.check import reference_outputs
+
+    ref = resolve_model(name, weights, input_shape)
+    inputs = make_inputs(ref, settings.config.parity)
+    reference = reference_outputs(ref, inputs)
+    folder = settings.run_dir / "inputs"
+    inputs_path, reference_path = folder / f"{ref.name}.inputs.npz", folder / f"{ref.name}.reference.npz"
+    save_inputs(inputs_path, inputs)
+    save_inputs(reference_path, reference)
+    flops = count_flops(ref.build(), example_input(ref))
+    return PreparedModel(ref, str(inputs_path), str(reference_path), flops)
+
+
+def planned_exports(config: PipelineConfig) -> list[tuple[str, str, dict]]:
+    from edgebench.converters.export import plan_artifacts
+
+    return plan_artifacts(config)
+
+
+def export_one(ref: ModelRef, fmt: str, precision: str, options: dict, settings: RunSettings) -> Artifact:
+    """Export (or take from the cache) one artifact; failures come back as export_failed records."""
+    from edgebench.converters.export import export_artifact
+
+    return export_artifact(ref, fmt, precision, options, Path(settings.cache_dir),
+                           settings.config.export_timeout_s, use_cache=settings.use_cache)
+
+
+def parity_runtimes(fmt: str, config: PipelineConfig) -> list[str]:
+    """Names of the configured runtimes that can execute this format."""
+    from edgebench.runtimes.registry import runtimes_for
+
+    return [r.name for r in runtimes_for(fmt) if r.name in config.runtimes]
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    from edgebench.models.inputs import load_inputs
+
+    return load_inputs(Path(path))
+
+
+def parity_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: RunSettings) -> ParityResult:
+    """Compare one artifact on one runtime with the reference; never raises for runtime trouble."""
+    from edgebench.parity.check import check_parity_isolated
+
+    tolerance = settings.config.parity.tolerances.get(artifact.precision)
+    if tolerance is None:
+        raise UserError(f"parity.tolerances: no tolerance configured for precision {artifact.precision}")
+    return check_parity_isolated(
+        artifact, runtime, pm.ref, _load_npz(pm.inputs_path), _load_npz(pm.reference_path), tolerance,
+        settings.threads, timeout_s=settings.budget.timeout_s,
+        log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, "parity"))
+
+
+def bench_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[tuple[Artifact, str, str]]:
+    """(artifact, runtime, device) to measure: the eager baseline first, then every artifact's runtimes."""
+    from edgebench.benchmarks.devices import LOCAL, parse_device
+    from edgebench.runtimes.torch_eager import eager_artifact
+
+    local_like = [d for d in config.devices if parse_device(d).kind != "aihub"]
+    plan = [(eager_artifact(pm.ref), "torch", LOCAL)]
+    for artifact in artifacts:
+        for runtime in parity_runtimes(artifact.format, config):
+            plan += [(artifact, runtime, device) for device in local_like]
+    return plan
+
+
+def bench_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: RunSettings,
+              device: str = "local") -> LatencyResult:
+    """Measure one (artifact, runtime) on this host in a child process, one benchmark at a time."""
+    from edgebench.benchmarks.devices import QUEUE, parse_device
+    from edgebench.benchmarks.local import bench_local
+    from edgebench.runtimes.registry import get_runtime
+
+    if parse_device(device).kind == QUEUE:
+        return LatencyResult(artifact.model, artifact.format, artifact.precision, runtime, device, SKIPPED,
+                             reason="queue devices are dispatched by the Prefect flow (edgebench run)")
+    if not get_runtime(runtime).measures_speed:
+        return LatencyResult(artifact.model, artifact.format, artifact.precision, runtime, device, SKIPPED,
+                             reason=f"{runtime} checks the program's numbers; its speed says nothing about a device")
+    budget = settings.budget
+    return bench_local(
+        artifact, runtime, pm.ref, pm.inputs_path, budget, settings.threads, pm.flops, budget.timeout_s,
+        settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, device, "bench"),
+        noisy_iqr_ratio=settings.config.benchmark.noisy_iqr_ratio, device=device)  # host-wide device lock
+
+
+def bench_hub(pm: PreparedModel, artifacts: list[Artifact], settings: RunSettings) -> list[LatencyResult]:
+    """Profile the artifacts on the configured AI Hub devices (skipped rows when there is no client)."""
+    from edgebench.benchmarks.aihub import bench_aihub
+    from edgebench.benchmarks.devices import parse_device
+
+    devices = [d for d in settings.config.devices if parse_device(d).kind == "aihub"]
+    devices += [f"aihub:{d}" for d in settings.config.aihub.devices if f"aihub:{d}" not in devices]
+    if not devices:
+        return []
+    return bench_aihub(artifacts, devices, pm.ref, pm.inputs_path, pm.reference_path,
+                       cfg=settings.config.aihub, flops=pm.flops,
+                       noisy_iqr_ratio=settings.config.benchmark.noisy_iqr_ratio)
+
+
+def finish_run(settings: RunSettings, results: list[ModelResults]):
+    """Speed-ups against eager, then every report and the history row set, in one go."""
+    from edgebench.benchmarks.local import add_speedups
+    from edgebench.reports.writer import write_run_reports
+
+    latency = add_speedups([row for r in results for row in r.latency])
+    run = RunData(
+        run_id=settings.run_id,
+        started_at=settings.started_at,
+        ended_at=utc_now(),
+        out_dir=settings.out,
+        threads=settings.threads,
+        models=[r.ref for r in results],
+        artifacts=[a for r in results for a in r.artifacts],
+        parity=[p for r in results for p in r.parity],
+        latency=latency,
+        config={**settings.config.model_dump(mode="json"), "quick": settings.quick},
+    )
+    return write_run_reports(run, Path(settings.out), settings.config.history,
+                             runtimes_for=lambda fmt: parity_runtimes(fmt, settings.config))
+
+
+def run_model_sequential(name: str, settings: RunSettings, weights: str | None = None,
+                         input_shape: tuple[int, ...] | None = None, parity: bool = True,
+                         bench: bool = True) -> ModelResults:
+    """One model's branch without Prefect: export, parity, then benchmarks one at a time."""
+    pm = prepare_model(name, settings, weights, input_shape)
+    result = ModelResults(pm.ref)
+    result.artifacts = [export_one(pm.ref, f, p, o, settings) for f, p, o in planned_exports(settings.config)]
+    if parity:
+        result.parity = [parity_one(pm, a, rt, settings) for a in result.artifacts if a.ok
+                         for rt in parity_runtimes(a.format, settings.config)]
+    if bench:
+        result.latency = [bench_one(pm, a, rt, settings, dev) for a, rt, dev in bench_plan(result.artifacts, pm, settings.config)
+                          if a.ok]
+        result.latency += bench_hub(pm, [a for a in result.artifacts if a.ok], settings)
+    return result

@@ -1,0 +1,162 @@
+"""Compare tonight's rows with past nights: latency regressions, parity drift, status changes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from edgebench.config import HistoryConfig
+from edgebench.records import EXPORT_FAILED, PASSED, RUNTIME_FAILED, SKIPPED
+from edgebench.reports.rows import FAILED_STATUSES, SERIES, coerce
+
+# Finding kinds, and how loud each is.
+REGRESSION, SPEEDUP, PARITY_DRIFT, BROKE, FIXED = "regression", "speedup", "parity_drift", "broke", "fixed"
+ERROR, WARNING, INFO = "error", "warning", "info"
+SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+_NO_LATENCY = (EXPORT_FAILED, RUNTIME_FAILED)  # no trustworthy p50 to judge
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that changed since the previous nights, for one series."""
+
+    kind: str  # regression | speedup | parity_drift | broke | fixed
+    series: tuple[str, str, str, str, str]  # (model, format, precision, runtime, device)
+    message: str
+    severity: str  # error | warning | info
+    value: float | None = None  # tonight's figure (p50 ms, max abs err, ...)
+    baseline: float | None = None
+
+    @property
+    def label(self) -> str:
+        return series_label(self.series)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "series": list(self.series), "label": self.label}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Finding":
+        return cls(d["kind"], tuple(d["series"]), d["message"], d["severity"], d.get("value"), d.get("baseline"))
+
+
+def series_label(series) -> str:
+    """model / format precision / runtime [@ device]."""
+    model, fmt, precision, runtime, device = series
+    where = f" @ {device}" if device and device != "local" else ""
+    return f"{model} / {fmt} {precision} / {runtime or '(no runtime)'}{where}"
+
+
+def evaluate(tonight: pd.DataFrame, history: pd.DataFrame | None, cfg: HistoryConfig | None = None
+             ) -> tuple[pd.DataFrame, list[Finding]]:  # fmt: skip
+    """Fill baseline_p50_ms, delta_p50_pct and regression on `tonight`; list what changed, worst first."""
+    cfg = cfg or HistoryConfig()
+    df = coerce(tonight)
+    past = _prepare(history)
+    findings: list[Finding] = []
+    groups = {k: g for k, g in past.groupby(SERIES, sort=False)} if len(past) else {}
+    for i in df.index:
+        row = df.loc[i]
+        key = tuple(row[c] for c in SERIES)
+        if row["runtime"] == "":  # no runtime list: compare against every series of this artifact
+            for k, g in groups.items():
+                if k[:3] == key[:3] and k[3]:
+                    findings += _status_change(row, k, _before(g, row))
+            continue
+        h = _before(groups.get(key), row)
+        if h is None or h.empty:
+            continue
+        good = h[(h["status"] == PASSED) & h["p50_ms"].notna()].tail(cfg.baseline_nights)
+        findings += _latency(df, i, row, key, good, cfg)
+        findings += _parity_drift(row, key, h[h["status"] == PASSED].tail(cfg.baseline_nights), cfg)
+        findings += _status_change(row, key, h)
+    findings.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.kind, f.series))
+    return df, findings
+
+
+def noise_of(history_p50: np.ndarray, baseline: float, tonight_iqr: float | None, tonight_p50: float,
+             cfg: HistoryConfig) -> float:  # fmt: skip
+    """Relative noise: max(scaled MAD of past p50 / baseline, tonight's IQR / p50)."""
+    mad = float(np.median(np.abs(history_p50 - np.median(history_p50)))) * cfg.mad_scale
+    hist = mad / baseline if baseline > 0 else 0.0
+    run = tonight_iqr / tonight_p50 if tonight_iqr is not None and tonight_iqr == tonight_iqr and tonight_p50 > 0 else 0.0
+    return max(hist, run)
+
+
+def threshold_of(noise: float, cfg: HistoryConfig) -> float:
+    """Relative slowdown allowed before a regression: max(pct threshold, k x noise)."""
+    return max(cfg.regression_pct / 100.0, cfg.noise_k * noise)
+
+
+def _prepare(history: pd.DataFrame | None) -> pd.DataFrame:
+    if history is None or len(history) == 0:
+        return coerce(pd.DataFrame()).assign(_t=pd.Series(dtype="datetime64[ns, UTC]"))
+    h = coerce(history)
+    h["_t"] = pd.to_datetime(h["started_at"], utc=True, errors="coerce", format="ISO8601")
+    return h.sort_values(["_t", "run_id"], kind="stable")
+
+
+def _before(h: pd.DataFrame | None, row) -> pd.DataFrame | None:
+    """The series' nights strictly before this row's run (so rebuilding an old report sees its own past)."""
+    if h is None:
+        return None
+    t = pd.to_datetime(row["started_at"], utc=True, errors="coerce", format="ISO8601")
+    h = h[h["run_id"] != row["run_id"]]
+    return h[h["_t"] < t] if pd.notna(t) else h
+
+
+def _latency(df, i, row, key, good: pd.DataFrame, cfg: HistoryConfig) -> list[Finding]:
+    p50 = row["p50_ms"]
+    if good.empty or pd.isna(p50) or row["status"] in _NO_LATENCY:
+        return []
+    past = good["p50_ms"].to_numpy(dtype=float)
+    baseline = float(np.median(past))
+    df.at[i, "baseline_p50_ms"] = baseline
+    df.at[i, "delta_p50_pct"] = (p50 / baseline - 1.0) * 100.0 if baseline > 0 else np.nan
+    if len(past) < cfg.min_baseline_nights or baseline <= 0:
+        return []  # too few good nights to know this series' noise: no verdict yet
+    iqr = row["iqr_ms"] if pd.notna(row["iqr_ms"]) else None
+    noise = noise_of(past, baseline, iqr, p50, cfg)
+    thr = threshold_of(noise, cfg)
+    slower = p50 > baseline * (1.0 + thr)
+    df.at[i, "regression"] = bool(slower)
+    detail = (f"p50 {p50:,.1f} ms vs baseline {baseline:,.1f} ms ({(p50 / baseline - 1) * 100:+.1f} %; "
+              f"threshold {thr * 100:.1f} %, noise {noise * 100:.1f} %, {len(past)} good nights)")  # fmt: skip
+    if slower:
+        return [Finding(REGRESSION, key, "slower: " + detail, ERROR, p50, baseline)]
+    if p50 < baseline * (1.0 - thr):
+        return [Finding(SPEEDUP, key, "faster: " + detail, INFO, p50, baseline)]
+    return []
+
+
+def _parity_drift(row, key, good: pd.DataFrame, cfg: HistoryConfig) -> list[Finding]:
+    out = []
+    err, past_err = row["max_abs_err"], good["max_abs_err"].dropna()
+    if pd.notna(err) and len(past_err):
+        base = float(np.median(past_err))
+        if err >= cfg.parity_drift_factor * max(base, cfg.parity_drift_floor):
+            out.append(Finding(PARITY_DRIFT, key, f"max abs err {err:.3g} vs baseline {base:.3g} "
+                               f"(x{err / max(base, 1e-300):.3g}, flagged at x{cfg.parity_drift_factor:g})",
+                               WARNING, float(err), base))  # fmt: skip
+    top1, past_top1 = row["top1_agree"], good["top1_agree"].dropna()
+    if pd.notna(top1) and len(past_top1):
+        base = float(np.median(past_top1))
+        if top1 < base - 1e-9:
+            out.append(Finding(PARITY_DRIFT, key, f"top-1 agreement {top1:.1%} vs baseline {base:.1%}",
+                               WARNING, float(top1), base))  # fmt: skip
+    return out
+
+
+def _status_change(row, key, h: pd.DataFrame | None) -> list[Finding]:
+    if h is None or h.empty:
+        return []
+    before, now = h["status"].iloc[-1], row["status"]
+    reason = f": {row['reason']}" if row["reason"] else ""
+    if before == PASSED and now in FAILED_STATUSES:
+        return [Finding(BROKE, key, f"{before} -> {now}{reason}", ERROR)]
+    if before == PASSED and now == SKIPPED:
+        return [Finding(BROKE, key, f"{before} -> {now}{reason}", WARNING)]
+    if before in FAILED_STATUSES and now == PASSED:
+        return [Finding(FIXED, key, f"{before} -> {now} (good news)", INFO)]
+    return []

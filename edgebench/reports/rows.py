@@ -1,0 +1,238 @@
+"""Flatten a run's records into one row per (model, format, precision, runtime, device)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from edgebench.records import (
+    EXPORT_FAILED,
+    PARITY_FAILED,
+    PASSED,
+    RUNTIME_FAILED,
+    SKIPPED,
+    Artifact,
+    LatencyResult,
+    ParityResult,
+    RunData,
+)
+
+SERIES = ["model", "format", "precision", "runtime", "device"]
+COLUMNS = [
+    "run_id", "started_at", "model", "weights", "format", "precision", "runtime", "device",
+    "status", "reason", "size_mb", "export_s",
+    "max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree", "parity",
+    "load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "iqr_ms", "runs", "noisy",
+    "peak_rss_mb", "fps", "speedup_vs_eager", "baseline_p50_ms", "delta_p50_pct", "regression",
+]  # fmt: skip
+STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
+                  "device", "status", "reason", "parity"]  # fmt: skip
+INT_COLUMNS = ["runs"]
+BOOL_COLUMNS = ["noisy", "regression"]
+FLOAT_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS + INT_COLUMNS + BOOL_COLUMNS]
+
+_DTYPES = {**{c: "float64" for c in FLOAT_COLUMNS}, **{c: "Int64" for c in INT_COLUMNS},
+           **{c: "boolean" for c in BOOL_COLUMNS}}  # fmt: skip
+
+EAGER_FORMAT = "pytorch"
+EAGER_RUNTIME = "torch"
+LOCAL = "local"
+FAILED_STATUSES = (EXPORT_FAILED, RUNTIME_FAILED, PARITY_FAILED)
+# Lower wins when a row's parts disagree: the most severe status names the row.
+STATUS_RANK = {EXPORT_FAILED: 0, RUNTIME_FAILED: 1, PARITY_FAILED: 2, SKIPPED: 3, PASSED: 4}
+MIB = 1024 * 1024  # sizes in MiB, as torchvision publishes them ("44.7 MB" for mc3_18)
+
+_PARITY_FIELDS = ["max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree"]
+_LATENCY_FIELDS = ["load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "iqr_ms", "runs",
+                   "noisy", "peak_rss_mb", "fps"]  # fmt: skip
+
+# format -> runtime names that can execute it: a mapping, or a callable such as
+# lambda f: [r.name for r in edgebench.runtimes.registry.runtimes_for(f)]
+RuntimesFor = Mapping[str, Iterable[str]] | Callable[[str], Iterable]
+
+
+def build_rows(run: RunData, history: pd.DataFrame | None = None, runtimes_for: RuntimesFor | None = None,
+               history_cfg=None) -> pd.DataFrame:  # fmt: skip
+    """One row per (model, format, precision, runtime, device); with `history`, the baseline columns filled."""
+    df = flatten(run, history, runtimes_for)
+    if history is not None:
+        from edgebench.reports.regressions import evaluate
+
+        df, _ = evaluate(df, history, history_cfg)
+    return df
+
+
+def flatten(run: RunData, history: pd.DataFrame | None = None, runtimes_for: RuntimesFor | None = None) -> pd.DataFrame:
+    """The rows without the history columns (history only tells which runtimes a failed export would have met)."""
+    rows = [_row(run, key, parts) for key, parts in _join(run, history, runtimes_for).items()]
+    _fill_speedup(rows)
+    rank = {f: i for i, f in enumerate(format_order(run))}
+    rows.sort(key=lambda r: (r["model"], rank.get(r["format"], len(rank)), r["format"], *(r[c] for c in SERIES[2:])))
+    return frame(rows)
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    """A typed DataFrame with COLUMNS, in order, from plain dicts (missing keys are missing values)."""
+    data = {}
+    for c in COLUMNS:
+        values = [r.get(c) for r in records]
+        if c in STRING_COLUMNS:
+            data[c] = pd.array(["" if _missing(v) else str(v) for v in values], dtype="str")
+        elif c in FLOAT_COLUMNS:
+            data[c] = np.array([_float(v) for v in values], dtype="float64")
+        elif c in INT_COLUMNS:
+            data[c] = pd.array([None if _missing(v) else int(float(v)) for v in values], dtype="Int64")
+        else:
+            data[c] = pd.array([None if _missing(v) else _to_bool(v) for v in values], dtype="boolean")
+    return pd.DataFrame(data, columns=COLUMNS)
+
+
+def coerce(df: pd.DataFrame) -> pd.DataFrame:
+    """Every column of COLUMNS present, in order, with stable dtypes (extra columns kept after them)."""
+    if (list(df.columns[: len(COLUMNS)]) == COLUMNS and all(str(df.dtypes[c]) == t for c, t in _DTYPES.items())
+            and not df[STRING_COLUMNS].isna().to_numpy().any()):  # fmt: skip
+        return df.reset_index(drop=True)  # already typed: pandas per-column work is slow, skip it
+    out = frame(df.to_dict("records"))
+    extra = [c for c in df.columns if c not in COLUMNS]
+    for c in extra:
+        out[c] = df[c].to_numpy()
+    return out
+
+
+def _float(v) -> float:
+    if _missing(v):
+        return np.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _missing(v) -> bool:
+    if v is None or v is pd.NA:
+        return True
+    if isinstance(v, float):
+        return v != v
+    if isinstance(v, str):
+        return False
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_order(run: RunData) -> list[str]:
+    """pytorch first, then the formats in config order."""
+    return [EAGER_FORMAT, *list((run.config or {}).get("formats", {}) or {})]
+
+
+def _to_bool(v) -> bool | None:
+    if isinstance(v, str):
+        t = v.strip().lower()
+        if t in ("", "nan", "none", "<na>"):
+            return None
+        return t in ("true", "1", "yes")
+    return bool(v)
+
+
+def _join(run: RunData, history, runtimes_for) -> dict[tuple, dict]:
+    """Group the records by row key: {key: {"artifact": ..., "parity": ..., "latency": ...}}."""
+    joined: dict[tuple, dict] = {}
+    for lr in run.latency:
+        joined.setdefault((lr.model, lr.format, lr.precision, lr.runtime, lr.device or LOCAL), {})["latency"] = lr
+    for pr in run.parity:
+        joined.setdefault((pr.model, pr.format, pr.precision, pr.runtime, LOCAL), {})["parity"] = pr
+    for art in run.artifacts:
+        prefix = (art.model, art.format, art.precision)
+        keys = [k for k in joined if k[:3] == prefix]
+        if not keys:
+            targets = _expand(run, art, history, runtimes_for)
+            keys = [(*prefix, r, d) for r, d in targets]
+        for k in keys:
+            joined.setdefault(k, {})["artifact"] = art
+    return joined
+
+
+def _expand(run: RunData, art: Artifact, history, runtimes_for) -> list[tuple[str, str]]:
+    """(runtime, device) pairs for an artifact no runtime reported on (usually a failed export)."""
+    if not art.ok:
+        names = _runtime_names(runtimes_for, art.format)
+        if names:
+            return [(r, LOCAL) for r in names]
+        seen = {(r.runtime, getattr(r, "device", LOCAL) or LOCAL) for r in [*run.latency, *run.parity]
+                if r.model == art.model and r.format == art.format}  # fmt: skip
+        if not seen and history is not None and len(history):
+            h = history[(history["model"] == art.model) & (history["format"] == art.format)
+                        & (history["precision"] == art.precision) & (history["runtime"] != "")]  # fmt: skip
+            seen = set(zip(h["runtime"], h["device"]))
+        if seen:
+            return sorted(seen)
+    return [("", LOCAL)]
+
+
+def _runtime_names(runtimes_for, fmt: str) -> list[str]:
+    """Names from a {format: [names]} mapping or a callable format -> names (or Runtime objects)."""
+    if not runtimes_for:
+        return []
+    found = runtimes_for(fmt) if callable(runtimes_for) else runtimes_for.get(fmt, ())
+    return [getattr(r, "name", r) for r in found or ()]
+
+
+def _row(run: RunData, key: tuple, parts: dict) -> dict:
+    model, fmt, precision, runtime, device = key
+    art: Artifact | None = parts.get("artifact")
+    pr: ParityResult | None = parts.get("parity")
+    lr: LatencyResult | None = parts.get("latency")
+    status, reason = _status(art, pr, lr)
+    row = {c: None for c in COLUMNS}
+    row.update(run_id=run.run_id, started_at=run.started_at, model=model, weights=_weights(run, model),
+               format=fmt, precision=precision, runtime=runtime, device=device, status=status, reason=reason)  # fmt: skip
+    if art is not None:
+        row.update(size_mb=art.size_bytes / MIB if art.size_bytes else None, export_s=art.export_s or None)
+    if pr is not None:
+        row.update({f: getattr(pr, f) for f in _PARITY_FIELDS})
+        row["parity"] = {PASSED: "passed", PARITY_FAILED: "failed"}.get(pr.status, "")
+    if lr is not None:
+        row.update({f: getattr(lr, f) for f in _LATENCY_FIELDS})
+        row["runs"] = lr.runs or None
+        row["speedup_vs_eager"] = lr.speedup_vs_eager
+    return row
+
+
+def _status(art, pr, lr) -> tuple[str, str]:
+    """The most severe status of the row's parts, with every part's reason, the decisive one first."""
+    parts = [("export", art), ("parity", pr), ("latency", lr)]
+    parts = [(name, p) for name, p in parts if p is not None]
+    if art is not None and art.status == EXPORT_FAILED:
+        status = EXPORT_FAILED
+    else:
+        statuses = [p.status for name, p in parts if name != "export"]
+        ran = [s for s in statuses if s != SKIPPED]  # a skipped part (coreml-mil has no latency) does not hide one that ran
+        status = min(ran, key=lambda s: STATUS_RANK.get(s, 3)) if ran else SKIPPED
+    by_text: dict[str, list[str]] = {}  # the same reason from parity and latency is said once
+    for name, p in sorted(parts, key=lambda np_: np_[1].status != status):  # the decisive part first
+        if p.reason:
+            by_text.setdefault(p.reason, []).append(name)
+    reason = " | ".join(f"{', '.join(names)}: {text}" for text, names in by_text.items())
+    if status == SKIPPED and not reason and pr is None and lr is None:
+        reason = "export: no runtime ran this artifact"
+    return status, reason
+
+
+def _weights(run: RunData, model: str) -> str:
+    for ref in run.models:
+        if ref.name == model:
+            return ref.provenance
+    return ""
+
+
+def _fill_speedup(rows: list[dict]) -> None:
+    """speedup_vs_eager = eager p50 / p50 on the same model and device, where the benchmark left it empty."""
+    base = {(r["model"], r["device"]): r["p50_ms"] for r in rows
+            if r["format"] == EAGER_FORMAT and r["runtime"] == EAGER_RUNTIME and r["p50_ms"]}  # fmt: skip
+    for r in rows:
+        b = base.get((r["model"], r["device"]))
+        if r["speedup_vs_eager"] is None and b and r["p50_ms"] and r["p50_ms"] > 0:
+            r["speedup_vs_eager"] = b / r["p50_ms"]

@@ -1,0 +1,182 @@
+"""run.json: versions, host, git commit, weights, config and the run's records (enough to rebuild the report)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, distributions, version
+from pathlib import Path
+
+from edgebench.config import PROJECT_ROOT
+from edgebench.records import Artifact, LatencyResult, ModelRef, ParityResult, RunData, TensorSpec
+
+SCHEMA = 1
+KEY_PACKAGES = ("edgebench", "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "coremltools",
+                "litert-torch", "ai-edge-litert", "prefect", "pandas", "qai-hub", "numpy", "protobuf",
+                "SQLAlchemy", "Jinja2", "av", "pydantic")  # fmt: skip
+
+
+def library_versions(names=KEY_PACKAGES) -> dict[str, str]:
+    """Installed version of each key package ("not installed" when absent), plus Python."""
+    installed = _installed()
+    out = {"python": platform.python_version()}
+    for name in names:
+        found = installed.get(_normalize(name))
+        if found is None:
+            try:
+                found = (name, version(name))
+            except PackageNotFoundError:
+                found = (name, "not installed")
+        out[name] = found[1]
+    return out
+
+
+def all_packages() -> dict[str, str]:
+    """Every distribution in this environment (a pip freeze, as a mapping)."""
+    return dict(sorted(_installed().values(), key=lambda nv: nv[0].lower()))
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> dict[str, tuple[str, str]]:
+    """{normalized name: (name, version)}, read from dist-info folder names (parsing every METADATA takes a second)."""
+    out: dict[str, tuple[str, str]] = {}
+    for d in distributions():
+        path = getattr(d, "_path", None)
+        stem = Path(str(path)).name.rsplit(".", 1)[0] if path else ""
+        if Path(str(path)).suffix in (".dist-info", ".egg-info") and "-" in stem:
+            name, ver = stem.split("-", 1)
+        else:
+            name, ver = d.metadata["Name"], d.version
+        if name:
+            out.setdefault(_normalize(name), (name, ver))
+    return out
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def host_info() -> dict:
+    """Host name, OS, CPU model and core counts."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "cores_usable": usable,
+        "python": sys.version.split()[0],
+    }
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str:
+    """`git rev-parse HEAD` of the project, "unknown" when there is no git or no commit."""
+    try:
+        res = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return res.stdout.strip() if res.returncode == 0 and res.stdout.strip() else "unknown"
+
+
+def git_dirty(root: Path = PROJECT_ROOT) -> bool | None:
+    """True when tracked files have uncommitted changes; None without git."""
+    try:
+        res = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(res.stdout.strip()) if res.returncode == 0 else None
+
+
+def duration_s(start: str, end: str) -> float | None:
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def build_run_info(run: RunData, findings=(), summary: dict | None = None, files: dict | None = None) -> dict:
+    """Everything run.json holds."""
+    return {
+        "schema": SCHEMA,
+        "run_id": run.run_id,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration_s": duration_s(run.started_at, run.ended_at),
+        "threads": run.threads,
+        "out_dir": run.out_dir,
+        "host": host_info(),
+        "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
+        "versions": library_versions(),
+        "packages": all_packages(),
+        "weights": {m.name: m.provenance for m in run.models},
+        "random_weights": any(m.random_weights for m in run.models),
+        "config": run.config,
+        "files": files or {"results_csv": "results.csv", "report_html": "report.html"},
+        "summary": summary or {},
+        "findings": [f.to_dict() for f in findings],
+        "records": run_to_dict(run),
+    }
+
+
+def run_to_dict(run: RunData) -> dict:
+    """The run's records as plain JSON-able data."""
+    return {
+        "run_id": run.run_id, "started_at": run.started_at, "ended_at": run.ended_at, "out_dir": run.out_dir,
+        "threads": run.threads, "config": run.config,
+        "models": [asdict(m) for m in run.models],
+        "artifacts": [a.to_dict() for a in run.artifacts],
+        "parity": [p.to_dict() for p in run.parity],
+        "latency": [lr.to_dict() for lr in run.latency],
+    }  # fmt: skip
+
+
+def run_from_dict(d: dict) -> RunData:
+    """The inverse of run_to_dict (unknown keys ignored, so old run.json files still load)."""
+    return RunData(
+        run_id=d["run_id"], started_at=d["started_at"], ended_at=d.get("ended_at", ""),
+        out_dir=d.get("out_dir", ""), threads=d.get("threads", 0), config=d.get("config") or {},
+        models=[_model_from_dict(m) for m in d.get("models", [])],
+        artifacts=[Artifact.from_dict(a) for a in d.get("artifacts", [])],
+        parity=[_from_dict(ParityResult, p) for p in d.get("parity", [])],
+        latency=[_from_dict(LatencyResult, lr) for lr in d.get("latency", [])],
+    )  # fmt: skip
+
+
+def _from_dict(cls, d: dict):
+    known = cls.__dataclass_fields__
+    d = {k: v for k, v in d.items() if k in known}
+    if d.get("max_abs_index") is not None:
+        d["max_abs_index"] = tuple(d["max_abs_index"])
+    return cls(**d)
+
+
+def _model_from_dict(d: dict) -> ModelRef:
+    d = {k: v for k, v in d.items() if k in ModelRef.__dataclass_fields__}
+    d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("inputs", ()))
+    d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("outputs", ()))
+    d["labels"] = tuple(d.get("labels", ()))
+    if d.get("input_override") is not None:
+        d["input_override"] = tuple(d["input_override"])
+    return ModelRef(**d)

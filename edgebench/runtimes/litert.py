@@ -1,0 +1,72 @@
+"""LiteRT (ai-edge-litert) Interpreter: the .tflite file on the CPU, XNNPACK delegate on by default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgebench.records import Artifact, ModelRef
+from edgebench.runtimes.base import Runtime, Session, name_outputs, resolve_threads
+
+
+class LiteRTSession(Session):
+    """Tensors set by position (TFLite keeps no model names: `serving_default_args_0`), outputs named after the model."""
+
+    def __init__(self, interpreter, ref: ModelRef, options: dict[str, Any]):
+        self.interpreter = interpreter
+        self.input_details = interpreter.get_input_details()
+        self.output_details = interpreter.get_output_details()
+        self.input_names = [t.name for t in ref.inputs]
+        self.output_names = [t.name for t in ref.outputs]
+        self.options = options
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, detail in zip(self.input_names, self.input_details):
+            self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(inputs[name], dtype=detail["dtype"]))
+        self.interpreter.invoke()
+        return name_outputs([self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details],
+                            self.output_names)
+
+    def close(self) -> None:
+        self.interpreter = None
+
+
+class LiteRTRuntime(Runtime):
+    """`litert`: ai_edge_litert.interpreter.Interpreter with num_threads; xnnpack=False uses
+    OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES (the builtin kernels only)."""
+
+    name = "litert"
+    formats = frozenset({"tflite"})
+    library = "ai-edge-litert"
+
+    def __init__(self, xnnpack: bool = True):
+        self.xnnpack = bool(xnnpack)
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError as e:
+            return f"ai-edge-litert cannot be imported ({e})"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"xnnpack": self.xnnpack}
+
+    def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        threads = resolve_threads(threads)
+        resolver = OpResolverType.AUTO if self.xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        interpreter = Interpreter(model_path=artifact.path, num_threads=threads, experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
+        ops = [o["op_name"] for o in interpreter._get_ops_details()]  # noqa: SLF001 - the only way to see delegation
+        partitions = ops.count("DELEGATE")
+        options = {
+            "threads": threads,
+            "op_resolver": resolver.name,
+            "xnnpack": self.xnnpack,
+            "delegate_partitions": partitions,  # XNNPACK subgraphs; ops it does not take (CONV_3D) stay on builtin kernels
+            "tensor_names": [d["name"] for d in interpreter.get_input_details() + interpreter.get_output_details()],
+        }
+        return LiteRTSession(interpreter, ref, options)

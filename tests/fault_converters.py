@@ -1,0 +1,77 @@
+"""Converters that misbehave on purpose, importable by spawned export children (tests.fault_converters)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from edgebench.converters.base import Converter
+from edgebench.records import TensorSpec
+
+
+class _Fault(Converter):
+    format = "fault"
+    suffix = ".bin"
+    library = "torch"
+
+    def op_census(self, out: Path) -> dict[str, int]:
+        return {"Op": 1}
+
+    def io_specs(self, out: Path):
+        return (TensorSpec("video", ()),), (TensorSpec("logits", ()),)
+
+
+class Raising(_Fault):
+    def export(self, model, ref, precision, options, out) -> None:
+        raise RuntimeError("converter exploded on purpose")
+
+
+class Segfaulting(_Fault):
+    def export(self, model, ref, precision, options, out) -> None:
+        Path(out).write_bytes(b"half")  # a partial file the crash leaves behind
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class Hanging(_Fault):
+    def export(self, model, ref, precision, options, out) -> None:
+        Path(out).write_bytes(b"half")
+        time.sleep(3600)
+
+
+class WritesNothing(_Fault):
+    def export(self, model, ref, precision, options, out) -> None:
+        pass
+
+
+class WritesEmpty(_Fault):
+    def export(self, model, ref, precision, options, out) -> None:
+        Path(out).write_bytes(b"")
+
+
+class Unreadable(_Fault):
+    def export(self, model, ref, precision, options, out) -> None:
+        Path(out).write_bytes(b"not a model")
+
+    def op_census(self, out: Path) -> dict[str, int]:
+        raise ValueError("bad magic number")
+
+
+class Misnamed(_Fault):
+    def export(self, model, ref, precision, options, out) -> None:
+        Path(out).write_bytes(b"bytes")
+
+    def io_specs(self, out: Path):
+        return (TensorSpec("x", ()),), (TensorSpec("logits", ()),)
+
+
+class Tiny(_Fault):
+    """Well behaved and fast: writes a few bytes; the cache tests use it to avoid real exports."""
+
+    def default_options(self) -> dict[str, Any]:
+        return {"flavour": "plain"}
+
+    def export(self, model, ref, precision, options, out) -> None:
+        Path(out).write_bytes(f"tiny {options['flavour']}".encode())

@@ -1,0 +1,78 @@
+"""The five default artifacts of the full 1x3x16x112x112 resnet_mixed, exported once, each loaded back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebench.config import PipelineConfig
+from edgebench.converters.export import export_artifact, plan_artifacts
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def full_ref():
+    from edgebench.models.source import resolve_model
+
+    return resolve_model("resnet_mixed")
+
+
+@pytest.fixture(scope="module")
+def artifacts(full_ref, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    done = {}
+    for fmt, precision, options in plan_artifacts(PipelineConfig()):
+        a = export_artifact(full_ref, fmt, precision, options, cache, timeout_s=900)
+        assert a.ok, f"{fmt} {precision}: {a.reason}\n{Path(a.log_path).read_text()[-3000:]}"
+        done[(fmt, precision)] = a
+    return done
+
+
+def test_five_default_artifacts(artifacts):
+    assert sorted(artifacts) == [("coreml", "fp16"), ("coreml", "fp32"), ("onnx", "fp32"), ("tflite", "fp32"),
+                                 ("torchscript", "fp32")]
+    for a in artifacts.values():
+        assert a.size_bytes > 20_000_000 and len(a.sha256) == 64
+
+
+def test_torchscript_full(artifacts, full_ref):
+    import torch
+
+    module = torch.jit.load(artifacts[("torchscript", "fp32")].path)
+    with torch.no_grad():
+        assert module(torch.rand(full_ref.inputs[0].shape)).shape == (1, 400)
+
+
+def test_onnx_full(artifacts, full_ref):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(artifacts[("onnx", "fp32")].path, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["video"]
+    (out,) = session.run(["logits"], {"video": np.random.rand(*full_ref.inputs[0].shape).astype(np.float32)})
+    assert out.shape == (1, 400)
+
+
+def test_coreml_full(artifacts):
+    import coremltools as ct
+
+    fp32, fp16 = artifacts[("coreml", "fp32")], artifacts[("coreml", "fp16")]
+    for a in (fp32, fp16):
+        spec = ct.models.MLModel(a.path, skip_model_load=True).get_spec()
+        assert [i.name for i in spec.description.input] == ["video"]
+        assert [o.name for o in spec.description.output] == ["logits"]
+        assert "batch_norm" not in a.op_census and a.op_census["conv"] == 20
+    assert fp16.size_bytes < 0.6 * fp32.size_bytes
+    assert fp16.op_census.get("cast") == 2  # float32 in and out, fp16 inside
+
+
+def test_tflite_full(artifacts, full_ref):
+    from ai_edge_litert.interpreter import Interpreter
+
+    a = artifacts[("tflite", "fp32")]
+    runner = Interpreter(model_path=a.path).get_signature_runner()
+    out = runner(video=np.random.rand(*full_ref.inputs[0].shape).astype(np.float32))["logits"]
+    assert out.shape == (1, 400)
+    assert a.op_census["CONV_3D"] == 20

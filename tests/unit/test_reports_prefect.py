@@ -1,0 +1,75 @@
+"""Prefect artifacts: a no-op outside a flow run; inside one, a results table and a markdown summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgebench.config import HistoryConfig
+from edgebench.records import PARITY_FAILED
+from edgebench.reports.demo import synthetic_run
+from edgebench.reports.prefect_artifacts import (
+    RESULTS_KEY,
+    SUMMARY_KEY,
+    in_run_context,
+    publish,
+    summary_markdown,
+    table_records,
+)
+from edgebench.reports.regressions import evaluate
+from edgebench.reports.rows import flatten
+
+
+def tonight():
+    run = synthetic_run(1, overrides={("tflite", "fp32", "litert"): {"parity_status": PARITY_FAILED,
+                                                                     "parity_reason": "err | <b>big</b>"}})  # fmt: skip
+    df, findings = evaluate(flatten(run), flatten(synthetic_run(0)), HistoryConfig(min_baseline_nights=1))
+    return run, df, findings
+
+
+def test_no_op_outside_a_flow_run():
+    run, df, findings = tonight()
+    assert in_run_context() is False
+    assert publish(df, findings, run) is False
+    import prefect.context  # noqa: F401  (imported, still no run)
+
+    assert in_run_context() is False and publish(df, findings, run) is False
+
+
+def test_table_records_are_json_safe():
+    _, df, _ = tonight()
+    records = table_records(df)
+    text = json.dumps(records, allow_nan=False)  # NaN would break the Prefect UI
+    assert len(records) == len(df) and "NaN" not in text
+    assert records[0]["model"] == "resnet_mixed"
+
+
+def test_summary_markdown_lists_changes_and_failures():
+    run, df, findings = tonight()
+    md = summary_markdown(df, findings, run, "reports/runs/x/report.html")
+    assert "random weights" in md and "Changes since previous nights" in md
+    assert "passed -> parity_failed" in md
+    assert "err \\| &lt;b>big&lt;/b>" in md  # table cell stays one cell, no raw HTML
+    assert "reports/runs/x/report.html" in md
+
+
+@pytest.mark.slow
+def test_publish_inside_a_flow_run_creates_both_artifacts():
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.testing.utilities import prefect_test_harness
+
+    run, df, findings = tonight()
+
+    @flow
+    def publish_flow():
+        return publish(df, findings, run)
+
+    with prefect_test_harness(server_startup_timeout=120):  # a busy 2-core CI box is slow to start it
+        assert publish_flow() is True
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[RESULTS_KEY, SUMMARY_KEY])))
+    kinds = {a.key: a.type for a in found}
+    assert kinds == {RESULTS_KEY: "table", SUMMARY_KEY: "markdown"}
