@@ -15,21 +15,18 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+import torch.utils.benchmark as tb
 
-import torch  # noqa: E402
-import torch.utils.benchmark as tb  # noqa: E402
-
-from edgebench.benchmarks.harness import measure  # noqa: E402
-from edgebench.benchmarks.stats import summarize  # noqa: E402
-from edgebench.config import BudgetConfig  # noqa: E402
-from edgebench.models.inputs import random_clips  # noqa: E402
-from edgebench.models.source import resolve_model  # noqa: E402
-from edgebench.runtimes.base import resolve_threads  # noqa: E402
-from edgebench.runtimes.registry import get_runtime  # noqa: E402
-from edgebench.runtimes.torch_eager import eager_artifact  # noqa: E402
+from edgebench.benchmarks.harness import measure
+from edgebench.benchmarks.stats import summarize
+from edgebench.config import BudgetConfig
+from edgebench.models.inputs import random_clips
+from edgebench.models.source import resolve_model
+from edgebench.runtimes.base import resolve_threads
+from edgebench.runtimes.registry import get_runtime
+from edgebench.runtimes.torch_eager import eager_artifact
 
 LOW, HIGH = 0.95, 1.05
 

@@ -84,7 +84,7 @@ def classify(video: Path, model: str = "resnet_mixed", weights: str | None = Non
 if __name__ == "__main__":
     import sys
 
-    from edgebench.cli import app, main
+    from edgebench.cli import main
 
     sys.argv = [sys.argv[0], "demo", *sys.argv[1:]]
     main()

@@ -122,7 +122,7 @@ def _bench_child(
         runtime = get_runtime(runtime_name)
     reason = runtime.unavailable_reason()
     if reason:
-        return {"status": SKIPPED, "reason": f"{runtime.name} unavailable: {reason}"}
+        return {"status": SKIPPED, "reason": reason}
     if artifact.format not in runtime.formats:
         return {"status": SKIPPED, "reason": f"{runtime.name} cannot run format {artifact.format}"}
     version = runtime.version()
@@ -198,6 +198,13 @@ def bench_local(
     if not artifact.ok:
         row.reason = f"no artifact ({artifact.status}: {artifact.reason})" if artifact.reason else f"no artifact ({artifact.status})"
         return row
+    if runtime is None:
+        from edgebench.runtimes.registry import get_runtime
+
+        unavailable = get_runtime(runtime_name).unavailable_reason()
+        if unavailable:  # said without starting a child
+            row.reason = unavailable
+            return row
     log_path = Path(log_path)
     row.extra["log_path"] = str(log_path)
     args = (artifact, runtime_name, runtime, ref, str(inputs_path) if inputs_path else None,

@@ -70,5 +70,8 @@ def test_benchmark_dispatched_to_the_second_worker(served, tmp_path):
     remote = rows[(rows["device"] == "queue:second-host") & (rows["runtime"] == "onnxruntime")]
     assert len(remote) == 1 and remote["status"].iloc[0] == "passed", remote.to_dict("records")
     assert remote["p50_ms"].iloc[0] > 0
-    worker_log = Path(env["PREFECT_HOME"]) / "logs" / "worker-second-host.log"
-    assert "remote-benchmark" in worker_log.read_text() or "Completed" in worker_log.read_text()
+    runs = subprocess.run([BIN / "prefect", "flow-run", "ls", "--flow-name", "remote-benchmark", "-o", "json"],
+                          env=env, capture_output=True, text=True, timeout=120, check=True)
+    remote_runs = json.loads(runs.stdout)
+    assert [r["state_type"] for r in remote_runs] == ["COMPLETED"]
+    assert remote_runs[0]["work_queue_name"] == "second-host"

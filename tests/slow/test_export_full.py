@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from edgebench.config import PipelineConfig
-from edgebench.converters.export import export_artifact, plan_artifacts
-
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def full_ref():
-    from edgebench.models.source import resolve_model
-
-    return resolve_model("resnet_mixed")
-
-
-@pytest.fixture(scope="module")
-def artifacts(full_ref, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    done = {}
-    for fmt, precision, options in plan_artifacts(PipelineConfig()):
-        a = export_artifact(full_ref, fmt, precision, options, cache, timeout_s=900)
-        assert a.ok, f"{fmt} {precision}: {a.reason}\n{Path(a.log_path).read_text()[-3000:]}"
-        done[(fmt, precision)] = a
-    return done
 
 
 def test_five_default_artifacts(artifacts):
@@ -76,3 +53,16 @@ def test_tflite_full(artifacts, full_ref):
     out = runner(video=np.random.rand(*full_ref.inputs[0].shape).astype(np.float32))["logits"]
     assert out.shape == (1, 400)
     assert a.op_census["CONV_3D"] == 20
+
+
+def test_demo_runs_an_exported_artifact_like_pytorch(artifacts, bikes):
+    """`edgebench demo --artifact model.onnx` ranks the same labels as PyTorch, through onnxruntime."""
+    from edgebench.demo import classify
+
+    onnx = artifacts[("onnx", "fp32")]
+    by_torch = classify(bikes, top=5)
+    by_onnx = classify(bikes, artifact=onnx.path, top=5)
+    assert by_onnx.runtime == "onnxruntime"
+    assert [label for label, _ in by_onnx.top] == [label for label, _ in by_torch.top]
+    for (_, p), (_, q) in zip(by_onnx.top, by_torch.top):
+        assert abs(p - q) < 1e-4

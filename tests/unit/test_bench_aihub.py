@@ -132,6 +132,14 @@ def test_device_outputs_go_to_compare_outputs(files, monkeypatch):
     np.testing.assert_array_equal(seen["outputs"]["logits"], seen["reference"]["logits"])
 
 
+def test_device_outputs_through_the_real_parity_metrics(files):
+    rows = run(FakeHub(), [art("tflite")], files)
+    assert rows[0].extra["parity"]["logits"]["max_abs_err"] == 0.0
+    off = {"Identity": [np.full((1, 4), i + 0.5, np.float32) for i in range(3)]}  # negative control
+    rows = run(FakeHub(outputs=off), [art("tflite")], files)
+    assert rows[0].extra["parity"]["logits"]["max_abs_err"] == pytest.approx(0.5)
+
+
 def test_missing_parity_module_is_recorded_not_fatal(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "edgebench.parity.metrics", None)
     rows = run(FakeHub(), [art("tflite")], files)
