@@ -19,6 +19,9 @@ class Storage:
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
 
+    def _parent(self, key: str) -> None:
+        self.fs.makedirs(self._path(key).rsplit("/", 1)[0], exist_ok=True)
+
     def url_of(self, key: str) -> str:
         return f"{self.url}/{key}"
 
@@ -26,6 +29,7 @@ class Storage:
         """Upload a file or a folder (recursively) under `key`; returns its URL. Skips what is there."""
         target = self._path(key)
         if not self.fs.exists(target):
+            self._parent(key)
             tmp = f"{target}.tmp{os.getpid()}"
             self.fs.put(str(local), tmp, recursive=Path(local).is_dir())
             self.fs.mv(tmp, target, recursive=True)
@@ -35,6 +39,7 @@ class Storage:
         """Download `key` to `local` unless it is already there."""
         local = Path(local)
         if not local.exists():
+            local.parent.mkdir(parents=True, exist_ok=True)
             tmp = local.with_name(local.name + f".tmp{os.getpid()}")
             self.fs.get(self._path(key), str(tmp), recursive=self.fs.isdir(self._path(key)))
             os.replace(tmp, local)
@@ -42,7 +47,7 @@ class Storage:
 
     def write_json(self, key: str, data) -> str:
         tmp = self._path(key) + f".tmp{os.getpid()}"
-        self.fs.makedirs(self._path(key).rsplit("/", 1)[0], exist_ok=True)
+        self._parent(key)
         with self.fs.open(tmp, "w") as f:
             json.dump(data, f, default=str)
         self.fs.mv(tmp, self._path(key))

@@ -28,17 +28,16 @@ def storage_for(settings: pipeline.RunSettings) -> Storage:
     return Storage(os.environ.get(STORAGE_ENV) or str(Path(settings.out) / "storage"))
 
 
-def dispatch_remote_bench(pm: pipeline.PreparedModel, artifact: Artifact, runtime: str, device: str,
-                          settings: pipeline.RunSettings) -> LatencyResult:
-    """Run one benchmark on the machine serving `queue:<name>`; failures come back as rows."""
-    queue = parse_device(device).name
-    row = LatencyResult(artifact.model, artifact.format, artifact.precision, runtime, device, RUNTIME_FAILED)
+def _upload(pm: pipeline.PreparedModel, artifact: Artifact, runtime: str, device: str,
+            settings: pipeline.RunSettings) -> dict:
+    """Put the artifact and the inputs in storage; the remote flow's parameters."""
     storage = storage_for(settings)
     key = f"runs/{settings.run_id}/{artifact.model}-{artifact.format}-{artifact.precision}-{runtime}"
     record = artifact.to_dict()
     if artifact.path:  # the eager baseline has no file
-        record["path"] = storage.put(Path(artifact.path), f"artifacts/{artifact.cache_key or artifact.sha256}/{Path(artifact.path).name}")
-    parameters = {
+        name = Path(artifact.path).name
+        record["path"] = storage.put(Path(artifact.path), f"artifacts/{artifact.cache_key or artifact.sha256}/{name}")
+    return {
         "artifact": record,
         "model": pm.ref.name,
         "input_shape": list(pm.ref.input_override) if pm.ref.input_override else None,
@@ -51,15 +50,23 @@ def dispatch_remote_bench(pm: pipeline.PreparedModel, artifact: Artifact, runtim
         "threads": settings.threads,
         "flops": pm.flops,
     }
+
+
+def dispatch_remote_bench(pm: pipeline.PreparedModel, artifact: Artifact, runtime: str, device: str,
+                          settings: pipeline.RunSettings) -> LatencyResult:
+    """Run one benchmark on the machine serving `queue:<name>`; failures come back as rows."""
+    queue = parse_device(device).name
+    row = LatencyResult(artifact.model, artifact.format, artifact.precision, runtime, device, RUNTIME_FAILED)
     try:
+        parameters = _upload(pm, artifact, runtime, device, settings)
         run = run_deployment(f"{REMOTE_FLOW}/{queue}", parameters=parameters, timeout=settings.budget.timeout_s + 300)
-    except Exception as e:  # noqa: BLE001 - a missing deployment or an unreachable server is a row, not a crash
+    except Exception as e:  # noqa: BLE001 - storage, a missing deployment or the server: a row, not a crash
         row.reason = f"dispatch to queue {queue} failed: {type(e).__name__}: {e}".splitlines()[0]
         return row
     if not run.state or not run.state.is_completed():
         row.reason = f"remote run {run.name} on queue {queue} ended {run.state.name if run.state else 'without a state'}"
         return row
-    data = storage.read_json(f"{key}.json")
+    data = storage_for(settings).read_json(parameters["result_key"])
     known = {f.name for f in dataclasses.fields(LatencyResult)}
     return LatencyResult(**{k: v for k, v in data.items() if k in known})
 
