@@ -15,7 +15,7 @@ from edgebench.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export PyTorch models to TorchScript, ONNX, Core ML and TFLite; check parity; benchmark; report.")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped or logged: keep table rows whole
 err_console = Console(stderr=True)
 
 ModelOpt = typer.Option("resnet_mixed", "--model", "-m", help="Registered model name or a model YAML path.")
