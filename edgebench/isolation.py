@@ -30,6 +30,8 @@ class IsolatedFailure:
 
 def _child(fn: Callable, args: tuple, result_path: str, log_path: str) -> None:
     os.setsid()  # its own process group: a timeout kills grandchildren too
+    # Temporary files of the child (converters leave some) go to a folder the parent removes.
+    os.environ["TMPDIR"] = tempfile.tempdir = os.path.dirname(result_path)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
