@@ -169,9 +169,9 @@ def test_nul_byte_in_a_reason_does_not_lose_the_night(pg_url):
         assert store.load()["reason"].iat[0] == "export: garbage \ufffd from a converter"
 
 
-# Writers are forked from this process (everything already imported), so each starts in milliseconds;
-# each opens its own engine and connections, as a separate run of the pipeline would.
-FORK = multiprocessing.get_context("fork")
+# Writers are fresh spawned interpreters, as separate runs of the pipeline would be. (Forking this
+# process broke once a Prefect test harness had run in it: inherited threads and loops.)
+SPAWN = multiprocessing.get_context("spawn")
 
 
 def hang_mid_write(url: str, marker: Path) -> None:
@@ -190,10 +190,10 @@ def test_process_killed_mid_transaction_leaves_no_partial_rows(pg_url, tmp_path)
     marker = tmp_path / "inside"
     with HistoryStore(pg_url) as store:
         store.write_run(rows(0))
-    child = FORK.Process(target=hang_mid_write, args=(pg_url, marker))
+    child = SPAWN.Process(target=hang_mid_write, args=(pg_url, marker))
     child.start()
     try:
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while not marker.exists() and child.is_alive() and time.time() < deadline:
             time.sleep(0.01)
         assert marker.exists(), "the child never reached the insert"
@@ -207,7 +207,7 @@ def test_process_killed_mid_transaction_leaves_no_partial_rows(pg_url, tmp_path)
         assert store.load()["run_id"].nunique() == 2
 
 
-def write_nights(url: str, first: int, n: int, go) -> None:
+def write_nights(url: str, first: int, n: int, start) -> None:
     runs = [flatten(synthetic_run(night + 100 * first, model=f"m{first}")) for night in range(n)]
     with HistoryStore(url) as store:
 
@@ -216,17 +216,16 @@ def write_nights(url: str, first: int, n: int, go) -> None:
             if statement.lstrip().upper().startswith("INSERT INTO EDGEBENCH_RESULTS"):
                 time.sleep(0.03)
 
-        go.wait(30)
+        start.wait(60)  # both writers ready: they begin together
         for df in runs:
             store.write_run(df)
 
 
 def test_two_processes_writing_at_once_both_land(pg_url):
-    go = FORK.Event()  # an empty database: both writers also race to create the tables
-    procs = [FORK.Process(target=write_nights, args=(pg_url, i, 10, go)) for i in (1, 2)]
+    start = SPAWN.Barrier(2)  # an empty database: both writers also race to create the tables
+    procs = [SPAWN.Process(target=write_nights, args=(pg_url, i, 10, start)) for i in (1, 2)]
     for p in procs:
         p.start()
-    go.set()
     for p in procs:
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0], "a writer failed (its traceback is in the captured stderr)"
