@@ -6,13 +6,8 @@ from typing import Iterable
 
 from rich.table import Table
 
-from edgebench.records import PASSED, SKIPPED, LatencyResult
-
-_STYLES = {PASSED: "green", SKIPPED: "dim"}
-
-
-def _num(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
+from edgebench.records import LatencyResult
+from edgebench.tables import number, status_cell
 
 
 def latency_table(results: Iterable[LatencyResult]) -> Table:
@@ -24,10 +19,9 @@ def latency_table(results: Iterable[LatencyResult]) -> Table:
         table.add_column(col, justify="left" if col in ("model", "format", "precision", "runtime", "device",
                                                          "status", "reason") else "right", overflow="fold")
     for r in results:
-        style = _STYLES.get(r.status, "red")
-        table.add_row(r.model, r.format, r.precision, r.runtime, r.device, f"[{style}]{r.status}[/{style}]",
-                      _num(r.load_ms, ".0f"), _num(r.first_ms, ".0f"), _num(r.p50_ms, ".1f"), _num(r.p90_ms, ".1f"),
-                      _num(r.p99_ms, ".1f"), _num(r.iqr_ms, ".1f"), str(r.runs or "-"),
-                      "-" if r.noisy is None else ("yes" if r.noisy else "no"), _num(r.gflops, ".1f"),
-                      _num(r.peak_rss_mb, ".0f"), str(r.threads or "-"), _num(r.speedup_vs_eager, ".2f"), r.reason)
+        table.add_row(r.model, r.format, r.precision, r.runtime, r.device, status_cell(r.status),
+                      number(r.load_ms, ".0f"), number(r.first_ms, ".0f"), number(r.p50_ms, ".1f"), number(r.p90_ms, ".1f"),
+                      number(r.p99_ms, ".1f"), number(r.iqr_ms, ".1f"), str(r.runs or "-"),
+                      "-" if r.noisy is None else ("yes" if r.noisy else "no"), number(r.gflops, ".1f"),
+                      number(r.peak_rss_mb, ".0f"), str(r.threads or "-"), number(r.speedup_vs_eager, ".2f"), r.reason)
     return table

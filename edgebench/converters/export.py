@@ -228,13 +228,14 @@ def export_table(artifacts: list[Artifact]):
     """A rich table, one row per artifact: what was exported, how big, how long, and why not."""
     from rich.table import Table
 
+    from edgebench.tables import status_cell
+
     table = Table(title="Exports")
     for column, justify in (("format", "left"), ("precision", "left"), ("status", "left"), ("size MB", "right"),
                             ("seconds", "right"), ("ops", "right"), ("cached", "left"), ("reason", "left")):
         table.add_column(column, justify=justify)
     for a in artifacts:
-        status = f"[green]{a.status}[/green]" if a.ok else f"[red]{a.status}[/red]"
-        table.add_row(a.format, a.precision, status, f"{a.size_bytes / 1e6:.1f}" if a.ok else "",
+        table.add_row(a.format, a.precision, status_cell(a.status), f"{a.size_bytes / 1e6:.1f}" if a.ok else "",
                       f"{a.export_s:.1f}", str(sum(a.op_census.values())) if a.op_census else "",
                       "yes" if a.cached else "", a.reason)
     return table

@@ -6,13 +6,8 @@ from typing import Iterable
 
 from rich.table import Table
 
-from edgebench.records import PASSED, SKIPPED, ParityResult
-
-_STYLES = {PASSED: "green", SKIPPED: "dim"}
-
-
-def _num(x: float | None, fmt: str) -> str:
-    return "-" if x is None else format(x, fmt)
+from edgebench.records import ParityResult
+from edgebench.tables import number, status_cell
 
 
 def parity_table(results: Iterable[ParityResult]) -> Table:
@@ -23,8 +18,7 @@ def parity_table(results: Iterable[ParityResult]) -> Table:
                          ("top-1", "right"), ("top-5", "right"), ("clips", "right"), ("reason", "left")]:
         table.add_column(col, justify=justify, overflow="fold")
     for r in results:
-        style = _STYLES.get(r.status, "red")
-        table.add_row(r.model, r.format, r.precision, r.runtime, f"[{style}]{r.status}[/{style}]",
-                      _num(r.max_abs_err, ".2e"), _num(r.cosine, ".8f"), _num(r.psnr_db, ".1f"),
-                      _num(r.top1_agree, ".2f"), _num(r.top5_agree, ".2f"), str(r.clips), r.reason)
+        table.add_row(r.model, r.format, r.precision, r.runtime, status_cell(r.status),
+                      number(r.max_abs_err, ".2e"), number(r.cosine, ".8f"), number(r.psnr_db, ".1f"),
+                      number(r.top1_agree, ".2f"), number(r.top5_agree, ".2f"), str(r.clips), r.reason)
     return table

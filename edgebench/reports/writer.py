@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgebench.config import PROJECT_ROOT, HistoryConfig
+from edgebench.config import HistoryConfig
 from edgebench.errors import UserError
 from edgebench.records import RunData, atomic_path, write_json_atomic, write_text_atomic
 from edgebench.reports import html
@@ -22,7 +22,6 @@ from edgebench.reports.runinfo import build_run_info, run_from_dict
 
 log = logging.getLogger(__name__)
 RESULTS_CSV, RUN_JSON, REPORT_HTML = "results.csv", "run.json", "report.html"
-DEFAULT_OUT = PROJECT_ROOT / "reports"  # ignored by git
 SPARK = "▁▂▃▄▅▆▇█"
 
 
