@@ -189,6 +189,7 @@ def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Onl
             out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
             csv: Optional[Path] = typer.Option(None, "--csv", help="Where to export the table (default: <out>/history.csv).")) -> None:
     """Print every series with its trend and latest verdict, and export it as CSV."""
+    import pandas as pd
     from rich.table import Table
 
     from edgebench.config import load_pipeline_config
@@ -202,8 +203,8 @@ def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Onl
         console.print("no history yet")
         return
     shown = Table(*table.columns)
-    for row in table.astype(str).itertuples(index=False):
-        shown.add_row(*row)
+    for row in table.itertuples(index=False):
+        shown.add_row(*("" if pd.isna(v) else str(v) for v in row))
     console.print(shown)
     console.print(f"exported to {csv}")
 

@@ -186,3 +186,19 @@ def test_first_night_two_models_and_a_hub_device(tmp_path):
     assert "random weights: accuracy-free numbers" in text and "(resnet_mixed ran" in text  # only the random one
     df = read_results_csv(paths.results_csv)
     assert len(df) == 13 and set(df["device"]) == {"local", "galaxy-s24"}
+
+
+def test_history_command_prints_and_exports_the_series(tmp_path, monkeypatch, capsys):
+    """`edgebench history` over a stored history: a table on stdout and the same rows in a CSV."""
+    import sys
+
+    from edgebench.cli import main
+
+    for night in range(3):
+        write_run_reports(synthetic_run(night), tmp_path, HistoryConfig(), publish_prefect=False)
+    monkeypatch.setattr(sys, "argv", ["edgebench", "history", "--out", str(tmp_path)])
+    main()
+    out = capsys.readouterr().out
+    exported = pd.read_csv(tmp_path / "history.csv")
+    assert len(exported) > 0 and f"exported to {tmp_path / 'history.csv'}" in out
+    assert exported["nights"].max() == 3
