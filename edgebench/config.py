@@ -16,7 +16,9 @@ from edgebench.errors import UserError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = Path(os.environ.get("EDGEBENCH_CONFIG_DIR", PROJECT_ROOT / "configs"))
 
-Precision = Literal["fp32", "fp16", "int8"]
+# fp32 / fp16: float; int8: int8 weights (per-channel) and int8 activations (static, calibrated);
+# w8: int8 weights, float activations; w8a16: int8 weights, 16-bit activations.
+Precision = Literal["fp32", "fp16", "int8", "w8", "w8a16"]
 
 
 class Strict(BaseModel):
