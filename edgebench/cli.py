@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
-from edgebench.errors import UserError
+from edgebench.console import log_to, set_verbose
+from edgebench.errors import UserError, plain
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export PyTorch models to TorchScript, ONNX, Core ML and TFLite; check parity; benchmark; report.")
@@ -22,17 +23,18 @@ ModelOpt = typer.Option("resnet_mixed", "--model", "-m", help="Registered model 
 WeightsOpt = typer.Option(None, "--weights", help="A state dict file (loaded with weights_only=True).")
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+@app.callback()
+def _global_options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Also show other libraries' log lines "
+                                                 "(coremltools, torch, Prefect) on the console.")) -> None:
+    set_verbose(verbose)
 
 
 @app.command()
 def info(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt) -> None:
     """Print parameters, FLOPs, input/output spec and weights provenance of a model."""
     from edgebench.models.info import model_info
-    from edgebench.models.source import resolve_model
 
-    facts = model_info(resolve_model(model, str(weights) if weights else None))
+    facts = model_info(_checked_model(model, weights, None))
     console.print(f"model        {facts['model']}")
     console.print(f"parameters   {facts['parameters']:,} (export-friendly form: {facts['parameters_export_friendly']:,})")
     console.print(f"FLOPs        {facts['gflop']:.2f} GFLOP per forward = {facts['gmac']:.2f} GMAC (counted by torch)")
@@ -99,9 +101,19 @@ def _settings(config: Optional[Path], formats: Optional[str], out: Optional[Path
     from edgebench import pipeline
     from edgebench.config import load_pipeline_config
 
+    from edgebench.preflight import check_config
+
     cfg = pipeline.narrow_config(load_pipeline_config(config), _split(formats), runtimes=_split(runtimes),
                                  devices=_split(devices))
+    check_config(cfg, config)
     return pipeline.new_run(cfg, out, quick=quick, use_cache=not no_cache)
+
+
+def _checked_model(model: str, weights: Optional[Path], input_shape: Optional[str]):
+    """The model's ModelRef once it ran on its example input with the declared output shapes."""
+    from edgebench.preflight import check_models
+
+    return check_models([model], str(weights) if weights else None, _shape(input_shape))[0]
 
 
 @app.command()
@@ -111,10 +123,9 @@ def export(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats:
     """Export the configured formats and precisions (cached) and print a table of the artifacts."""
     from edgebench import pipeline
     from edgebench.converters.export import export_table
-    from edgebench.models.source import resolve_model
 
     settings = _settings(config, formats, out, False, no_cache)
-    ref = resolve_model(model, str(weights) if weights else None, _shape(input_shape))
+    ref = _checked_model(model, weights, input_shape)
     artifacts = [pipeline.export_one(ref, f, p, o, settings) for f, p, o in pipeline.planned_exports(settings.config)]
     console.print(export_table(artifacts))
     console.print(f"artifacts under {settings.cache_dir}")
@@ -130,6 +141,8 @@ def parity(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats:
     from edgebench.parity.table import parity_table
 
     settings = _settings(config, formats, out, False, no_cache, runtimes)
+    _checked_model(model, weights, input_shape)
+    log_to(settings.run_dir)
     result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, _shape(input_shape),
                                            bench=False)
     console.print(parity_table(result.parity))
@@ -147,6 +160,8 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: 
     from edgebench.benchmarks.table import latency_table
 
     settings = _settings(config, formats, out, quick, no_cache, runtimes, devices)
+    _checked_model(model, weights, input_shape)
+    log_to(settings.run_dir)
     result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, _shape(input_shape),
                                            parity=False)
     console.print(latency_table(add_speedups(result.latency)))
@@ -161,17 +176,56 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
         input_shape: Optional[str] = ShapeOpt) -> None:
     """Run the whole export-and-benchmark flow (Prefect, no server needed) and print the report path."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # our step lines say enough
-    from edgebench.flows.export_and_benchmark import export_and_benchmark
+    from edgebench import interrupts, pipeline
+    from edgebench.config import load_pipeline_config
+    from edgebench.flows import progress
+    from edgebench.preflight import check_run
 
     shape = _shape(input_shape)
-    state = export_and_benchmark(models=model or None, formats=_split(formats), devices=_split(devices),
-                                 quick=quick, out=str(out) if out else None, use_cache=not no_cache,
-                                 fail_on_regression=fail_on_regression, config_path=str(config) if config else None,
-                                 input_shape=list(shape) if shape else None, return_state=True)
+    # Everything checked before the flow starts its temporary server: a bad name or shape is one line, exit 2.
+    check_run(pipeline.narrow_config(load_pipeline_config(config), _split(formats), devices=_split(devices),
+                                     models=model or None), config, input_shape=shape)
+    from edgebench.flows.export_and_benchmark import export_and_benchmark
+
+    try:  # Ctrl-C / SIGTERM: children killed, run folder marked interrupted, exit 130 / 143
+        state = interrupts.run_flow(export_and_benchmark, models=model or None, formats=_split(formats),
+                                    devices=_split(devices), quick=quick, out=str(out) if out else None,
+                                    use_cache=not no_cache, fail_on_regression=fail_on_regression,
+                                    config_path=str(config) if config else None,
+                                    input_shape=list(shape) if shape else None)
+    except interrupts.Interrupted as e:
+        print(f"edgebench: {e}; the run stopped, history and reports/latest untouched", file=sys.stderr)
+        raise typer.Exit(e.exit_code) from None
+    finally:
+        progress.finish()
     if not state.is_completed():
-        err_console.print(f"edgebench: the flow ended {state.name}: {state.message}")
-        raise typer.Exit(1)
-    console.print(f"report: {state.result()}")
+        _flow_failure(state)
+    report_html = Path(state.result())
+    _print_summary(report_html.parent / "results.csv")
+    console.print(f"report: {report_html}")
+
+
+def _flow_failure(state) -> None:
+    """A UserError inside the flow is still one line and exit 2; anything else one line and exit 1."""
+    from edgebench.errors import reason_of
+
+    try:
+        state.result()
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the flow's own exception, shown as its first line
+        print(f"edgebench: the flow ended {state.name}: {reason_of(e)}", file=sys.stderr)
+    else:
+        print(f"edgebench: the flow ended {state.name}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def _print_summary(results_csv: Path) -> None:
+    from edgebench.reports.writer import read_results_csv
+    from edgebench.tables import run_summary
+
+    if results_csv.exists():
+        console.print(run_summary(read_results_csv(results_csv)))
 
 
 @app.command()
@@ -187,14 +241,13 @@ def report(run: str = typer.Argument(..., help="A run folder, or a run id under 
 @app.command()
 def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this model's series."),
             out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
-            csv: Optional[Path] = typer.Option(None, "--csv", help="Where to export the table (default: <out>/history.csv).")) -> None:
-    """Print every series with its trend and latest verdict, and export it as CSV."""
-    import pandas as pd
-    from rich.table import Table
-
+            csv: Optional[Path] = typer.Option(None, "--csv", help="Where to export every column (default: <out>/history.csv)."),
+            wide: bool = typer.Option(False, "--wide", help="Every column (first and last night, run id, slope, reason).")) -> None:
+    """Print every series with its trend and latest verdict (80 columns; --wide: all), and export it as CSV."""
     from edgebench.config import load_pipeline_config
     from edgebench.pipeline import DEFAULT_OUT
     from edgebench.reports.writer import history_table
+    from edgebench.tables import history_view
 
     out = Path(out or DEFAULT_OUT)
     csv = csv or out / "history.csv"
@@ -202,10 +255,7 @@ def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Onl
     if table.empty:
         console.print("no history yet")
         return
-    shown = Table(*table.columns)
-    for row in table.itertuples(index=False):
-        shown.add_row(*("" if pd.isna(v) else str(v) for v in row))
-    console.print(shown)
+    console.print(history_view(table, wide=wide))
     console.print(f"exported to {csv}")
 
 
@@ -225,25 +275,63 @@ def stop() -> None:
     halt(console.print)
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+@app.command()
+def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
+             dataset: Optional[str] = typer.Option(None, "--dataset", help="<root>/<label>/<video> folder or a CSV "
+                                                   "manifest path,label[,start_s,end_s] (default: the model YAML's)."),
+             clips_per_video: Optional[int] = typer.Option(None, "--clips-per-video", min=1, help="Clips per video."),
+             max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="A class-balanced subset."),
+             formats: Optional[str] = FormatsOpt,
+             runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated runtimes to keep."),
+             out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt) -> None:
+    """Export (cached), then score every artifact on every runtime on a labelled video set, against eager."""
+    from edgebench import pipeline
+    from edgebench.evaluation.table import accuracy_table
+    from edgebench.models.registry import load_model_config
+
+    if not dataset and not load_model_config(model).evaluation.dataset:
+        raise UserError(f"evaluate: no dataset for {model}: pass --dataset or set evaluation.dataset in its model YAML")
+    settings = _settings(config, formats, out, False, no_cache, runtimes)
+    chosen = {"dataset": dataset, "clips_per_video": clips_per_video, "max_videos": max_videos}
+    result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, parity=False,
+                                           bench=False, evaluate=True, evaluation=chosen)
+    console.print(accuracy_table(result.accuracy))
+    paths = pipeline.finish_run(settings, [result])
+    console.print(f"results: {paths.results_csv}")
+    console.print(f"report: {paths.report_html}")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: a usage error prints the usage line and one error line, a user error one line; both exit 2."""
+    from edgebench.console import setup
     from edgebench.prefect_env import apply_defaults
 
     apply_defaults()
-    _setup_logging()
+    setup()  # before any library is imported: their log lines go to the run's log file
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, prog_name="edgebench", standalone_mode=False)
     except UserError as e:
-        print(f"edgebench: error: {e}", file=sys.stderr)  # plain print: one line, never wrapped
-        sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
+        _fail(str(e))
+    except TyperException as e:  # typer 0.29 vendors click: its usage errors are typer._click exceptions
+        _usage_error(e)
     except typer.Abort:
         sys.exit(130)
-    except Exception as e:  # click usage errors come through here in non-standalone mode
-        import click
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(f"edgebench: error: {' '.join(plain(message).split())}", file=sys.stderr)  # plain print: one line, never wrapped
+    sys.exit(code)
+
+
+def _usage_error(e: TyperException) -> NoReturn:
+    """Click's usage line, then one error line (click would add a hint line and a box)."""
+    ctx = getattr(e, "ctx", None)
+    if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `edgebench`: the help, not an error
+        print(ctx.get_help())
+        sys.exit(0)
+    if ctx is not None:
+        print(ctx.get_usage(), file=sys.stderr)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    _fail(e.format_message() + hint, getattr(e, "exit_code", 2) or 2)

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edgebench.errors import UserError
 
@@ -48,6 +49,19 @@ class ExportFriendlyConfig(Strict):
     mean_pool: bool = True  # adaptive 3D average pool -> mean over (T, H, W): Core ML can convert it
     normalize_inside: bool = True  # the model takes [0, 1] input; mean/std happen inside
     fold_batchnorm: bool = True  # BN folded into the conv before it: fewer ops in every format
+    lower_3d: bool = True  # artifacts get the 2D-lowered form (models/lowering.py); eager stays 3D
+
+
+class EvaluationConfig(Strict):
+    """Accuracy on a labelled video set (docs/evaluation.md): clips, subset and the allowed top-1 drop."""
+
+    dataset: str | None = None  # <root>/<label>/<video> folder or a CSV manifest (path,label[,start_s,end_s])
+    clips_per_video: int = Field(5, ge=1)  # spaced uniformly through each video; softmax averaged over them
+    max_videos: int | None = Field(None, ge=1)  # a class-balanced subset, for quick nights
+    # Largest allowed top-1 drop against eager, in points; a verdict fails only when the whole 95 % interval is beyond it.
+    bounds: dict[str, float] = {"fp32": 0.0, "fp16": 0.2, "int8": 1.0, "w8": 1.0, "w8a16": 0.5}
+    resamples: int = Field(10000, ge=100)  # paired bootstrap resamples of the per-video results
+    seed: int = 0
 
 
 class ModelConfig(Strict):
@@ -61,6 +75,7 @@ class ModelConfig(Strict):
     labels: str | list[str] | None = None  # "torchvision", a list, or a text file (one per line)
     preprocess: PreprocessConfig = PreprocessConfig()
     export_friendly: ExportFriendlyConfig = ExportFriendlyConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     @field_validator("source")
     @classmethod
@@ -93,6 +108,38 @@ class ParityConfig(Strict):
     }
 
 
+class LocalizeConfig(Strict):
+    """Layer-wise localization of parity failures (docs/parity.md): the budget and the divergence rule."""
+
+    auto: bool = True  # localize every parity_failed row of a run (edgebench check --localize: every row)
+    timeout_s: float = Field(300.0, gt=0)  # hard timeout of the localization child
+    jump_factor: float = Field(10.0, gt=1)  # a layer diverges when its rel err is this many times the worst before
+    # ... and above this relative L2 error per precision (fp32 rounding stays under 1e-5 through mc3_18)
+    rel_floor: dict[str, float] = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.1, "w8": 0.05, "w8a16": 0.05}
+
+
+class ExternalArtifactConfig(Strict):
+    """A file built elsewhere, checked like an exported artifact (rows name it `<model>@<name>`)."""
+
+    path: str
+    model: str
+    precision: Precision = "fp32"
+    format: str | None = None  # default: detected from the file
+    name: str | None = None  # default: the file name
+
+
+CalibrationMethod = Literal["minmax", "entropy", "percentile"]
+
+
+class CalibrationConfig(Strict):
+    """Clips the int8 / w8a16 exports calibrate on: from `videos` (files or folders), else seeded random."""
+
+    videos: list[str] = []  # video files or folders of them; empty: seeded random clips (rows say so)
+    clips: int = Field(8, ge=1)
+    seed: int = 0
+    method: CalibrationMethod = "minmax"  # a converter that does not offer it skips the precision, saying so
+
+
 class BudgetConfig(Strict):
     warmup_runs: int = Field(2, ge=0)
     min_runs: int = Field(10, ge=1)
@@ -107,8 +154,20 @@ class BenchmarkConfig(Strict):
     noisy_iqr_ratio: float = 0.10
 
 
+# Qualcomm AI Hub compile targets (`--target_runtime`), as qai-hub 0.56 names them.
+HubTarget = Literal["qnn_dlc", "qnn_context_binary", "onnx", "tflite", "precompiled_qnn_onnx"]
+
+
 class AIHubConfig(Strict):
+    """Hub devices, what is compiled for them and how (docs/benchmarks.md)."""
+
     devices: list[str] = []
+    source: Literal["onnx", "torchscript"] = "onnx"  # the exported artifact the hub compiles (and quantizes: ONNX only)
+    targets: list[HubTarget] = ["qnn_dlc", "qnn_context_binary", "onnx", "tflite"]
+    device_targets: dict[str, list[HubTarget]] = {}  # device name -> its own targets instead of `targets`
+    precisions: list[Precision] = ["fp32"]  # int8 (w8a8) and w8a16 go through a quantize job first
+    as_is: list[str] = ["tflite"]  # our own artifacts of these formats, profiled without a compile job
+    compile_options: str = ""  # appended to every compile job's options, e.g. "--compute_unit npu"
     inference_job: bool = True
     retries: int = Field(3, ge=0)
     backoff_s: float = 2.0
@@ -124,6 +183,14 @@ class HistoryConfig(Strict):
     min_baseline_nights: int = Field(3, ge=1)  # fewer good nights: baseline shown, no regression verdict
     parity_drift_floor: float = Field(1e-6, ge=0)  # baseline max abs err below this counts as this
     trend_nights: int = Field(30, ge=2)  # nights drawn in the report's trend charts
+    accuracy_drift_points: float = Field(1.0, ge=0)  # top-1 this many points under the baseline nights' median: a regression
+
+
+class RuntimeVariant(Strict):
+    """A named runtime with other options (`litert-no-xnnpack: {runtime: litert, options: {xnnpack: false}}`)."""
+
+    runtime: str
+    options: dict[str, Any] = {}
 
 
 class PipelineConfig(Strict):
@@ -137,12 +204,76 @@ class PipelineConfig(Strict):
     converter_options: dict[str, dict[str, Any]] = {}
     export_timeout_s: float = Field(900.0, gt=0)
     runtimes: list[str] = ["torch", "torchscript", "onnxruntime", "litert", "coreml", "coreml-mil"]
+    runtime_options: dict[str, dict[str, Any]] = {}  # registry runtime -> its options, e.g. litert: {xnnpack: false}
+    runtime_variants: dict[str, RuntimeVariant] = {}  # a new runtime name = a registry runtime with other options
     devices: list[str] = ["local"]
     threads: int = Field(0, ge=0)  # 0: every core of the host
     parity: ParityConfig = ParityConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
     aihub: AIHubConfig = AIHubConfig()
     history: HistoryConfig = HistoryConfig()
+    localize: LocalizeConfig = LocalizeConfig()
+    external_artifacts: list[ExternalArtifactConfig] = []
+
+    @field_validator("devices")
+    @classmethod
+    def _known_device_kinds(cls, v: list[str]) -> list[str]:
+        from edgebench.devices.registry import parse_device  # lazy: the backends import this module
+
+        for text in v:
+            _as_value_error(parse_device, text)
+        return v
+
+    @field_validator("runtime_options")
+    @classmethod
+    def _known_runtime_options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from edgebench.runtimes.registry import get_runtime
+
+        for name, options in v.items():
+            _as_value_error(get_runtime, name, options)
+        return v
+
+    @field_validator("runtime_variants")
+    @classmethod
+    def _known_variant_runtimes(cls, v: dict[str, RuntimeVariant]) -> dict[str, RuntimeVariant]:
+        from edgebench.runtimes.registry import RUNTIMES, get_runtime
+
+        for name, variant in v.items():
+            if name in RUNTIMES:
+                raise ValueError(f"variant '{name}' has the name of a registered runtime")
+            _as_value_error(get_runtime, variant.runtime, variant.options)
+        return v
+
+    @model_validator(mode="after")
+    def _known_runtimes(self) -> "PipelineConfig":
+        from edgebench.runtimes.registry import RUNTIMES  # lazy: the runtimes import this module
+
+        known = [*RUNTIMES, *self.runtime_variants]
+        for i, name in enumerate(self.runtimes):
+            if name not in known:
+                error = PydanticCustomError("unknown_runtime", "unknown runtime '{name}'; known runtimes: {known}",
+                                            {"name": name, "known": ", ".join(known)})
+                raise ValidationError.from_exception_data(
+                    type(self).__name__, [InitErrorDetails(type=error, loc=("runtimes", i), input=name)])
+        return self
+
+    def runtime_spec(self, name: str) -> tuple[str, dict[str, Any]]:
+        """(registry runtime, options) for a runtime or variant name: `runtime_options` of the runtime, then the variant's."""
+        variant = self.runtime_variants.get(name)
+        base = variant.runtime if variant else name
+        from edgebench.runtimes.registry import get_runtime
+
+        get_runtime(base)  # an unknown name is a UserError naming the known ones
+        return base, {**self.runtime_options.get(base, {}), **(variant.options if variant else {})}
+
+
+def _as_value_error(check, *args) -> None:
+    """Run a registry check inside a pydantic validator, so the error names the config field."""
+    try:
+        check(*args)
+    except UserError as e:
+        raise ValueError(str(e)) from None
 
 
 # ---------------------------------------------------------------- loading

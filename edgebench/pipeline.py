@@ -11,19 +11,23 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgebench.config import PROJECT_ROOT, BudgetConfig, PipelineConfig
 from edgebench.errors import UserError
 from edgebench.records import (
-    SKIPPED,
+    AccuracyResult,
     Artifact,
     LatencyResult,
     ModelRef,
     ParityResult,
     RunData,
 )
+
+if TYPE_CHECKING:
+    from edgebench.devices.base import BenchJob, Measured
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class ModelResults:
     artifacts: list[Artifact] = field(default_factory=list)
     parity: list[ParityResult] = field(default_factory=list)
     latency: list[LatencyResult] = field(default_factory=list)
+    accuracy: list[AccuracyResult] = field(default_factory=list)
 
 
 def utc_now() -> str:
@@ -103,8 +108,7 @@ def narrow_config(config: PipelineConfig, formats: list[str] | None = None, prec
                   runtimes: list[str] | None = None, devices: list[str] | None = None,
                   models: list[str] | None = None) -> PipelineConfig:
     """The config with the CLI's or the flow's narrowing applied; unknown names are UserErrors."""
-    from edgebench.benchmarks.devices import parse_devices
-    from edgebench.runtimes.registry import get_runtime
+    from edgebench.devices.registry import parse_devices
 
     chosen = dict(config.formats)
     if formats:
@@ -118,7 +122,7 @@ def narrow_config(config: PipelineConfig, formats: list[str] | None = None, prec
     update: dict = {"formats": chosen}
     if runtimes:
         for name in runtimes:
-            get_runtime(name)
+            config.runtime_spec(name)  # a registry runtime or a configured variant, else a UserError
         update["runtimes"] = list(runtimes)
     if devices:
         update["devices"] = [d.label for d in parse_devices(devices)]
@@ -160,7 +164,8 @@ def export_one(ref: ModelRef, fmt: str, precision: str, options: dict, settings:
     from edgebench.converters.export import export_artifact
 
     return export_artifact(ref, fmt, precision, options, Path(settings.cache_dir),
-                           settings.config.export_timeout_s, use_cache=settings.use_cache)
+                           settings.config.export_timeout_s, use_cache=settings.use_cache,
+                           calibration=settings.config.calibration)
 
 
 def parity_runtimes(fmt: str, config: PipelineConfig) -> list[str]:
@@ -186,54 +191,69 @@ def parity_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: Ru
     return check_parity_isolated(
         artifact, runtime, pm.ref, _load_npz(pm.inputs_path), _load_npz(pm.reference_path), tolerance,
         settings.threads, timeout_s=settings.budget.timeout_s,
-        log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, "parity"))
+        log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, "parity"),
+        localize=settings.config.localize, localization_path=localization_path(settings, artifact))
 
 
-def bench_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[tuple[Artifact, str, str]]:
-    """(artifact, runtime, device) to measure: the eager baseline first, then every artifact's runtimes."""
-    from edgebench.benchmarks.devices import LOCAL, parse_device
+def localization_path(settings: RunSettings, artifact: Artifact) -> Path:
+    """Where one artifact's per-layer table goes (one per artifact: every runtime's row shares it)."""
+    return settings.run_dir / "localization" / f"{artifact.model}-{artifact.format}-{artifact.precision}.json"
+
+
+def prepare_evaluation(pm: PreparedModel, settings: RunSettings, overrides: dict | None = None):
+    """The model's EvalSet (every video decoded once, cached), or None when no dataset is configured."""
+    from edgebench.evaluation.evaluate import evaluation_config, prepare_eval_set
+
+    cfg = evaluation_config(pm.ref, overrides)
+    if not cfg.dataset:
+        return None
+    return prepare_eval_set(pm.ref, cfg, Path(settings.cache_dir),
+                            listing=settings.run_dir / "evaluation" / pm.ref.name / "unreadable.txt")
+
+
+def evaluation_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[tuple[Artifact, str]]:
+    """(artifact, runtime) to score: the eager baseline first, then every artifact on every runtime that runs it."""
     from edgebench.runtimes.torch_eager import eager_artifact
 
-    local_like = [d for d in config.devices if parse_device(d).kind != "aihub"]
-    plan = [(eager_artifact(pm.ref), "torch", LOCAL)]
-    for artifact in artifacts:
-        for runtime in parity_runtimes(artifact.format, config):
-            plan += [(artifact, runtime, device) for device in local_like]
-    return plan
+    return [(eager_artifact(pm.ref), "torch")] + [(a, rt) for a in artifacts for rt in parity_runtimes(a.format, config)]
 
 
-def bench_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: RunSettings,
-              device: str = "local") -> LatencyResult:
-    """Measure one (artifact, runtime) on this host in a child process, one benchmark at a time."""
-    from edgebench.benchmarks.devices import QUEUE, parse_device
-    from edgebench.benchmarks.local import bench_local
-    from edgebench.runtimes.registry import get_runtime
+def evaluate_one(pm: PreparedModel, eset, artifact: Artifact, runtime: str, settings: RunSettings) -> AccuracyResult:
+    """Video-level accuracy of one (artifact, runtime) in a child process; never raises for runtime trouble."""
+    from edgebench.evaluation.evaluate import evaluate_artifact
 
-    if parse_device(device).kind == QUEUE:
-        return LatencyResult(artifact.model, artifact.format, artifact.precision, runtime, device, SKIPPED,
-                             reason="queue devices are dispatched by the Prefect flow (edgebench run)")
-    if not get_runtime(runtime).measures_speed:
-        return LatencyResult(artifact.model, artifact.format, artifact.precision, runtime, device, SKIPPED,
-                             reason=f"{runtime} checks the program's numbers; its speed says nothing about a device")
-    budget = settings.budget
-    return bench_local(
-        artifact, runtime, pm.ref, pm.inputs_path, budget, settings.threads, pm.flops, budget.timeout_s,
-        settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, device, "bench"),
-        noisy_iqr_ratio=settings.config.benchmark.noisy_iqr_ratio, device=device)  # host-wide device lock
+    parts = (artifact.format, artifact.precision, runtime)
+    return evaluate_artifact(artifact, runtime, pm.ref, eset, settings.threads, settings.budget.timeout_s,
+                             settings.log_path(pm.ref.name, *parts, "accuracy"),
+                             settings.run_dir / "evaluation" / pm.ref.name / ("-".join(parts) + ".npz"))
 
 
-def bench_hub(pm: PreparedModel, artifacts: list[Artifact], settings: RunSettings) -> list[LatencyResult]:
-    """Profile the artifacts on the configured AI Hub devices (skipped rows when there is no client)."""
-    from edgebench.benchmarks.aihub import bench_aihub
-    from edgebench.benchmarks.devices import parse_device
+def judge_accuracy(pm: PreparedModel, results: list[AccuracyResult], overrides: dict | None = None) -> list[AccuracyResult]:
+    """Each row's top-1 drop against eager with its 95 % interval and its verdict against the bound."""
+    from edgebench.evaluation.evaluate import evaluation_config, judge_drops
 
-    devices = [d for d in settings.config.devices if parse_device(d).kind == "aihub"]
-    devices += [f"aihub:{d}" for d in settings.config.aihub.devices if f"aihub:{d}" not in devices]
-    if not devices:
-        return []
-    return bench_aihub(artifacts, devices, pm.ref, pm.inputs_path, pm.reference_path,
-                       cfg=settings.config.aihub, flops=pm.flops,
-                       noisy_iqr_ratio=settings.config.benchmark.noisy_iqr_ratio)
+    return judge_drops(results, evaluation_config(pm.ref, overrides))
+
+
+def evaluate_model(pm: PreparedModel, eset, artifacts: list[Artifact], settings: RunSettings,
+                   overrides: dict | None = None) -> list[AccuracyResult]:
+    """Eager and every artifact on every runtime that runs it, scored on the clips of `eset`, then judged."""
+    plan = evaluation_plan([a for a in artifacts if a.ok], pm, settings.config)
+    return judge_accuracy(pm, [evaluate_one(pm, eset, a, rt, settings) for a, rt in plan], overrides)
+
+
+def bench_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[BenchJob]:
+    """Every device backend's BenchJobs for the configured devices (local: the eager baseline first)."""
+    from edgebench.devices.registry import plan_jobs
+
+    return plan_jobs(artifacts, pm, config)
+
+
+def bench_one(pm: PreparedModel, job: BenchJob, settings: RunSettings) -> Measured:
+    """Run one BenchJob on its device's backend: a Measured (latency row, and a parity row from a hub device)."""
+    from edgebench.devices.registry import run_job
+
+    return run_job(job, pm, settings)
 
 
 def finish_run(settings: RunSettings, results: list[ModelResults]):
@@ -253,6 +273,7 @@ def finish_run(settings: RunSettings, results: list[ModelResults]):
         parity=[p for r in results for p in r.parity],
         latency=latency,
         config={**settings.config.model_dump(mode="json"), "quick": settings.quick},
+        accuracy=[a for r in results for a in r.accuracy],
     )
     return write_run_reports(run, Path(settings.out), settings.config.history,
                              runtimes_for=lambda fmt: parity_runtimes(fmt, settings.config))
@@ -260,16 +281,20 @@ def finish_run(settings: RunSettings, results: list[ModelResults]):
 
 def run_model_sequential(name: str, settings: RunSettings, weights: str | None = None,
                          input_shape: tuple[int, ...] | None = None, parity: bool = True,
-                         bench: bool = True) -> ModelResults:
+                         bench: bool = True, evaluate: bool = False, evaluation: dict | None = None) -> ModelResults:
     """One model's branch without Prefect: export, parity, then benchmarks one at a time."""
     pm = prepare_model(name, settings, weights, input_shape)
+    # `evaluation`: the CLI's dataset / clips / max videos over the model YAML's; a bad dataset fails before any export
+    eset = prepare_evaluation(pm, settings, evaluation) if evaluate else None
     result = ModelResults(pm.ref)
     result.artifacts = [export_one(pm.ref, f, p, o, settings) for f, p, o in planned_exports(settings.config)]
     if parity:
         result.parity = [parity_one(pm, a, rt, settings) for a in result.artifacts if a.ok
                          for rt in parity_runtimes(a.format, settings.config)]
+    if eset is not None:
+        result.accuracy = evaluate_model(pm, eset, result.artifacts, settings, evaluation)
     if bench:
-        result.latency = [bench_one(pm, a, rt, settings, dev) for a, rt, dev in bench_plan(result.artifacts, pm, settings.config)
-                          if a.ok]
-        result.latency += bench_hub(pm, [a for a in result.artifacts if a.ok], settings)
+        measured = [bench_one(pm, job, settings) for job in bench_plan([a for a in result.artifacts if a.ok], pm, settings.config)]
+        result.latency = [m.latency for m in measured]
+        result.parity += [m.parity for m in measured if m.parity is not None]
     return result

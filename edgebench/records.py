@@ -16,7 +16,8 @@ EXPORT_FAILED = "export_failed"
 PARITY_FAILED = "parity_failed"
 RUNTIME_FAILED = "runtime_failed"
 SKIPPED = "skipped"
-STATUSES = (PASSED, EXPORT_FAILED, PARITY_FAILED, RUNTIME_FAILED, SKIPPED)
+ACCURACY_FAILED = "accuracy_failed"  # the top-1 drop against eager is beyond the precision's bound (evaluation)
+STATUSES = (PASSED, EXPORT_FAILED, PARITY_FAILED, ACCURACY_FAILED, RUNTIME_FAILED, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,12 @@ class ModelRef:
     def random_weights(self) -> bool:
         return self.provenance.startswith("random")
 
-    def build(self):
-        """The export-friendly nn.Module in eval mode (imports torch lazily)."""
+    def build(self, lowered: bool = False):
+        """The export-friendly nn.Module in eval mode (imports torch lazily); `lowered`: the 2D-lowered
+        form for artifacts (models/lowering.py), when the config allows it. Default: the eager baseline's."""
         from edgebench.models.source import build_module
 
-        return build_module(self)
+        return build_module(self, lowered=lowered)
 
 
 @dataclass
@@ -75,6 +77,9 @@ class Artifact:
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     op_census: dict[str, int] = field(default_factory=dict)
+    form: str = ""  # the module exported: "2d-lowered" or "3d" (models/lowering.py); "" for eager / not exported
+    compute_dtypes: dict[str, int] = field(default_factory=dict)  # conv/matmul ops per compute dtype
+    calibration: str = ""  # "video:<files> x<clips> <method> <sha256 prefix>", "random ...", "" (none needed)
     options: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
     cache_key: str = ""
@@ -125,6 +130,9 @@ class ParityResult:
     clips: int = 0
     runtime_version: str = ""
     runtime_options: dict[str, Any] = field(default_factory=dict)
+    first_divergent_layer: str = ""  # module name where the error first jumps (parity.localize), "" if not localized
+    localization_path: str = ""  # JSON with the per-layer table behind first_divergent_layer
+    device: str = "local"  # where the outputs came from: "local", or a hub device whose outputs were judged here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -162,6 +170,38 @@ class LatencyResult:
     runtime_options: dict[str, Any] = field(default_factory=dict)
     speedup_vs_eager: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # hub job URLs, memory ranges, ...
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AccuracyResult:
+    """Video-level accuracy of one (artifact, runtime) on a labelled set, and its top-1 drop against eager."""
+
+    model: str
+    format: str
+    precision: str
+    runtime: str
+    status: str  # passed | accuracy_failed | runtime_failed | skipped
+    reason: str = ""
+    dataset: str = ""
+    videos: int = 0  # scored videos
+    unreadable: int = 0  # videos that could not be decoded (listed in the evaluation log)
+    clips: int = 0
+    top1: float | None = None  # percent of videos, softmax averaged over their clips
+    top5: float | None = None
+    clip_top1: float | None = None  # percent of single clips
+    clip_top5: float | None = None
+    top1_drop: float | None = None  # eager top-1 minus this top-1, in points (positive: worse than eager)
+    top1_drop_low: float | None = None  # 95 % paired interval of the drop
+    top1_drop_high: float | None = None
+    bound: float | None = None  # allowed drop for this precision, in points
+    verdict: str = ""  # passed | failed | not enough videos | "" (eager itself, or no bound)
+    confused: list[tuple[str, str, int]] = field(default_factory=list)  # (true, predicted, videos), most first
+    predictions_path: str = ""  # npz: per-video probabilities, predictions and targets
+    seconds: float = 0.0
+    runtime_version: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -208,3 +248,4 @@ class RunData:
     parity: list[ParityResult] = field(default_factory=list)
     latency: list[LatencyResult] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # the resolved PipelineConfig
+    accuracy: list[AccuracyResult] = field(default_factory=list)

@@ -16,3 +16,61 @@ def status_cell(status: str) -> str:
     """The status in rich markup: green passed, dim skipped, red anything else."""
     style = _STYLES.get(status, "red")
     return f"[{style}]{status}[/{style}]"
+
+
+def _cell(x, fmt: str) -> str:
+    """`x` formatted, or "" for a missing value (NaN, None, pandas NA)."""
+    import pandas as pd
+
+    return "" if x is None or pd.isna(x) else format(x, fmt)
+
+
+def _series_label(r, parts: list[str]) -> str:
+    device = "" if r["device"] in ("", "local") else f"@{r['device']}"
+    options = r.get("runtime_options") or ""
+    return " ".join(p for p in [*(str(r[c]) for c in parts), device, str(options) if options else ""] if p)
+
+
+def history_view(table, wide: bool = False, trend_chars: int = 10):
+    """`edgebench history`: series, nights, last p50, baseline, delta, trend, verdict (80 columns); `wide`: every column."""
+    import pandas as pd
+    from rich import box
+    from rich.table import Table
+
+    if wide:
+        shown = Table(*table.columns)
+        for row in table.itertuples(index=False):
+            shown.add_row(*("" if pd.isna(v) else str(v) for v in row))
+        return shown
+    models = list(dict.fromkeys(table["model"]))
+    parts = ["format", "precision", "runtime"] if len(models) == 1 else ["model", "format", "precision", "runtime"]
+    shown = Table(title=f"history of {models[0]}" if len(models) == 1 else "history", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    shown.add_column("series", overflow="fold", max_width=34)
+    for name in ("nights", "last p50", "baseline", "delta"):
+        shown.add_column(name, justify="right")
+    shown.add_column("trend", no_wrap=True)
+    shown.add_column("verdict", overflow="fold", max_width=12)
+    for _, r in table.iterrows():
+        delta = _cell(r["delta_p50_pct"], "+.1f")
+        shown.add_row(_series_label(r, parts), str(r["nights"]), _cell(r["latest_p50_ms"], ".1f"),
+                      _cell(r["baseline_p50_ms"], ".1f"), f"{delta}%" if delta else "",
+                      str(r["trend"] or "")[-trend_chars:], str(r["verdict"] or ""))
+    return shown
+
+
+def run_summary(df):
+    """The end of `edgebench run`: format, precision, runtime, status, p50, speed-up and parity per row."""
+    from rich import box
+    from rich.table import Table
+
+    shown = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in [("format", "left"), ("precision", "left"), ("runtime", "left"), ("status", "left"),
+                          ("p50 ms", "right"), ("speed-up", "right"), ("parity", "left")]:
+        shown.add_column(name, justify=justify)
+    for _, r in df.iterrows():
+        runtime = str(r["runtime"] or "") + ("" if r["device"] in ("", "local") else f" @ {r['device']}")
+        speedup = _cell(r["speedup_vs_eager"], ".2f")
+        shown.add_row(str(r["format"]), str(r["precision"]), runtime, status_cell(str(r["status"])),
+                      _cell(r["p50_ms"], ".1f"), f"{speedup}x" if speedup else "", str(r["parity"] or ""))
+    return shown

@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from edgebench.errors import UserError
@@ -28,6 +29,17 @@ class Converter(ABC):
     suffix: str  # ".onnx", ".mlpackage" (a folder), ...
     library: str  # distribution whose version keys the cache: "onnx", "coremltools", ...
     keeps_io_names: bool = True  # False: the file has no tensor names (TorchScript); the ref's specs are used
+    lowered_form: bool = True  # export the 2D-lowered module (models/lowering.py) when the model config allows it
+    calibrated: frozenset[str] = frozenset()  # precisions whose export needs calibration clips
+    calibration_methods: frozenset[str] = frozenset()  # calibration.method values the toolchain offers
+    refusals: dict[str, str] = {}  # precision -> one line why this converter cannot produce it
+
+    def refusal(self, precision: str, options: dict[str, Any]) -> str | None:
+        """One line why this converter cannot produce `precision` with `options` (None: it can)."""
+        if precision in self.precisions:
+            return None
+        why = self.refusals.get(precision) or f"supported: {', '.join(sorted(self.precisions))}"
+        return f"{self.format} {precision}: {why}"
 
     def default_options(self) -> dict[str, Any]:
         return {}
@@ -61,12 +73,23 @@ class Converter(ABC):
         return {"torch": package_version("torch"), self.library: package_version(self.library)}
 
     @abstractmethod
-    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path) -> None:
-        """Write the artifact to `out` (a file, or a folder for multi-file formats)."""
+    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path,
+               calibration: list[dict[str, np.ndarray]] | None = None) -> None:
+        """Write the artifact to `out` (a file, or a folder for multi-file formats).
+
+        `calibration` (one dict of model inputs per clip) is given for the precisions in `calibrated`.
+        """
 
     @abstractmethod
     def op_census(self, out: Path) -> dict[str, int]:
         """Op type -> count, read back from the saved artifact."""
+
+    def compute_dtypes(self, out: Path) -> dict[str, int]:
+        """Compute dtype -> number of conv/matmul-class ops running in it, read back from the saved artifact.
+
+        {"int8": 20, "float32": 1}: a file with one quantized layer cannot pass as int8. Empty: not read.
+        """
+        return {}
 
     @abstractmethod
     def io_specs(self, out: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:

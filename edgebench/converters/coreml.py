@@ -1,4 +1,8 @@
-"""Core ML: an ML program (.mlpackage folder) from coremltools, fp32 or fp16 compute precision.
+"""Core ML: an ML program (.mlpackage folder) from coremltools, fp32 or fp16 compute precision, or w8.
+
+w8 is coremltools.optimize's linear_quantize_weights of the fp32 program: per-channel symmetric int8
+weights stored as constexpr dequantize ops (constexpr_affine_dequantize up to iOS17,
+constexpr_blockwise_shift_scale from iOS18), float activations.
 
 The output stays the `logits` tensor: the class labels go into the model's user-defined metadata
 (`labels`, a JSON list) rather than a ClassifierConfig, which would replace the tensor by a
@@ -19,6 +23,8 @@ from edgebench.errors import UserError
 from edgebench.records import ModelRef, TensorSpec
 
 FRONTENDS = ("trace", "export")  # torch.jit.trace or torch.export: both convert this model
+COMPUTE_OPS = frozenset({"conv", "conv_transpose", "linear", "matmul"})
+_FLOAT_NAMES = {"fp16": "float16", "fp32": "float32", "fp64": "float64"}
 _ARRAY_DTYPES = {"FLOAT32": "float32", "FLOAT16": "float16", "DOUBLE": "float64", "INT32": "int32"}
 
 
@@ -27,7 +33,12 @@ class CoreMLConverter(Converter):
     Inputs and outputs stay float32 at both precisions; fp16 casts inside the program."""
 
     format = "coreml"
-    precisions = frozenset({"fp32", "fp16"})
+    precisions = frozenset({"fp32", "fp16", "w8"})
+    refusals = {
+        "int8": "coremltools' linear_quantize_activations calibrates by MLModel.predict (ModelDebugger.step), "
+                "which needs macOS",
+        "w8a16": "coremltools quantizes activations to 8 bits only",
+    }
     suffix = ".mlpackage"
     library = "coremltools"
 
@@ -38,7 +49,8 @@ class CoreMLConverter(Converter):
         if options["frontend"] not in FRONTENDS:
             raise UserError(f"coreml: option frontend must be one of {', '.join(FRONTENDS)}, not '{options['frontend']}'")
 
-    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path) -> None:
+    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path,
+               calibration=None) -> None:
         import coremltools as ct
         import numpy as np
         import torch
@@ -62,6 +74,8 @@ class CoreMLConverter(Converter):
             minimum_deployment_target=target,
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         )
+        if precision == "w8":
+            mlmodel = quantize_weights(mlmodel)
         mlmodel.short_description = f"{ref.name} ({ref.provenance}), {precision}"
         meta = mlmodel.user_defined_metadata
         meta["edgebench.model"] = ref.name
@@ -85,9 +99,47 @@ class CoreMLConverter(Converter):
         counts.pop("const", None)
         return dict(counts)
 
+    def compute_dtypes(self, out: Path) -> dict[str, int]:
+        """conv/linear/matmul ops by their weight and activation: `w8` (int8 weight from a constexpr
+        dequantize op), `int8` (that, and an activation from a dequantize op), else the weight's float dtype."""
+        from edgebench.runtimes.coreml_mil import load_program
+
+        program, _ = load_program(str(out))
+        counts: Counter = Counter()
+        for function in program.functions.values():
+            for op in function.operations:
+                if op.op_type in COMPUTE_OPS:
+                    counts[_compute_dtype(op)] += 1
+        return dict(counts)
+
     def io_specs(self, out: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         desc = self._spec(out).description
         return tuple(_feature(f) for f in desc.input), tuple(_feature(f) for f in desc.output)
+
+
+def quantize_weights(mlmodel):
+    """coremltools.optimize's per-channel symmetric int8 weight quantization of a float program."""
+    import coremltools.optimize as cto
+
+    config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+    return cto.coreml.linear_quantize_weights(mlmodel, config)
+
+
+def _compute_dtype(op) -> str:
+    """One compute op's dtype label from the ops that produce its weight and its activation."""
+    from coremltools.converters.mil.mil import types
+
+    weight = op.inputs.get("weight", op.inputs.get("y"))
+    x = op.inputs["x"]
+    source = weight.op if weight is not None else None
+    if source is not None and source.op_type.startswith("constexpr_"):
+        data = source.inputs.get("quantized_data", source.inputs.get("data"))
+        bits = data.dtype.get_bitwidth() if data is not None and types.is_int(data.dtype) else None
+        act = x.op.op_type == "dequantize" if x.op is not None else False
+        return f"{'int' if act else 'w'}{bits}" if bits else source.op_type
+    dtype = (weight if weight is not None else x).dtype
+    return _FLOAT_NAMES.get(types.builtin_to_string(dtype), types.builtin_to_string(dtype))
 
 
 def _count_ops(block, counts: Counter) -> None:

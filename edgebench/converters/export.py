@@ -8,25 +8,30 @@ precision, options, tool versions and the converter's own source.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import inspect
 import os
 import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from edgebench.config import PipelineConfig, stable_hash
+from edgebench.config import CalibrationConfig, PipelineConfig, stable_hash
 from edgebench.converters.base import Converter
 from edgebench.converters.registry import CONVERTERS, get_converter
 from edgebench.errors import UserError
-from edgebench.isolation import IsolatedFailure, run_isolated
-from edgebench.records import EXPORT_FAILED, PASSED, Artifact, ModelRef, TensorSpec
+from edgebench.isolation import IsolatedFailure, Stopped, run_isolated, stopping
+from edgebench.models.calibration import CalibrationSet, make_calibration
+from edgebench.records import EXPORT_FAILED, PASSED, SKIPPED, Artifact, ModelRef, TensorSpec
 
 RECORD = "artifact.json"
 LOG = "export.log"
+# The compute dtype every conv/matmul-class op of an artifact of this precision must report (compute_dtypes).
+COMPUTE_DTYPE = {"fp32": "float32", "fp16": "float16", "int8": "int8", "w8": "w8", "w8a16": "w8a16"}
 
 
 class ArtifactError(RuntimeError):
@@ -38,16 +43,19 @@ class ArtifactError(RuntimeError):
 
 def _code_hash(converter: Converter) -> str:
     """sha256 of the converter's module and the export-friendly rewrites: new code, new key."""
-    from edgebench.models import friendly
+    from edgebench.models import friendly, lowering
 
     h = hashlib.sha256()
-    for path in (inspect.getfile(type(converter)), inspect.getfile(friendly)):
+    for path in (inspect.getfile(type(converter)), inspect.getfile(friendly), inspect.getfile(lowering)):
         h.update(Path(path).read_bytes())
     return h.hexdigest()
 
 
-def cache_key(ref: ModelRef, fmt: str, precision: str, options: dict[str, Any], converter: Converter) -> str:
+def cache_key(ref: ModelRef, fmt: str, precision: str, options: dict[str, Any], converter: Converter,
+              calibration: CalibrationSet | None = None) -> str:
+    extra = {"calibration": [calibration.sha256, calibration.method]} if calibration else {}
     return stable_hash({
+        **extra,
         "config": ref.config_hash,
         "weights": ref.weights_sha256,
         "inputs": [(t.name, list(t.shape), t.dtype) for t in ref.inputs],
@@ -111,14 +119,38 @@ def _match_io(converter: Converter, ref: ModelRef, inputs: tuple[TensorSpec, ...
     return ref.inputs, ref.outputs
 
 
-def _export_job(converter: Converter, ref: ModelRef, precision: str, options: dict[str, Any], out: str) -> dict:
+def mislabelled(precision: str, compute_dtypes: dict[str, int]) -> str | None:
+    """Why a census does not hold up the precision's name (None: every conv/matmul op runs in its dtype)."""
+    want = COMPUTE_DTYPE[precision]
+    if not compute_dtypes:
+        return None if precision in ("fp32", "fp16") else f"{precision}: no compute dtype census read back"
+    total = sum(compute_dtypes.values())
+    if compute_dtypes.get(want, 0) == total:
+        return None
+    return f"{precision}: {compute_dtypes.get(want, 0)} of {total} conv/matmul ops run {want} ({_census_text(compute_dtypes)})"
+
+
+def _census_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def _export_job(converter: Converter, ref: ModelRef, precision: str, options: dict[str, Any], out: str,
+                calibration: CalibrationSet | None = None) -> dict:
     """Runs in the child: build, export, then read census and io specs back from the saved file."""
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"edgebench: exporting {ref.name} to {converter.format} {precision} with {options}", flush=True)
-    model = ref.build()
+    from edgebench.models.source import lowering_report
+
+    model = ref.build(lowered=converter.lowered_form)
+    form = lowering_report(ref, converter.lowered_form)
+    print(f"edgebench: exporting the {form.form} form{f' ({form.reason})' if form.reason else ''}", flush=True)
     start = time.perf_counter()
-    converter.export(model, ref, precision, options, out_path)
+    if calibration is None:
+        converter.export(model, ref, precision, options, out_path)
+    else:
+        print(f"edgebench: calibrating on {calibration.label} ({calibration.path})", flush=True)
+        converter.export(model, ref, precision, options, out_path, calibration=calibration.load(ref))
     export_s = time.perf_counter() - start
     print(f"edgebench: {converter.format} export took {export_s:.1f} s", flush=True)
     if not out_path.exists():
@@ -129,13 +161,17 @@ def _export_job(converter: Converter, ref: ModelRef, precision: str, options: di
         raise ArtifactError(f"empty or missing output: {', '.join(empty) or out_path.name}")
     try:
         census = converter.op_census(out_path)
+        dtypes = converter.compute_dtypes(out_path)
         inputs, outputs = converter.io_specs(out_path)
     except Exception as e:  # noqa: BLE001 - any failure to read it back makes the artifact unusable
         first = (str(e).strip().splitlines() or [""])[0]
         raise ArtifactError(f"{out_path.name} cannot be read back ({type(e).__name__}: {first})") from e
+    print(f"edgebench: compute dtypes {_census_text(dtypes) or 'not read'}", flush=True)
+    if why := mislabelled(precision, dtypes):
+        raise ArtifactError(f"mislabelled file: {why}")
     inputs, outputs = _match_io(converter, ref, inputs, outputs)
-    return {"export_s": export_s, "op_census": census, "inputs": inputs, "outputs": outputs,
-            "files": [p.relative_to(out_path.parent).as_posix() for p in files]}
+    return {"export_s": export_s, "op_census": census, "compute_dtypes": dtypes, "inputs": inputs, "outputs": outputs,
+            "files": [p.relative_to(out_path.parent).as_posix() for p in files], "form": form.form}
 
 
 # ---------------------------------------------------------------- the parent
@@ -150,35 +186,98 @@ def _move_into(work: Path, folder: Path) -> None:
         os.replace(entry, target)
 
 
-def export_artifact(ref: ModelRef, fmt: str, precision: str, options: dict[str, Any] | None, cache_dir: Path,
-                    timeout_s: float, use_cache: bool = True, converter: Converter | None = None) -> Artifact:
-    """The cached artifact, or a fresh export in a child; failures come back as export_failed records."""
-    converter = converter or get_converter(fmt)
-    if precision not in converter.precisions:
-        raise UserError(f"{fmt}: precision {precision} is not supported (supported: {', '.join(sorted(converter.precisions))})")
-    merged = converter.merge_options(options)
-    key = cache_key(ref, fmt, precision, merged, converter)
-    folder = Path(cache_dir) / ref.name / f"{fmt}-{precision}-{key[:12]}"
-    if use_cache and (hit := cached_artifact(folder, key, converter)) is not None:
-        return hit
+def refusal(converter: Converter, precision: str, options: dict[str, Any], calibration: CalibrationConfig) -> str | None:
+    """One line why this (format, precision) cannot be made here: the converter's own, or its calibration method."""
+    if why := converter.refusal(precision, options):
+        return why
+    if precision in converter.calibrated and calibration.method not in converter.calibration_methods:
+        return (f"{converter.format} {precision}: calibration method {calibration.method} is not offered "
+                f"(offered: {', '.join(sorted(converter.calibration_methods))})")
+    return None
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / RECORD).unlink(missing_ok=True)  # from here until the new record, nothing here is a hit
-    log_path = folder / LOG
-    base = Artifact(model=ref.name, format=fmt, precision=precision, status=EXPORT_FAILED,
-                    versions=converter.versions(), options=merged, log_path=str(log_path), cache_key=key)
-    name = converter.filename(merged)
-    work = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+def export_artifact(ref: ModelRef, fmt: str, precision: str, options: dict[str, Any] | None, cache_dir: Path,
+                    timeout_s: float, use_cache: bool = True, converter: Converter | None = None,
+                    calibration: CalibrationConfig | None = None) -> Artifact:
+    """The cached artifact, or a fresh export in a child; failures come back as export_failed records.
+
+    A precision the converter cannot produce comes back at once as a `skipped` record with its reason.
+    """
+    converter = converter or get_converter(fmt)
+    merged = converter.merge_options(options)
+    calibration = calibration or CalibrationConfig()
+    if why := refusal(converter, precision, merged, calibration):
+        return Artifact(model=ref.name, format=fmt, precision=precision, status=SKIPPED, reason=why,
+                        versions=converter.versions(), options=merged)
+    clips = None
+    if precision in converter.calibrated:
+        clips = make_calibration(ref, calibration, cache_dir)
+        merged = {**merged, "calibration_method": calibration.method}  # the child's export reads it; the row shows it
+    key = cache_key(ref, fmt, precision, merged, converter, clips)
+    folder = Path(cache_dir) / ref.name / f"{fmt}-{precision}-{key[:12]}"
+    with key_lock(folder):  # one exporter per key at a time, across runs: a second one waits, then takes the hit
+        if use_cache and (hit := cached_artifact(folder, key, converter)) is not None:
+            return hit
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RECORD).unlink(missing_ok=True)  # from here until the new record, nothing here is a hit
+        log_path = folder / LOG
+        base = Artifact(model=ref.name, format=fmt, precision=precision, status=EXPORT_FAILED,
+                        versions=converter.versions(), options=merged, log_path=str(log_path), cache_key=key,
+                        calibration=clips.label if clips else "")
+        name = converter.filename(merged)
+        work = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            result = run_isolated(_export_job, (converter, ref, precision, merged, str(work / name), clips), timeout_s,
+                                  log_path)
+            if isinstance(result, IsolatedFailure):
+                artifact = replace(base, reason=result.reason, export_s=round(result.seconds, 3))
+            else:
+                artifact = _finish(base, result, work, folder, name)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        artifact.save(folder / RECORD)
+        return artifact
+
+
+@contextmanager
+def key_lock(folder: Path, poll_s: float = 0.2) -> Iterator[None]:
+    """An exclusive flock on `<folder>.lock` beside the cache folder; waiting gives up when the run stops."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a+") as f:
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if stopping():
+                    raise Stopped("the run is stopping") from None
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def sweep_temporary(cache_dir: Path) -> list[Path]:
+    """Remove the `.tmp-<pid>-*` folders of exports whose process is gone (killed runs); returns them."""
+    swept = []
+    for tmp in Path(cache_dir).glob("*/*/.tmp-*"):
+        pid = tmp.name.split("-")[1]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            swept.append(tmp)
+    return swept
+
+
+def _pid_alive(pid: int) -> bool:
     try:
-        result = run_isolated(_export_job, (converter, ref, precision, merged, str(work / name)), timeout_s, log_path)
-        if isinstance(result, IsolatedFailure):
-            artifact = replace(base, reason=result.reason, export_s=round(result.seconds, 3))
-        else:
-            artifact = _finish(base, result, work, folder, name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    artifact.save(folder / RECORD)
-    return artifact
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _finish(base: Artifact, result: dict, work: Path, folder: Path, name: str) -> Artifact:
@@ -192,7 +291,8 @@ def _finish(base: Artifact, result: dict, work: Path, folder: Path, name: str) -
     return replace(
         base, status=PASSED, path=str(folder / name), size_bytes=sum(p.stat().st_size for p in files),
         sha256=files_sha256(files, folder), export_s=round(result["export_s"], 3),
-        inputs=tuple(result["inputs"]), outputs=tuple(result["outputs"]), op_census=dict(result["op_census"]))
+        inputs=tuple(result["inputs"]), outputs=tuple(result["outputs"]), op_census=dict(result["op_census"]),
+        compute_dtypes=dict(result["compute_dtypes"]), form=result.get("form", ""))
 
 
 # ---------------------------------------------------------------- planning and the table
@@ -201,7 +301,8 @@ def _finish(base: Artifact, result: dict, work: Path, folder: Path, name: str) -
 def plan_artifacts(cfg: PipelineConfig, formats: list[str] | None = None) -> list[tuple[str, str, dict]]:
     """(format, precision, merged options) for every configured artifact, narrowed to `formats` if given.
 
-    A format asked for on the command line but absent from the config is exported in fp32.
+    A format asked for on the command line but absent from the config is exported in fp32. A precision
+    the converter cannot produce stays in the plan: export_artifact turns it into a `skipped` record.
     """
     for fmt in cfg.converter_options:
         if fmt not in CONVERTERS:
@@ -217,9 +318,6 @@ def plan_artifacts(cfg: PipelineConfig, formats: list[str] | None = None) -> lis
         precisions = cfg.formats.get(fmt, ["fp32"])
         options = converter.merge_options(cfg.converter_options.get(fmt))
         for precision in dict.fromkeys(precisions):
-            if precision not in converter.precisions:
-                raise UserError(f"formats.{fmt}: precision {precision} is not supported by the {fmt} converter "
-                                f"(supported: {', '.join(sorted(converter.precisions))})")
             plan.append((fmt, precision, dict(options)))
     return plan
 

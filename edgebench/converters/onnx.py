@@ -1,32 +1,66 @@
-"""ONNX: torch.onnx.export(dynamo=True), weights inside the file unless they pass 1.5 GB."""
+"""ONNX: torch.onnx.export(dynamo=True), weights inside the file unless they pass 1.5 GB.
+
+int8 and w8a16 are onnxruntime.quantization's static QDQ quantization of that fp32 file:
+quant_pre_process (shape inference, graph optimization), then quantize_static with per-channel
+int8 weights and uint8 (int8) or uint16 (w8a16) activations calibrated on the given clips.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from edgebench.converters.base import Converter, package_version
 from edgebench.records import ModelRef, TensorSpec
 
+ACTIVATIONS = {"int8": "QUInt8", "w8a16": "QUInt16"}  # precision -> onnxruntime QuantType of activations
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}  # -> CalibrationMethod
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
+INTEGER_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"})
+_BITS = {"INT8": 8, "UINT8": 8, "INT16": 16, "UINT16": 16, "INT4": 4, "UINT4": 4}
+
 
 class OnnxConverter(Converter):
     """Options: opset (18), dynamic_batch (axis 0 of every input and output is named `batch`),
-    optimize (the exporter's onnxscript graph optimizer)."""
+    optimize (the exporter's onnxscript graph optimizer), per_channel (int8 weights per output channel),
+    reduce_range (7-bit weights, for x86 CPUs without VNNI)."""
 
     format = "onnx"
+    precisions = frozenset({"fp32", "int8", "w8a16"})
+    calibrated = frozenset({"int8", "w8a16"})
+    calibration_methods = frozenset(METHODS)
+    refusals = {
+        "fp16": "not wired up (onnxconverter-common's float16 pass is not installed); Core ML covers fp16",
+        "w8": "onnxruntime.quantization has no weight-only int8 for Conv (quantize_dynamic quantizes "
+              "activations at run time; MatMulNBits covers MatMul only)",
+    }
     suffix = ".onnx"
     library = "onnx"
 
     def default_options(self) -> dict[str, Any]:
-        return {"opset": 18, "dynamic_batch": True, "optimize": True}
+        return {"opset": 18, "dynamic_batch": True, "optimize": True, "per_channel": True, "reduce_range": False}
 
     def versions(self) -> dict[str, str]:
-        return {**super().versions(), "onnxscript": package_version("onnxscript")}
+        return {**super().versions(), "onnxscript": package_version("onnxscript"),
+                "onnxruntime": package_version("onnxruntime")}
 
-    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path) -> None:
+    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path,
+               calibration: list[dict[str, np.ndarray]] | None = None) -> None:
+        if precision == "fp32":
+            self._export_fp32(model, ref, options, out)
+            return
+        with tempfile.TemporaryDirectory(prefix="fp32-", dir=Path(out).parent) as tmp:
+            fp32 = Path(tmp) / "model.fp32.onnx"
+            self._export_fp32(model, ref, options, fp32)
+            quantize(fp32, Path(out), calibration or [], precision, options)
+        check_onnx(out)
+
+    def _export_fp32(self, model: nn.Module, ref: ModelRef, options: dict[str, Any], out: Path) -> None:
         import torch
 
         from edgebench.models.source import example_input
@@ -49,6 +83,17 @@ class OnnxConverter(Converter):
         data = Path(str(out) + ".data")
         return [Path(out)] + ([data] if data.exists() else [])
 
+    def compute_dtypes(self, out: Path) -> dict[str, int]:
+        """Conv/MatMul/Gemm nodes by what feeds them: `int8` (8-bit weights and activations through
+        DequantizeLinear), `w8a16`, `w8` (only the weight), else the float dtype of the node's input."""
+        import onnx
+
+        graph = onnx.load(str(out), load_external_data=False).graph
+        producers = {o: n for n in graph.node for o in n.output}
+        inits = {t.name: t for t in graph.initializer}
+        return dict(Counter(_compute_dtype(node, graph, producers, inits) for node in graph.node
+                            if node.op_type in COMPUTE_OPS | INTEGER_OPS))
+
     def op_census(self, out: Path) -> dict[str, int]:
         import onnx
 
@@ -63,6 +108,70 @@ class OnnxConverter(Converter):
         graph = onnx.load(str(out), load_external_data=False).graph
         weights = {t.name for t in graph.initializer}
         return (tuple(_spec(v) for v in graph.input if v.name not in weights), tuple(_spec(v) for v in graph.output))
+
+
+class ClipReader:
+    """onnxruntime's CalibrationDataReader over the calibration clips (one input dict per call)."""
+
+    def __init__(self, clips: list[dict[str, np.ndarray]]):
+        self.clips = iter(clips)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.clips, None)
+
+
+def quantize(fp32: Path, out: Path, calibration: list[dict[str, np.ndarray]], precision: str,
+             options: dict[str, Any], exclude: tuple[str, ...] = ()) -> None:
+    """Static QDQ quantization of an fp32 ONNX file with onnxruntime's own tools (`exclude`: node names left float)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    if not calibration:
+        raise ValueError(f"onnx {precision}: no calibration clips")
+    pre = fp32.with_name("model.pre.onnx")
+    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+    quantize_static(
+        str(pre), str(out), ClipReader(calibration), quant_format=QuantFormat.QDQ,
+        per_channel=bool(options["per_channel"]), reduce_range=bool(options["reduce_range"]),
+        activation_type=getattr(QuantType, ACTIVATIONS[precision]), weight_type=QuantType.QInt8,
+        calibrate_method=getattr(CalibrationMethod, METHODS[options.get("calibration_method", "minmax")]),
+        nodes_to_exclude=list(exclude))
+
+
+def _compute_dtype(node, graph, producers: dict, inits: dict) -> str:
+    """`int8`, `w8a16`, `w8`, `w<bits>a<bits>` or a float dtype name for one conv/matmul-class node."""
+    import onnx
+
+    if node.op_type in INTEGER_OPS:
+        return "int8"
+
+    def bits(name: str) -> int | None:
+        dq = producers.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        for source in (dq.input[0], dq.input[2] if len(dq.input) > 2 else ""):  # the data, else its zero point
+            if source in inits:
+                return _BITS.get(onnx.TensorProto.DataType.Name(inits[source].data_type))
+            q = producers.get(source)
+            if q is not None and q.op_type == "QuantizeLinear" and len(q.input) > 2 and q.input[2] in inits:
+                return _BITS.get(onnx.TensorProto.DataType.Name(inits[q.input[2]].data_type))
+        return 8  # DequantizeLinear without a zero point: uint8 by the ONNX spec
+    a, w = bits(node.input[0]), bits(node.input[1])
+    if a is None and w is None:
+        return _float_dtype(node.input[0], graph, inits)
+    if a is None:
+        return f"w{w}"
+    return "int8" if (a, w) == (8, 8) else f"w{w}a{a}"
+
+
+def _float_dtype(name: str, graph, inits) -> str:
+    import onnx
+
+    for v in [*graph.value_info, *graph.input, *graph.output]:
+        if v.name == name:
+            return onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+    if name in inits:
+        return onnx.helper.tensor_dtype_to_np_dtype(inits[name].data_type).name
+    return "float32"
 
 
 def check_onnx(path: Path) -> None:

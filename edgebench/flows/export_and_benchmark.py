@@ -11,14 +11,14 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from edgebench import pipeline
-from edgebench.benchmarks.devices import QUEUE, parse_device
+from edgebench import interrupts, pipeline
 from edgebench.config import load_pipeline_config
-from edgebench.flows.progress import describe, say
-from edgebench.flows.remote import dispatch_remote_bench
-from edgebench.records import Artifact, LatencyResult, ParityResult
+from edgebench.console import log_to
+from edgebench.flows.progress import describe, expect, say
+from edgebench.flows.stopping import StoppingTaskRunner
+from edgebench.devices.base import BenchJob, Measured
+from edgebench.records import AccuracyResult, Artifact, ParityResult
 
 Budget = Literal["quick", "full"]
 
@@ -47,17 +47,30 @@ def parity_task(pm: pipeline.PreparedModel, artifact: Artifact, runtime: str,
     return result
 
 
-@task(name="benchmark", task_run_name="bench-{artifact.format}-{artifact.precision}-{runtime}-{device}")
-def bench_task(pm: pipeline.PreparedModel, artifact: Artifact, runtime: str, device: str,
-               settings: pipeline.RunSettings) -> LatencyResult:
-    if parse_device(device).kind == QUEUE:
-        result = dispatch_remote_bench(pm, artifact, runtime, device, settings)
-    else:
-        # One benchmark per device at a time, across runs too: the harness holds a file lock per device
-        # on this host; with a server (edgebench serve), a global concurrency limit per device as well.
-        with device_slot(device):
-            result = pipeline.bench_one(pm, artifact, runtime, settings, device)
-    say(f"bench {describe(result)}")
+@task(name="prepare-evaluation")
+def prepare_eval_task(pm: pipeline.PreparedModel, settings: pipeline.RunSettings):
+    eset = pipeline.prepare_evaluation(pm, settings)
+    if eset is not None:
+        say(f"{pm.ref.name}: {len(eset.videos)} videos x up to {eset.clips_per_video} clips decoded for evaluation"
+            f"{f', {len(eset.unreadable)} unreadable' if eset.unreadable else ''}")
+    return eset
+
+
+@task(name="evaluate", task_run_name="evaluate-{artifact.format}-{artifact.precision}-{runtime}")
+def evaluate_task(pm: pipeline.PreparedModel, eset, artifact: Artifact, runtime: str,
+                  settings: pipeline.RunSettings) -> AccuracyResult:
+    result = pipeline.evaluate_one(pm, eset, artifact, runtime, settings)
+    say(f"accuracy {describe(result)}" + (f" top-1 {result.top1:.1f} %" if result.top1 is not None else ""))
+    return result
+
+
+@task(name="benchmark", task_run_name="bench-{job.artifact.format}-{job.row_precision}-{job.runtime}-{job.device}")
+def bench_task(pm: pipeline.PreparedModel, job: BenchJob, settings: pipeline.RunSettings) -> Measured:
+    # One benchmark per device at a time, across runs too: the local harness holds a file lock per device
+    # on this host; with a server (edgebench serve), a global concurrency limit per device as well.
+    with device_slot(job.device) if job.exclusive else contextlib.nullcontext():
+        result = pipeline.bench_one(pm, job, settings)
+    say(f"bench {describe(result.latency)}")
     return result
 
 
@@ -68,42 +81,44 @@ def device_slot(device: str):
     return concurrency(f"edgebench-device-{device}", occupy=1, strict=False)
 
 
-@task(name="hub-benchmark", retries=2, retry_delay_seconds=30)
-def hub_task(pm: pipeline.PreparedModel, artifacts: list[Artifact], settings: pipeline.RunSettings) -> list[LatencyResult]:
-    rows = pipeline.bench_hub(pm, artifacts, settings)
-    for row in rows:
-        say(f"hub {describe(row)}")
-    return rows
-
-
 @task(name="reports")
 def report_task(settings: pipeline.RunSettings, results: list[pipeline.ModelResults]):
     return pipeline.finish_run(settings, results)
 
 
-@flow(name="model-pipeline", flow_run_name="{name}", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="model-pipeline", flow_run_name="{name}", task_runner=StoppingTaskRunner(max_workers=2))
 def model_flow(name: str, settings: pipeline.RunSettings, weights: str | None = None,
                input_shape: tuple[int, ...] | None = None) -> pipeline.ModelResults:
     """One model: exports in parallel, parity per artifact as soon as it exists, then benchmarks."""
     pm = prepare_task(name, settings, weights, input_shape)
+    eset = prepare_eval_task(pm, settings)  # None without a dataset; a bad one fails before any export
     result = pipeline.ModelResults(pm.ref)
     exports = [export_task.submit(pm, f, p, o, settings) for f, p, o in pipeline.planned_exports(settings.config)]
+    expect("export", len(exports))
     checks = []
     for done in as_completed(exports):
         artifact = done.result()
         result.artifacts.append(artifact)
         if artifact.ok:
+            expect("parity", len(pipeline.parity_runtimes(artifact.format, settings.config)))
             checks += [parity_task.submit(pm, artifact, rt, settings)
                        for rt in pipeline.parity_runtimes(artifact.format, settings.config)]
     result.parity = [c.result() for c in checks]
+    if eset is not None:  # after parity, before benchmarks: its children must not share the cores with them
+        evals = [evaluate_task.submit(pm, eset, a, rt, settings)
+                 for a, rt in pipeline.evaluation_plan([a for a in result.artifacts if a.ok], pm, settings.config)]
+        result.accuracy = pipeline.judge_accuracy(pm, [e.result() for e in evals])
     # Benchmarks only now: exports and parity children no longer compete for the same cores.
     ok = [a for a in result.artifacts if a.ok]
-    result.latency = [bench_task(pm, a, rt, dev, settings) for a, rt, dev in pipeline.bench_plan(ok, pm, settings.config)]
-    result.latency += hub_task(pm, ok, settings)
+    plan = pipeline.bench_plan(ok, pm, settings.config)
+    expect("bench", len(plan))
+    measured = [bench_task(pm, job, settings) for job in plan]
+    result.latency = [m.latency for m in measured]
+    result.parity += [m.parity for m in measured if m.parity is not None]  # outputs a hub device returned
     return result
 
 
-@flow(name="export-and-benchmark")
+@flow(name="export-and-benchmark", task_runner=StoppingTaskRunner())  # stopped: children killed, run marked
 def export_and_benchmark(
     models: list[str] | None = None,
     formats: list[str] | None = None,
@@ -123,6 +138,8 @@ def export_and_benchmark(
     config = pipeline.narrow_config(load_pipeline_config(Path(config_path) if config_path else None),
                                     formats, precisions, runtimes, devices, models)
     settings = pipeline.new_run(config, out, quick=quick or budget == "quick", use_cache=use_cache)
+    log_to(settings.run_dir)  # other libraries' warnings: <run_dir>/logs/warnings.log, counted in the report
+    interrupts.begin_run(settings)  # sweeps dead runs' temporary cache folders, watches the server
     say(f"run {settings.run_id}: models {', '.join(config.models)}, formats {', '.join(config.formats)}, "
         f"{'quick' if settings.quick else 'full'} budget, {settings.threads} threads")
     shape = tuple(input_shape) if input_shape else None

@@ -16,6 +16,8 @@ from edgebench.config import ModelConfig, stable_hash
 from edgebench.errors import UserError
 from edgebench.models import weights as weights_mod
 from edgebench.models.friendly import make_export_friendly
+from edgebench.models.io_check import check_input_shape
+from edgebench.models.lowering import LoweringReport, lower_3d
 from edgebench.models.registry import load_model_config, model_config_path
 from edgebench.records import ModelRef, TensorSpec
 
@@ -85,6 +87,8 @@ def resolve_model(name: str, weights_path: str | None = None, input_shape: tuple
     """Validate the config, load the weights once and describe the result as a ModelRef."""
     path = model_config_path(name)
     cfg = load_model_config(name)
+    if input_shape is not None:
+        check_input_shape(TensorSpec(cfg.inputs[0].name, tuple(cfg.inputs[0].shape)), tuple(input_shape), path)
     base, provenance = build_base(cfg, path, weights_path)
     if provenance.startswith("random"):
         log.warning("%s: no pretrained weights found, using seeded random weights (%s): "
@@ -99,7 +103,8 @@ def resolve_model(name: str, weights_path: str | None = None, input_shape: tuple
         weights_path=str(Path(weights_path).resolve()) if weights_path else None,
         provenance=provenance,
         weights_sha256=state_dict_sha256(base),
-        config_hash=stable_hash(cfg.model_dump(mode="json")),
+        # evaluation settings change no artifact: leave them out of the hash the export cache keys on
+        config_hash=stable_hash(cfg.model_dump(mode="json", exclude={"evaluation"})),
         inputs=inputs,
         outputs=outputs,
         labels=labels_for(cfg, path),
@@ -108,16 +113,30 @@ def resolve_model(name: str, weights_path: str | None = None, input_shape: tuple
 
 
 @functools.lru_cache(maxsize=4)
-def _build_cached(ref: ModelRef) -> nn.Module:
+def _build_cached(ref: ModelRef, lowered: bool) -> tuple[nn.Module, LoweringReport]:
     cfg = load_model_config(ref.config_path)
     base, _ = build_base(cfg, Path(ref.config_path), ref.weights_path)
     rank = len(ref.inputs[0].shape)
-    return make_export_friendly(base, cfg.export_friendly, cfg.preprocess, input_rank=rank)
+    model = make_export_friendly(base, cfg.export_friendly, cfg.preprocess, input_rank=rank)
+    if not lowered:
+        return model, LoweringReport(reason="the unlowered form was asked for")
+    if not cfg.export_friendly.lower_3d:
+        return model, LoweringReport(reason="export_friendly.lower_3d is false")
+    report = lower_3d(model, example_input(ref, seed=1))  # a check input apart from the converters' example
+    if report.reason:
+        log.warning("%s: the 2D lowering is not applied: %s", ref.name, report.reason)
+    return model.eval(), report
 
 
-def build_module(ref: ModelRef) -> nn.Module:
-    """The export-friendly module for `ref` (built once per process)."""
-    return _build_cached(ref)
+def build_module(ref: ModelRef, lowered: bool = False) -> nn.Module:
+    """The export-friendly module for `ref` (built once per process); `lowered`: the 2D-lowered form when
+    the config says lower_3d and the rewrite holds (else the unlowered one: lowering_report says why)."""
+    return _build_cached(ref, bool(lowered))[0]
+
+
+def lowering_report(ref: ModelRef, lowered: bool = True) -> LoweringReport:
+    """What `build_module(ref, lowered)` did: its form, op kinds, modules kept 3D, or why nothing was lowered."""
+    return _build_cached(ref, bool(lowered))[1]
 
 
 def example_input(ref: ModelRef, seed: int = 0) -> torch.Tensor:

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from edgebench.config import Tolerance
-from edgebench.errors import UserError
+from edgebench.config import LocalizeConfig, Tolerance
+from edgebench.errors import UserError, reason_of
 from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.parity.localize import attach_localization, should_localize
 from edgebench.parity.metrics import OutputMetrics
 from edgebench.parity.verdict import judge
 from edgebench.records import RUNTIME_FAILED, SKIPPED, Artifact, ModelRef, ParityResult
@@ -44,12 +45,6 @@ def reference_outputs(ref: ModelRef, inputs: dict[str, np.ndarray], threads: int
         raise UserError(f"parity inputs lack {', '.join(missing)} (have {', '.join(inputs)})")
     with TorchEagerRuntime().load(eager_artifact(ref), ref, threads) as session:
         return run_clips(session, inputs)
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    text = str(e).strip().splitlines()
-    line = f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _finite(x: float | None) -> float | None:
@@ -114,7 +109,7 @@ def check_parity(
         result.reason = str(e)
         return result
     except Exception as e:  # noqa: BLE001 - a file the runtime cannot load is a result, not a crash
-        result.status, result.reason = RUNTIME_FAILED, f"load failed: {_one_line(e)}"
+        result.status, result.reason = RUNTIME_FAILED, f"load failed: {reason_of(e)}"
         return result
     with session:
         result.runtime_options = {**result.runtime_options, **session.options}
@@ -124,7 +119,7 @@ def check_parity(
             result.reason = str(e)
             return result
         except Exception as e:  # noqa: BLE001
-            result.status, result.reason = RUNTIME_FAILED, f"inference failed: {_one_line(e)}"
+            result.status, result.reason = RUNTIME_FAILED, f"inference failed: {reason_of(e)}"
             return result
     verdict = judge(outputs, reference, artifact.precision, tolerance)
     result.status, result.reason = verdict.status, verdict.reason
@@ -143,8 +138,11 @@ def check_parity_isolated(
     timeout_s: float,
     log_path: str | Path,
     runtime_options: dict[str, Any] | None = None,
+    localize: LocalizeConfig | None = None,
+    localization_path: str | Path | None = None,
 ) -> ParityResult:
-    """check_parity in a child process: a crash or a hang becomes runtime_failed with the reason."""
+    """check_parity in a child process: a crash or a hang becomes runtime_failed with the reason.
+    With `localize` (auto) and a path, a parity_failed row is localized (parity.localize) within its budget."""
     from edgebench.runtimes.registry import get_runtime
 
     runtime = get_runtime(runtime_name, runtime_options)  # an unknown name is a UserError here, not in the child
@@ -156,4 +154,6 @@ def check_parity_isolated(
     value = run_isolated(check_parity, args, timeout_s, log_path)
     if isinstance(value, IsolatedFailure):
         return _row(artifact, runtime, clips, RUNTIME_FAILED, f"{value.reason} (log: {value.log_path})")
+    if localization_path and should_localize(value, localize):
+        attach_localization(value, artifact, ref, inputs, localize, localization_path)
     return value

@@ -46,7 +46,7 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
             "inputs": ", ".join(f"{t.name} {'x'.join(map(str, t.shape))} {t.dtype}" for t in (ref.inputs if ref else ())),
             "matrix": status_matrix(mdf, list(dict.fromkeys(df["format"]))),  # rows come in config order
             "latency": charts.latency_chart(mdf), "parity": charts.parity_chart(mdf, tolerances),
-            "counts": _counts(mdf),
+            "counts": _counts(mdf), "accuracy": accuracy_section(run, name),
         })  # fmt: skip
     ctx = {
         "title": f"edgebench {', '.join(m['name'] for m in models) or 'run'} {run.started_at[:10]}",
@@ -62,6 +62,7 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
         "config_json": json.dumps(run.config or {}, indent=2, sort_keys=True, default=str),
         "files": _ordered(info.get("files") or {}, ["report_html", "results_csv", "run_json"]),
         "has_history": history is not None and not history.empty,
+        "warnings": info.get("third_party_warnings", 0),  # records in logs/warnings.log (edgebench/console.py)
     }  # fmt: skip
     return environment().get_template("report.html.j2").render(**ctx)
 
@@ -91,6 +92,23 @@ def status_matrix(df: pd.DataFrame, formats: list[str]) -> dict:
     return {"columns": [c[2] for c in cols],
             "rows": [{"label": "pytorch eager" if f == EAGER_FORMAT else f"{f} {p}",
                       "cells": [cells.get((f, p, c[2])) for c in cols]} for f, p in rows]}  # fmt: skip
+
+
+def accuracy_section(run: RunData, model: str) -> dict:
+    """The model's accuracy rows (eager first), with the drop, its interval and the most confused classes."""
+    from edgebench.evaluation.stats import ci_text
+
+    rows = [a for a in getattr(run, "accuracy", None) or [] if a.model == model]
+    rows.sort(key=lambda a: (a.format != EAGER_FORMAT, a.format, a.precision, a.runtime))
+    pct = lambda v: "" if v is None else f"{v:.1f} %"  # noqa: E731
+    first = next((a for a in rows if a.videos), None)
+    return {"dataset": first.dataset if first else "", "videos": first.videos if first else 0,
+            "unreadable": first.unreadable if first else 0,
+            "rows": [{"label": "pytorch eager" if a.format == EAGER_FORMAT else f"{a.format} {a.precision}",
+                      "runtime": a.runtime, "status": a.status, "top1": pct(a.top1), "top5": pct(a.top5),
+                      "clip_top1": pct(a.clip_top1), "drop": "" if a.top1_drop is None else f"{a.top1_drop:+.1f}",
+                      "ci": ci_text(a.top1_drop_low, a.top1_drop_high), "bound": "" if a.bound is None else f"{a.bound:g}",
+                      "verdict": a.verdict, "reason": a.reason, "confused": a.confused} for a in rows]}  # fmt: skip
 
 
 def results_table(df: pd.DataFrame, run: RunData, run_dir: Path) -> dict:
@@ -196,6 +214,10 @@ def _num(v, column: str = "") -> str:
         return f"{v:.6f}"
     if column in ("top1_agree", "top5_agree"):
         return f"{v:.0%}"
+    if column in ("top1", "top5"):
+        return f"{v:.1f} %"
+    if column == "top1_drop":
+        return f"{v:+.1f}"
     if column == "delta_p50_pct":
         return f"{v:+.1f} %"
     if column in ("speedup_vs_eager",):

@@ -13,6 +13,7 @@ from edgebench.reports.rows import FAILED_STATUSES, SERIES, coerce
 
 # Finding kinds, and how loud each is.
 REGRESSION, SPEEDUP, PARITY_DRIFT, BROKE, FIXED = "regression", "speedup", "parity_drift", "broke", "fixed"
+ACCURACY_DRIFT = "accuracy_drift"
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 _NO_LATENCY = (EXPORT_FAILED, RUNTIME_FAILED)  # no trustworthy p50 to judge
@@ -70,6 +71,7 @@ def evaluate(tonight: pd.DataFrame, history: pd.DataFrame | None, cfg: HistoryCo
         good = h[(h["status"] == PASSED) & h["p50_ms"].notna()].tail(cfg.baseline_nights)
         findings += _latency(df, i, row, key, good, cfg)
         findings += _parity_drift(row, key, h[h["status"] == PASSED].tail(cfg.baseline_nights), cfg)
+        findings += _accuracy_drift(row, key, h[h["status"] == PASSED].tail(cfg.baseline_nights), cfg)
         findings += _status_change(row, key, h)
     findings.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.kind, f.series))
     return df, findings
@@ -146,6 +148,19 @@ def _parity_drift(row, key, good: pd.DataFrame, cfg: HistoryConfig) -> list[Find
             out.append(Finding(PARITY_DRIFT, key, f"top-1 agreement {top1:.1%} vs baseline {base:.1%}",
                                WARNING, float(top1), base))  # fmt: skip
     return out
+
+
+def _accuracy_drift(row, key, good: pd.DataFrame, cfg: HistoryConfig) -> list[Finding]:
+    """Top-1 below the good nights' median by more than accuracy_drift_points: as loud as a latency regression."""
+    top1 = row["top1"] if "top1" in row.index else np.nan
+    past = good["top1"].dropna() if "top1" in good else pd.Series(dtype=float)
+    if pd.isna(top1) or not len(past):
+        return []
+    base = float(np.median(past))
+    if top1 < base - cfg.accuracy_drift_points:
+        return [Finding(ACCURACY_DRIFT, key, f"top-1 {top1:.1f} % vs baseline {base:.1f} % ({top1 - base:+.1f} points; "
+                        f"flagged past -{cfg.accuracy_drift_points:g}, {len(past)} good nights)", ERROR, float(top1), base)]
+    return []
 
 
 def _status_change(row, key, h: pd.DataFrame | None) -> list[Finding]:

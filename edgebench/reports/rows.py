@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from edgebench.records import (
+    ACCURACY_FAILED,
     EXPORT_FAILED,
     PARITY_FAILED,
     PASSED,
@@ -15,21 +17,25 @@ from edgebench.records import (
     SKIPPED,
     Artifact,
     LatencyResult,
+    AccuracyResult,
     ParityResult,
     RunData,
 )
 
-SERIES = ["model", "format", "precision", "runtime", "device"]
+SERIES = ["model", "format", "precision", "runtime", "device", "runtime_options"]  # one history series
 COLUMNS = [
     "run_id", "started_at", "model", "weights", "format", "precision", "runtime", "device",
     "status", "reason", "size_mb", "export_s",
     "max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree", "parity",
     "load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "iqr_ms", "runs", "noisy",
     "peak_rss_mb", "fps", "speedup_vs_eager", "baseline_p50_ms", "delta_p50_pct", "regression",
+    "top1", "top5", "top1_drop", "top1_drop_ci", "accuracy",
+    "runtime_options", "layers_npu", "layers_gpu", "layers_cpu", "mem_peak_low_mb", "mem_peak_high_mb", "job_url",
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
-                  "device", "status", "reason", "parity"]  # fmt: skip
-INT_COLUMNS = ["runs"]
+                  "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
+STRING_COLUMNS += ["runtime_options", "job_url"]  # runtime_options: the configured options, canonical JSON
+INT_COLUMNS = ["runs", "layers_npu", "layers_gpu", "layers_cpu"]  # layers per compute unit, from a hub profile
 BOOL_COLUMNS = ["noisy", "regression"]
 FLOAT_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS + INT_COLUMNS + BOOL_COLUMNS]
 
@@ -39,9 +45,9 @@ _DTYPES = {**{c: "float64" for c in FLOAT_COLUMNS}, **{c: "Int64" for c in INT_C
 EAGER_FORMAT = "pytorch"
 EAGER_RUNTIME = "torch"
 LOCAL = "local"
-FAILED_STATUSES = (EXPORT_FAILED, RUNTIME_FAILED, PARITY_FAILED)
+FAILED_STATUSES = (EXPORT_FAILED, RUNTIME_FAILED, PARITY_FAILED, ACCURACY_FAILED)
 # Lower wins when a row's parts disagree: the most severe status names the row.
-STATUS_RANK = {EXPORT_FAILED: 0, RUNTIME_FAILED: 1, PARITY_FAILED: 2, SKIPPED: 3, PASSED: 4}
+STATUS_RANK = {EXPORT_FAILED: 0, RUNTIME_FAILED: 1, PARITY_FAILED: 2, ACCURACY_FAILED: 2, SKIPPED: 3, PASSED: 4}
 MIB = 1024 * 1024  # sizes in MiB, as torchvision publishes them ("44.7 MB" for mc3_18)
 
 _PARITY_FIELDS = ["max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree"]
@@ -143,7 +149,9 @@ def _join(run: RunData, history, runtimes_for) -> dict[tuple, dict]:
     for lr in run.latency:
         joined.setdefault((lr.model, lr.format, lr.precision, lr.runtime, lr.device or LOCAL), {})["latency"] = lr
     for pr in run.parity:
-        joined.setdefault((pr.model, pr.format, pr.precision, pr.runtime, LOCAL), {})["parity"] = pr
+        joined.setdefault((pr.model, pr.format, pr.precision, pr.runtime, pr.device or LOCAL), {})["parity"] = pr
+    for ar in getattr(run, "accuracy", None) or []:
+        joined.setdefault((ar.model, ar.format, ar.precision, ar.runtime, LOCAL), {})["accuracy"] = ar
     for art in run.artifacts:
         prefix = (art.model, art.format, art.precision)
         keys = [k for k in joined if k[:3] == prefix]
@@ -185,7 +193,8 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
     art: Artifact | None = parts.get("artifact")
     pr: ParityResult | None = parts.get("parity")
     lr: LatencyResult | None = parts.get("latency")
-    status, reason = _status(art, pr, lr)
+    ar: AccuracyResult | None = parts.get("accuracy")
+    status, reason = _status(art, pr, lr, ar)
     row = {c: None for c in COLUMNS}
     row.update(run_id=run.run_id, started_at=run.started_at, model=model, weights=_weights(run, model),
                format=fmt, precision=precision, runtime=runtime, device=device, status=status, reason=reason)  # fmt: skip
@@ -198,12 +207,30 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
         row.update({f: getattr(lr, f) for f in _LATENCY_FIELDS})
         row["runs"] = lr.runs or None
         row["speedup_vs_eager"] = lr.speedup_vs_eager
+        row.update(_device_fields(lr))
+    if ar is not None:
+        from edgebench.evaluation.stats import ci_text
+
+        row.update(top1=ar.top1, top5=ar.top5, top1_drop=ar.top1_drop,
+                   top1_drop_ci=ci_text(ar.top1_drop_low, ar.top1_drop_high), accuracy=ar.verdict)
     return row
 
 
-def _status(art, pr, lr) -> tuple[str, str]:
+def _device_fields(lr: LatencyResult) -> dict:
+    """The configured runtime options, and what a hub profile adds: layers per compute unit, memory range, job URL."""
+    units = lr.extra.get("layers_per_compute_unit")
+    low, high = lr.extra.get("inference_peak_memory_range_mb") or (None, None)
+    return {
+        "runtime_options": json.dumps(lr.runtime_options, sort_keys=True, default=str) if lr.runtime_options else "",
+        **({f"layers_{u.lower()}": units.get(u, 0) for u in ("NPU", "GPU", "CPU")} if units else {}),
+        "mem_peak_low_mb": low, "mem_peak_high_mb": high,
+        "job_url": (lr.extra.get("jobs") or {}).get("profile", ""),
+    }
+
+
+def _status(art, pr, lr, ar=None) -> tuple[str, str]:
     """The most severe status of the row's parts, with every part's reason, the decisive one first."""
-    parts = [("export", art), ("parity", pr), ("latency", lr)]
+    parts = [("export", art), ("parity", pr), ("latency", lr), ("accuracy", ar)]
     parts = [(name, p) for name, p in parts if p is not None]
     if art is not None and art.status == EXPORT_FAILED:
         status = EXPORT_FAILED
@@ -216,7 +243,7 @@ def _status(art, pr, lr) -> tuple[str, str]:
         if p.reason:
             by_text.setdefault(p.reason, []).append(name)
     reason = " | ".join(f"{', '.join(names)}: {text}" for text, names in by_text.items())
-    if status == SKIPPED and not reason and pr is None and lr is None:
+    if status == SKIPPED and not reason and pr is None and lr is None and ar is None:
         reason = "export: no runtime ran this artifact"
     return status, reason
 

@@ -14,9 +14,10 @@ from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
 from edgebench.config import PROJECT_ROOT
-from edgebench.records import Artifact, LatencyResult, ModelRef, ParityResult, RunData, TensorSpec
+from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData, TensorSpec
 
 SCHEMA = 1
+COMPLETE, INTERRUPTED = "complete", "interrupted"  # run.json `status`
 KEY_PACKAGES = ("edgebench", "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "coremltools",
                 "litert-torch", "ai-edge-litert", "prefect", "pandas", "qai-hub", "numpy", "protobuf",
                 "SQLAlchemy", "Jinja2", "av", "pydantic")  # fmt: skip
@@ -120,6 +121,7 @@ def build_run_info(run: RunData, findings=(), summary: dict | None = None, files
     return {
         "schema": SCHEMA,
         "run_id": run.run_id,
+        "status": COMPLETE,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "duration_s": duration_s(run.started_at, run.ended_at),
@@ -140,6 +142,13 @@ def build_run_info(run: RunData, findings=(), summary: dict | None = None, files
     }
 
 
+def interrupted_run_info(run_id: str, started_at: str, ended_at: str, reason: str, finished: list[str]) -> dict:
+    """run.json of a run that was stopped: why, when, and the steps that had finished (no records)."""
+    return {"schema": SCHEMA, "run_id": run_id, "status": INTERRUPTED, "reason": reason, "started_at": started_at,
+            "ended_at": ended_at, "duration_s": duration_s(started_at, ended_at), "host": host_info(),
+            "finished": finished}
+
+
 def run_to_dict(run: RunData) -> dict:
     """The run's records as plain JSON-able data."""
     return {
@@ -149,6 +158,7 @@ def run_to_dict(run: RunData) -> dict:
         "artifacts": [a.to_dict() for a in run.artifacts],
         "parity": [p.to_dict() for p in run.parity],
         "latency": [lr.to_dict() for lr in run.latency],
+        "accuracy": [ar.to_dict() for ar in run.accuracy],
     }  # fmt: skip
 
 
@@ -161,6 +171,7 @@ def run_from_dict(d: dict) -> RunData:
         artifacts=[Artifact.from_dict(a) for a in d.get("artifacts", [])],
         parity=[_from_dict(ParityResult, p) for p in d.get("parity", [])],
         latency=[_from_dict(LatencyResult, lr) for lr in d.get("latency", [])],
+        accuracy=[_from_dict(AccuracyResult, ar) for ar in d.get("accuracy", [])],
     )  # fmt: skip
 
 

@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from edgebench.config import HistoryConfig
+from edgebench.console import count_records
 from edgebench.errors import UserError
 from edgebench.records import RunData, atomic_path, write_json_atomic, write_text_atomic
 from edgebench.reports import html
 from edgebench.reports.history import HistoryStore, resolve_url
 from edgebench.reports.regressions import BROKE, FIXED, REGRESSION, SPEEDUP, Finding, evaluate
 from edgebench.reports.rows import COLUMNS, FAILED_STATUSES, SERIES, STRING_COLUMNS, RuntimesFor, coerce, flatten
-from edgebench.reports.runinfo import build_run_info, run_from_dict
+from edgebench.reports.runinfo import INTERRUPTED, build_run_info, interrupted_run_info, run_from_dict
 
 log = logging.getLogger(__name__)
 RESULTS_CSV, RUN_JSON, REPORT_HTML = "results.csv", "run.json", "report.html"
@@ -60,6 +61,7 @@ def write_run_reports(run: RunData, out: Path, history_cfg: HistoryConfig | None
         info = build_run_info(run, findings, summary=_summary(df, findings),
                               files={"results_csv": RESULTS_CSV, "report_html": REPORT_HTML, "run_json": RUN_JSON})  # fmt: skip
         info["history_url"] = store._safe_url()
+        info["third_party_warnings"] = count_records(run_dir)  # other libraries' records in logs/warnings.log
         write_json_atomic(run_dir / RUN_JSON, info)
         page = html.render_report(run, df, findings, history, info, run_dir, cfg.trend_nights)
         write_text_atomic(run_dir / REPORT_HTML, page)
@@ -78,6 +80,16 @@ def write_run_reports(run: RunData, out: Path, history_cfg: HistoryConfig | None
                        findings, len(df))  # fmt: skip
 
 
+def mark_interrupted(out: Path, run_id: str, started_at: str, reason: str, finished: list[str]) -> Path:
+    """run.json saying the run was stopped and what had finished; history and `latest` stay untouched."""
+    from datetime import datetime, timezone
+
+    path = run_dir_of(Path(out), run_id) / RUN_JSON
+    ended = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json_atomic(path, interrupted_run_info(run_id, started_at, ended, reason, finished))
+    return path
+
+
 def rebuild_report(run_dir: Path, history_cfg: HistoryConfig | None = None) -> Path:
     """Render report.html again from run.json + results.csv + the history up to that run."""
     run_dir = Path(run_dir)
@@ -86,6 +98,8 @@ def rebuild_report(run_dir: Path, history_cfg: HistoryConfig | None = None) -> P
         raise UserError(f"{run_dir}: not a run folder (no {RUN_JSON})")
     try:
         info = json.loads(info_path.read_text())
+        if info.get("status") == INTERRUPTED:
+            raise UserError(f"{run_dir}: the run was interrupted ({info.get('reason')}); it has no report")
         run = run_from_dict(info["records"])
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{info_path}: unreadable run.json ({e.__class__.__name__}: {e})") from None
@@ -205,6 +219,8 @@ def _verdict(r, kinds: list[str]) -> str:
         return "fixed"
     if SPEEDUP in kinds:
         return "faster"
+    if "accuracy_drift" in kinds:
+        return "accuracy drift"
     if "parity_drift" in kinds:
         return "parity drift"
     if pd.isna(r["baseline_p50_ms"]) and r["status"] == "passed":

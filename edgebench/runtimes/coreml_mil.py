@@ -354,6 +354,44 @@ def _identity(o: _Op):
     return o.t("x")
 
 
+# ---------------------------------------------------------------- compressed weights (evaluated once, at load)
+
+
+def _along(v, axis: int, rank: int):
+    """A per-axis vector (or a scalar) shaped to broadcast along `axis` of a rank-`rank` tensor."""
+    v = v.double()
+    if v.dim() == 0:
+        return v
+    shape = [1] * rank
+    shape[axis % rank] = -1
+    return v.reshape(shape)
+
+
+@_op("constexpr_affine_dequantize")
+def _affine_dequantize(o: _Op):
+    """iOS16: scale * (quantized_data - zero_point), scale and zero point per `axis` (or scalars)."""
+    q = o.t("quantized_data")
+    axis, rank = int(o.p("axis", 0)), q.dim()
+    return ((q.double() - _along(o.t("zero_point"), axis, rank)) * _along(o.t("scale"), axis, rank)).float()
+
+
+def _blocks(v, shape):
+    """Repeat each element of `v` over its block: block size = shape[i] / v.shape[i] on every axis."""
+    for axis, (n, m) in enumerate(zip(shape, v.shape)):
+        if n % m:
+            raise NotSupported(f"constexpr_blockwise_shift_scale: {m} scales do not divide axis {axis} of size {n}")
+        v = v.repeat_interleave(n // m, dim=axis)
+    return v
+
+
+@_op("constexpr_blockwise_shift_scale")
+def _blockwise_shift_scale(o: _Op):
+    """iOS18: scale * (data - offset), scale and offset per block of data."""
+    data = o.t("data")
+    shifted = data.double() - (_blocks(o.t("offset").double(), data.shape) if o.has("offset") else 0.0)
+    return (shifted * _blocks(o.t("scale").double(), data.shape)).float()
+
+
 # ---------------------------------------------------------------- program loading and execution
 
 
@@ -412,7 +450,11 @@ class MilSession(Session):
             raise NotSupported(f"coreml-mil has no reference implementation of MIL op {', '.join(repr(m) for m in missing)}")
         self.consts = {op.outputs[0].name: _const_value(op.outputs[0])
                        for op in self.function.operations if op.op_type == "const"}
-        self.ops = [op for op in self.function.operations if op.op_type != "const"]
+        for op in self.function.operations:  # compressed weights: decompressed once, as Core ML does at load
+            if op.op_type.startswith("constexpr_"):
+                value = OPS[op.op_type](_Op(op, self.consts))
+                self.consts[op.outputs[0].name] = value.half().float() if _is_fp16(op.outputs[0]) else value
+        self.ops = [op for op in self.function.operations if op.op_type != "const" and not op.op_type.startswith("constexpr_")]
         self.inputs = dict(self.function.inputs)  # model input name -> Var
         described = [o.name for o in spec.description.output]
         self.outputs = list(zip(described, self.function.outputs))  # model output name -> Var
@@ -424,6 +466,23 @@ class MilSession(Session):
                         "fp16_rounding": self.fp16}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        env = self._execute(inputs)
+        out = {}
+        for name, var in self.outputs:
+            value = env[var.name].numpy()
+            out[name] = value.astype(np.float16) if _is_fp16(var) else value
+        return out
+
+    def intermediates(self, inputs: dict[str, np.ndarray]) -> list[tuple[Any, np.ndarray]]:
+        """(op, value) for every tensor output of every non-const op, in program order (for localization)."""
+        import torch
+
+        env = self._execute(inputs)
+        return [(op, env[var.name].numpy()) for op in self.ops for var in op.outputs
+                if isinstance(env.get(var.name), torch.Tensor)]
+
+    def _execute(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Every op once, in program order: var name -> value."""
         import torch
 
         env: dict[str, Any] = dict(self.consts)
@@ -440,11 +499,7 @@ class MilSession(Session):
                     if _is_fp16(var) and isinstance(value, torch.Tensor):
                         value = value.to(torch.float16).float()
                     env[var.name] = value
-        out = {}
-        for name, var in self.outputs:
-            value = env[var.name].numpy()
-            out[name] = value.astype(np.float16) if _is_fp16(var) else value
-        return out
+        return env
 
 
 class CoreMLMilRuntime(Runtime):

@@ -43,11 +43,12 @@ class TorchModuleSession(Session):
 
 
 class TorchEagerRuntime(Runtime):
-    """`torch`: ref.build() run as is."""
+    """`torch`: ref.build() run as is: the unlowered 3D form, what a PyTorch user runs (the lowered
+    one is for artifacts and is slower in eager)."""
 
     name = "torch"
     formats = frozenset({FORMAT})
     library = "torch"
 
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session:
-        return TorchModuleSession(ref.build(), ref, resolve_threads(threads), {})
+        return TorchModuleSession(ref.build(lowered=False), ref, resolve_threads(threads), {})

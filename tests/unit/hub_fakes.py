@@ -8,8 +8,15 @@ Shapes, from qai_hub/client.py of qai-hub 0.56.0:
   test_bench_aihub checks PROFILE against the real converter fed an equivalent protobuf.
 - `job.wait(timeout)` returns a JobStatus: .success/.failure/.finished, .code ("SUCCESS",
   "FAILED", ...), .message (the failure reason). `job.url` is "<web_url>/jobs/<job id>/".
-- `CompileJob.get_target_model()` returns a Model (or None when the job failed).
-- `InferenceJob.download_output_data()` returns DatasetEntries: {output name: [array per sample]}.
+- `CompileJob.get_target_model()` and `QuantizeJob.get_target_model()` return a Model, or None when
+  the job failed (client.py, CompileJob / QuantizeJob.get_target_model).
+- `InferenceJob.download_output_data()` returns DatasetEntries: {output name: [array per sample]}, or
+  None when the job failed (client.py, InferenceJob.download_output_data -> Dataset.download).
+- `Client.submit_quantize_job(model, calibration_data, weights_dtype, activations_dtype, name, options)`
+  takes an ONNX model and DatasetEntries; dtypes are `QuantizeDtype` members (INT8, INT16, INT4);
+  RealHub passes their names, so the fake records "int8" / "int16" (client.py, submit_quantize_job).
+- `Client.submit_compile_job(model, device, name, input_specs, options, ...)`: `input_specs` is
+  {name: (shape, dtype)}, required for TorchScript (client.py, submit_compile_job's docstring).
 - Errors: qai_hub.UserError (bad input, 4xx, bad token), InternalError (5xx, connection problems).
 """
 
@@ -153,8 +160,15 @@ class FakeHub:
         self._maybe_fail("upload_model")
         return Model("m0001", name or "model")
 
-    def submit_compile_job(self, model, device, name=None, options=""):
-        self.calls.append(("submit_compile_job", model.model_id, device.name, options))
+    def submit_quantize_job(self, model, calibration_data, weights_dtype="int8", activations_dtype="int8", name=None,
+                            options=""):
+        self.calls.append(("submit_quantize_job", model.model_id, weights_dtype, activations_dtype,
+                           {k: [a.shape for a in v] for k, v in calibration_data.items()}))
+        self._maybe_fail("submit_quantize_job")
+        return self._job("quantize", model, Device())
+
+    def submit_compile_job(self, model, device, name=None, input_specs=None, options=""):
+        self.calls.append(("submit_compile_job", model.model_id, device.name, options, input_specs))
         self._maybe_fail("submit_compile_job")
         return self._job("compile", model, device)
 
@@ -167,3 +181,15 @@ class FakeHub:
         n = len(next(iter(inputs.values())))
         outputs = self.outputs or {"output_0": [np.full((1, 4), i, np.float32) for i in range(n)]}
         return self._job("inference", model, device, outputs=outputs)
+
+# A QNN target that runs every layer on the NPU (same summary, other placement).
+PROFILE_QNN = {
+    "execution_summary": PROFILE["execution_summary"],
+    "execution_detail": [{**d, "type": "Conv3d" if "conv3d" in d["name"] else d["type"], "compute_unit": "NPU"}
+                         for d in PROFILE["execution_detail"]],
+}
+# Everything on the CPU: what a target looks like when the NPU took nothing.
+PROFILE_CPU = {
+    "execution_summary": PROFILE["execution_summary"],
+    "execution_detail": [{**d, "compute_unit": "CPU"} for d in PROFILE["execution_detail"]],
+}

@@ -1,43 +1,71 @@
-"""The AI Hub backend through a fake client shaped like qai-hub 0.56.0 (no network)."""
+"""The AI Hub backend (edgebench/devices/aihub.py) through a fake client shaped like qai-hub 0.56.0 (no network)."""
 
 import json
 import logging
-import sys
 
 import numpy as np
 import pytest
 
-from edgebench.benchmarks import aihub
-from edgebench.benchmarks.aihub import Scrubber, bench_aihub, connect, find_token, upload_path
-from edgebench.config import AIHubConfig
+from edgebench.config import AIHubConfig, PipelineConfig
+from edgebench.devices import aihub, hub_client, registry
+from edgebench.devices.aihub import AIHubBackend, upload_path
+from edgebench.devices.base import Device
+from edgebench.devices.hub_client import Scrubber, connect, find_token
 from edgebench.models.inputs import save_inputs
-from edgebench.records import EXPORT_FAILED, PASSED, RUNTIME_FAILED, SKIPPED, Artifact, TensorSpec
+from edgebench.pipeline import PreparedModel, RunSettings
+from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED, Artifact, RunData, TensorSpec
+from edgebench.reports.rows import flatten
 from tests.unit import hub_fakes
 from tests.unit.bench_helpers import TINY_REF, tiny_inputs
-from tests.unit.hub_fakes import PROFILE, PROFILE_V10, FakeHub, InternalError, Status, UserError
+from tests.unit.hub_fakes import PROFILE, PROFILE_CPU, PROFILE_QNN, PROFILE_V10, FakeHub, InternalError, Status, UserError
 
 TOKEN = "qaihubSECRETtoken0123456789abcdef"
-DEVICES = ["aihub:Samsung Galaxy S24 (Family)", "Samsung Galaxy S25 (Family)"]
-CFG = AIHubConfig(devices=DEVICES, retries=3, backoff_s=2.0)
+S24, S25 = "Samsung Galaxy S24 (Family)", "Samsung Galaxy S25 (Family)"
 
 
-def art(fmt, status=PASSED, path="model.tflite"):
-    return Artifact(model="tiny", format=fmt, precision="fp32", status=status, path=path,
+def art(fmt, precision="fp32", path="model.tflite"):
+    return Artifact(model="tiny", format=fmt, precision=precision, status=PASSED, path=path, sha256=f"sha-{fmt}-{path}",
                     inputs=(TensorSpec("args_0", (1, 3, 2, 4, 4)),))
 
 
 @pytest.fixture(autouse=True)
 def no_real_credentials(monkeypatch, tmp_path):
-    monkeypatch.delenv(aihub.TOKEN_ENV, raising=False)
-    monkeypatch.setenv(aihub.CLIENT_INI_ENV, str(tmp_path / "no-such-client.ini"))
+    monkeypatch.delenv(hub_client.TOKEN_ENV, raising=False)
+    monkeypatch.setenv(hub_client.CLIENT_INI_ENV, str(tmp_path / "no-such-client.ini"))
 
 
 @pytest.fixture
-def files(tmp_path):
+def pm(tmp_path):
     inputs, reference = tmp_path / "inputs.npz", tmp_path / "reference.npz"
     save_inputs(inputs, tiny_inputs(3))
     save_inputs(reference, {"logits": np.stack([np.full((1, 4), i, np.float32) for i in range(3)])})
-    return inputs, reference
+    return PreparedModel(TINY_REF, str(inputs), str(reference), int(2e9))
+
+
+def settings(tmp_path, **aihub_cfg):
+    cfg = {"devices": [S24, S25], "targets": ["qnn_dlc"], "retries": 3, "backoff_s": 2.0, **aihub_cfg}
+    config = PipelineConfig(devices=[], aihub=AIHubConfig(**cfg))
+    return RunSettings("r1", "2026-12-01T00:00:00+00:00", str(tmp_path), str(tmp_path / "cache"), 1, True, True, config)
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """Install a fresh backend whose client is the given fake; returns (install, sleeps)."""
+    sleeps = []
+
+    def install(fake):
+        backend = AIHubBackend()
+        backend.connect, backend.sleep = (lambda: (fake, "")), sleeps.append
+        monkeypatch.setitem(registry.BACKENDS, "aihub", backend)
+        return backend
+
+    return install, sleeps
+
+
+def run(backend, artifacts, pm, st):
+    """Plan on every configured hub device, run every job: [Measured]."""
+    jobs = [j for d in registry.configured_devices(st.config) for j in backend.plan(d, artifacts, pm, st.config)]
+    return [registry.run_job(j, pm, st) for j in jobs]
 
 
 @pytest.fixture
@@ -52,11 +80,6 @@ def onnx_path(tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph), str(path))
     return str(path)
-
-
-def run(hub, artifacts, files=(None, None), sleeps=None, **kw):
-    return bench_aihub(artifacts, DEVICES, TINY_REF, *files, cfg=kw.pop("cfg", CFG), client=hub, flops=2e9,
-                       sleep=(sleeps.append if sleeps is not None else lambda s: None), **kw)
 
 
 def test_profile_shape_matches_the_real_client():
@@ -86,156 +109,188 @@ def test_profile_shape_matches_the_real_client():
     assert _profile_pb_to_python_dict(detail) == PROFILE
 
 
-def test_success_parses_the_profile(files, onnx_path):
-    hub = FakeHub()
-    rows = run(hub, [art("tflite"), art("onnx", path=onnx_path)], files)
-    assert [r.status for r in rows] == [PASSED] * 4, [r.reason for r in rows]
-    tfl = rows[0]
-    assert tfl.device == "aihub:Samsung Galaxy S24 (Family)" and tfl.runtime == "litert"
-    assert rows[2].runtime == "onnxruntime"
+def test_qnn_target_gives_a_results_row_with_latency_memory_units_and_parity(hub, pm, tmp_path, onnx_path):
+    install, _ = hub
+    fake = FakeHub(profile=PROFILE_QNN)
+    st = settings(tmp_path, devices=[S25])
+    out = run(install(fake), [art("onnx", path=onnx_path)], pm, st)
+    assert len(out) == 1
+    lat, par = out[0].latency, out[0].parity
+    assert lat.status == PASSED and lat.reason == "", lat.reason
+    assert (lat.format, lat.runtime, lat.device) == ("onnx", "qnn_dlc", f"aihub:{S25}")
+    compiles = [c for c in fake.calls if c[0] == "submit_compile_job"]
+    assert compiles == [("submit_compile_job", "m0001", S25, "--target_runtime qnn_dlc", None)]
     times_ms = np.array(PROFILE["execution_summary"]["all_inference_times"]) / 1e3
-    assert tfl.runs == len(times_ms)
-    assert tfl.p50_ms == pytest.approx(np.median(times_ms))
-    assert tfl.min_ms == pytest.approx(times_ms.min())
-    assert tfl.outliers == 1  # the 210 ms iteration, counted, kept
-    assert tfl.extra["estimated_inference_ms"] == pytest.approx(203.5)
-    assert tfl.load_ms == pytest.approx(1500) and tfl.extra["warm_load_ms"] == pytest.approx(400)
-    assert tfl.extra["inference_peak_memory_range_mb"] == pytest.approx([30.0, 50.0])
-    assert tfl.peak_rss_mb == pytest.approx(50.0)
-    assert tfl.extra["layers_per_compute_unit"] == {"NPU": 2, "CPU": 1, "GPU": 1}
-    assert tfl.fps == pytest.approx(1e3 / tfl.p50_ms)
-    assert tfl.gflops == pytest.approx(2 / (tfl.p50_ms / 1e3))
-    assert set(tfl.extra["jobs"]) == {"profile", "inference"}
-    assert tfl.extra["jobs"]["profile"].startswith(hub_fakes.WEB_URL + "/jobs/")
-    assert set(rows[2].extra["jobs"]) == {"compile", "profile", "inference"}
-    # one upload per artifact; a compile only for ONNX, per device, to the ONNX Runtime target
-    assert sum(c[0] == "upload_model" for c in hub.calls) == 2
-    compiles = [c for c in hub.calls if c[0] == "submit_compile_job"]
-    assert [c[2] for c in compiles] == ["Samsung Galaxy S24 (Family)", "Samsung Galaxy S25 (Family)"]
-    assert all(c[3] == "--target_runtime onnx" for c in compiles)
+    assert lat.runs == len(times_ms) and lat.p50_ms == pytest.approx(np.median(times_ms))
+    assert lat.outliers == 1  # the 210 ms iteration, counted, kept
+    assert lat.extra["estimated_inference_ms"] == pytest.approx(203.5)
+    assert lat.gflops == pytest.approx(2 / (lat.p50_ms / 1e3))
+    assert set(lat.extra["jobs"]) == {"compile", "profile", "inference"}
     # the inference job gets the clips under the artifact's own input name, one array per clip
-    infer = [c for c in hub.calls if c[0] == "submit_inference_job" and c[3] is False]
+    infer = [c for c in fake.calls if c[0] == "submit_inference_job" and c[3] is False]
     assert infer[0][4] == {"args_0": [(1, 3, 2, 4, 4)] * 3}
+    assert par.status == PASSED and par.device == lat.device and par.max_abs_err == 0.0 and par.clips == 3
+    row = flatten(RunData("r1", "t0", "t1", str(tmp_path), 1, models=[TINY_REF], artifacts=[art("onnx", path=onnx_path)],
+                          parity=[par], latency=[lat])).iloc[0]
+    assert row["status"] == PASSED and row["parity"] == "passed" and row["p50_ms"] == pytest.approx(lat.p50_ms)
+    assert (row["mem_peak_low_mb"], row["mem_peak_high_mb"]) == (pytest.approx(30.0), pytest.approx(50.0))
+    assert (row["layers_npu"], row["layers_gpu"], row["layers_cpu"]) == (4, 0, 0)
+    assert row["job_url"].startswith(hub_fakes.WEB_URL + "/jobs/")
+    assert json.loads(row["runtime_options"]) == {"target": "qnn_dlc", "compile_options": "--target_runtime qnn_dlc"}
 
 
-def test_device_outputs_go_to_compare_outputs(files, monkeypatch):
-    seen = {}
-
-    def fake_compare(reference, outputs):
-        seen.update(reference=reference, outputs=outputs)
-        return {"status": "passed", "max_abs_err": 0.0}
-
-    monkeypatch.setattr(aihub, "compare_on_device", fake_compare)
-    rows = run(FakeHub(), [art("tflite")], files)
-    assert rows[0].extra["parity"] == {"status": "passed", "max_abs_err": 0.0}
-    assert seen["outputs"]["logits"].shape == (3, 1, 4)  # "output_0" mapped onto "logits" by position
-    np.testing.assert_array_equal(seen["outputs"]["logits"], seen["reference"]["logits"])
+def test_cpu_fallback_is_said_in_the_row(hub, pm, tmp_path, onnx_path):
+    install, _ = hub
+    for profile, said in [(PROFILE, "1 of 4 layers fell back to the CPU"),
+                          (PROFILE_CPU, "the whole model fell back to the CPU"), (PROFILE_QNN, "")]:
+        out = run(install(FakeHub(profile=profile)), [art("onnx", path=onnx_path)], pm, settings(tmp_path, devices=[S24]))
+        assert out[0].latency.status == PASSED and out[0].latency.reason == said
 
 
-def test_device_outputs_through_the_real_parity_metrics(files):
-    rows = run(FakeHub(), [art("tflite")], files)
-    assert rows[0].extra["parity"]["logits"]["max_abs_err"] == 0.0
+def test_failing_compile_job_is_runtime_failed_with_the_hubs_reason(hub, pm, tmp_path, onnx_path):
+    install, _ = hub
+    failed = Status("FAILED", "Compilation failed: Conv3d is not supported on the HTP")
+    out = run(install(FakeHub(job_status={("compile", S25): failed})), [art("onnx", path=onnx_path)], pm, settings(tmp_path))
+    assert out[0].latency.status == PASSED
+    assert out[1].latency.status == RUNTIME_FAILED and out[1].parity is None
+    assert "compile job failed: Compilation failed: Conv3d is not supported" in out[1].latency.reason
+    assert hub_fakes.WEB_URL in out[1].latency.reason
+
+
+def test_targets_per_device_and_our_tflite_as_is(hub, pm, tmp_path, onnx_path):
+    install, _ = hub
+    fake = FakeHub()
+    st = settings(tmp_path, targets=["qnn_dlc", "qnn_context_binary", "onnx", "tflite"], device_targets={S24: ["tflite"]})
+    out = run(install(fake), [art("onnx", path=onnx_path), art("tflite")], pm, st)
+    keys = [(m.latency.device[6:], m.latency.format, m.latency.runtime) for m in out]
+    assert keys == [(S24, "onnx", "tflite"), (S24, "tflite", "tflite"),
+                    (S25, "onnx", "qnn_dlc"), (S25, "onnx", "qnn_context_binary"), (S25, "onnx", "onnx"),
+                    (S25, "onnx", "tflite"), (S25, "tflite", "tflite")]
+    assert all(m.latency.status == PASSED for m in out)
+    assert sum(c[0] == "upload_model" for c in fake.calls) == 2  # once per artifact, whatever the targets and devices
+    assert "compile" not in out[1].latency.extra["jobs"] and out[1].latency.reason == ""  # our file, no compile
+
+
+def test_quantize_jobs_feed_the_targets(hub, pm, tmp_path, onnx_path):
+    install, _ = hub
+    fake = FakeHub(profile=PROFILE_QNN)
+    st = settings(tmp_path, precisions=["fp32", "w8a16", "int8"], targets=["qnn_dlc", "tflite"], inference_job=False)
+    out = run(install(fake), [art("onnx", path=onnx_path)], pm, st)
+    assert [(m.latency.precision, m.latency.runtime) for m in out[:6]] == [
+        ("fp32", "qnn_dlc"), ("fp32", "tflite"), ("w8a16", "qnn_dlc"), ("w8a16", "tflite"), ("int8", "qnn_dlc"), ("int8", "tflite")]
+    assert all(m.latency.status == PASSED for m in out), [m.latency.reason for m in out]
+    quantize = [c for c in fake.calls if c[0] == "submit_quantize_job"]
+    # once per precision for both devices and targets, on the clips under the artifact's input name
+    assert quantize == [("submit_quantize_job", "m0001", "int8", "int16", {"args_0": [(1, 3, 2, 4, 4)] * 3}),
+                        ("submit_quantize_job", "m0001", "int8", "int8", {"args_0": [(1, 3, 2, 4, 4)] * 3})]
+    compiled_from = {c[1] for c in fake.calls if c[0] == "submit_compile_job"}
+    assert compiled_from == {"m0001"} | {"m" + m.latency.extra["jobs"]["quantize"].split("/")[-2] + "t"
+                                         for m in out if m.latency.precision != "fp32"}
+    assert out[2].latency.runtime_options["quantize"] == "weights int8, activations int16"
+
+
+def test_quantize_refusals_say_why(hub, pm, tmp_path):
+    install, _ = hub
+    st = settings(tmp_path, devices=[S24], source="torchscript", precisions=["w8a16", "fp16"])
+    out = run(install(FakeHub()), [art("torchscript", path="m.pt")], pm, st)
+    assert [m.latency.status for m in out] == [SKIPPED, SKIPPED]
+    assert "take ONNX" in out[0].latency.reason and "not fp16" in out[1].latency.reason
+
+
+def test_torchscript_source_compiles_with_input_specs(hub, pm, tmp_path):
+    install, _ = hub
+    fake = FakeHub()
+    out = run(install(fake), [art("torchscript", path="m.pt")], pm, settings(tmp_path, devices=[S24], source="torchscript"))
+    assert out[0].latency.status == PASSED
+    assert [c[4] for c in fake.calls if c[0] == "submit_compile_job"] == [{"video": ((1, 3, 2, 4, 4), "float32")}]
+
+
+def test_device_outputs_are_judged_by_the_parity_verdict(hub, pm, tmp_path):
+    install, _ = hub
     off = {"Identity": [np.full((1, 4), i + 0.5, np.float32) for i in range(3)]}  # negative control
-    rows = run(FakeHub(outputs=off), [art("tflite")], files)
-    assert rows[0].extra["parity"]["logits"]["max_abs_err"] == pytest.approx(0.5)
+    out = run(install(FakeHub(outputs=off)), [art("tflite")], pm, settings(tmp_path, devices=[S24]))
+    par = out[0].parity
+    assert par.status == PARITY_FAILED and par.max_abs_err == pytest.approx(0.5) and "max_abs_err" in par.reason
+    assert out[0].latency.status == PASSED
+    wrong_shape = {"y": [np.zeros((1, 5), np.float32)] * 3}
+    out = run(install(FakeHub(outputs=wrong_shape)), [art("tflite")], pm, settings(tmp_path, devices=[S24]))
+    assert out[0].parity.status == PARITY_FAILED and "shape" in out[0].parity.reason
 
 
-def test_missing_parity_module_is_recorded_not_fatal(files, monkeypatch):
-    monkeypatch.setitem(sys.modules, "edgebench.parity.metrics", None)
-    rows = run(FakeHub(), [art("tflite")], files)
-    assert rows[0].status == PASSED
-    assert rows[0].extra["parity"]["status"] == SKIPPED
-
-
-def test_old_profile_format_uses_the_estimate():
-    rows = run(FakeHub(profile=PROFILE_V10), [art("tflite")])
-    r = rows[0]
+def test_old_profile_format_uses_the_estimate(hub, pm, tmp_path):
+    install, _ = hub
+    r = run(install(FakeHub(profile=PROFILE_V10)), [art("tflite")], pm, settings(tmp_path, devices=[S24]))[0].latency
     assert r.status == PASSED and r.p50_ms == pytest.approx(203.5) and r.runs == 0
     assert r.peak_rss_mb == pytest.approx(50.0)  # estimated_inference_peak_memory, bytes -> MiB
-    assert "inference" not in r.extra["jobs"]  # no inputs given: no inference job
 
 
-def test_no_token_gives_skipped_rows():
+def test_no_token_is_said_at_planning(pm, tmp_path):
     assert find_token() is None
     client, reason = connect()
-    assert client is None and aihub.TOKEN_ENV in reason
-    rows = bench_aihub([art("tflite")], DEVICES, TINY_REF, cfg=CFG)
-    assert [r.status for r in rows] == [SKIPPED, SKIPPED]
-    assert all("no AI Hub API token" in r.reason for r in rows)
+    assert client is None and hub_client.TOKEN_ENV in reason
+    st = settings(tmp_path)
+    jobs = registry.plan_jobs([art("tflite")], pm, st.config)
+    assert [j.device for j in jobs] == [f"aihub:{S24}", f"aihub:{S25}"]
+    rows = [registry.run_job(j, pm, st).latency for j in jobs]
+    assert [r.status for r in rows] == [SKIPPED, SKIPPED] and all("no AI Hub API token" in r.reason for r in rows)
 
 
-def test_no_client_gives_skipped_rows(monkeypatch):
-    monkeypatch.setenv(aihub.TOKEN_ENV, TOKEN)
-    monkeypatch.setitem(sys.modules, "qai_hub", None)
-    rows = bench_aihub([art("tflite")], DEVICES, TINY_REF, cfg=CFG)
-    assert [r.status for r in rows] == [SKIPPED, SKIPPED] and "not installed" in rows[0].reason
+def test_nothing_to_compile_is_said(hub, pm, tmp_path):
+    install, _ = hub
+    out = run(install(FakeHub()), [art("coreml", path="m.mlpackage")], pm, settings(tmp_path, devices=[S24]))
+    assert out[0].latency.status == SKIPPED and "no onnx artifact to compile" in out[0].latency.reason
 
 
 def test_token_from_the_client_config_file(monkeypatch, tmp_path):
     ini = tmp_path / "client.ini"
     ini.write_text(f"[api]\napi_token = {TOKEN}\napi_url = https://example.invalid\nweb_url = https://example.invalid\n")
-    monkeypatch.setenv(aihub.CLIENT_INI_ENV, str(ini))
+    monkeypatch.setenv(hub_client.CLIENT_INI_ENV, str(ini))
     assert find_token() == TOKEN
     client, reason = connect()  # builds a real qai_hub.Client; no network until a call is made
-    assert reason == "" and isinstance(client, aihub.RealHub)
+    assert reason == "" and isinstance(client, hub_client.RealHub)
 
 
-def test_retries_with_backoff_then_success():
-    hub = FakeHub(fail={"upload_model": [InternalError("502 bad gateway"), ConnectionError("reset")]})
-    sleeps = []
-    rows = run(hub, [art("tflite")], sleeps=sleeps)
-    assert [r.status for r in rows] == [PASSED, PASSED]
+def test_retries_with_backoff_then_success(hub, pm, tmp_path):
+    install, sleeps = hub
+    fake = FakeHub(fail={"upload_model": [InternalError("502 bad gateway"), ConnectionError("reset")]})
+    out = run(install(fake), [art("tflite")], pm, settings(tmp_path))
+    assert [m.latency.status for m in out] == [PASSED, PASSED]
     assert sleeps == [2.0, 4.0]
 
 
-def test_retries_exhausted_then_runtime_failed():
-    hub = FakeHub(fail={"submit_inference_job": [InternalError("Qualcomm AI Hub is unavailable right now.")] * 4})
-    sleeps = []
-    rows = run(hub, [art("tflite")], sleeps=sleeps)
-    assert rows[0].status == RUNTIME_FAILED
-    assert "profile submit: InternalError: Qualcomm AI Hub is unavailable" in rows[0].reason
-    assert "after 4 attempts" in rows[0].reason
-    assert sleeps == [2.0, 4.0, 8.0]
-    assert rows[1].status == PASSED  # the next device still gets its profile
+def test_retries_exhausted_then_runtime_failed(hub, pm, tmp_path):
+    install, sleeps = hub
+    fake = FakeHub(fail={"submit_inference_job": [InternalError("Qualcomm AI Hub is unavailable right now.")] * 4})
+    out = run(install(fake), [art("tflite")], pm, settings(tmp_path))
+    assert out[0].latency.status == RUNTIME_FAILED
+    assert "profile submit: InternalError: Qualcomm AI Hub is unavailable" in out[0].latency.reason
+    assert "after 4 attempts" in out[0].latency.reason and sleeps == [2.0, 4.0, 8.0]
+    assert out[1].latency.status == PASSED  # the next device still gets its profile
 
 
-def test_user_errors_are_not_retried():
-    hub = FakeHub(fail={"upload_model": [UserError("Unsupported model type")]})
-    sleeps = []
-    rows = run(hub, [art("tflite")], sleeps=sleeps)
-    assert [r.status for r in rows] == [RUNTIME_FAILED] * 2 and sleeps == []
-    assert rows[0].reason == "upload: UserError: Unsupported model type"
+def test_user_errors_are_not_retried(hub, pm, tmp_path):
+    install, sleeps = hub
+    out = run(install(FakeHub(fail={"upload_model": [UserError("Unsupported model type")]})), [art("tflite")], pm,
+              settings(tmp_path, devices=[S24]))
+    assert out[0].latency.status == RUNTIME_FAILED and sleeps == []
+    assert out[0].latency.reason == "upload: UserError: Unsupported model type"
 
 
-def test_failed_job_fails_only_its_device(onnx_path):
-    failed = Status("FAILED", "Compilation failed: CONV_3D is not supported on the NPU")
-    hub = FakeHub(job_status={("compile", "Samsung Galaxy S25 (Family)"): failed})
-    rows = run(hub, [art("onnx", path=onnx_path)])
-    assert rows[0].status == PASSED
-    assert rows[1].status == RUNTIME_FAILED and "compile job failed: Compilation failed: CONV_3D" in rows[1].reason
-    assert hub_fakes.WEB_URL in rows[1].reason
-
-
-def test_other_formats_and_failed_exports_are_skipped():
-    rows = run(FakeHub(), [art("coreml", path="m.mlpackage"), art("tflite", status=EXPORT_FAILED)])
-    assert [r.status for r in rows] == [SKIPPED] * 4
-    assert "not coreml" in rows[0].reason and "export_failed" in rows[2].reason
-
-
-def test_token_never_reaches_logs_outputs_or_rows(monkeypatch, caplog, capfd, files, onnx_path):
-    monkeypatch.setenv(aihub.TOKEN_ENV, TOKEN)
+def test_token_never_reaches_logs_outputs_or_rows(hub, monkeypatch, caplog, capfd, pm, tmp_path, onnx_path):
+    install, _ = hub
+    monkeypatch.setenv(hub_client.TOKEN_ENV, TOKEN)
     leak = f"401 for https://workbench.aihub.qualcomm.com/api/v1/models/ headers={{'Authorization': 'token {TOKEN}'}}"
-    hub = FakeHub(
+    fake = FakeHub(
         fail={"upload_model": [InternalError(leak)], "submit_compile_job": [UserError(f"bad token {TOKEN}")]},
-        job_status={("profile", "Samsung Galaxy S25 (Family)"): Status("FAILED", f"device rejected {TOKEN}")},
+        job_status={("inference", S25): Status("FAILED", f"device rejected {TOKEN}")},
     )
     with caplog.at_level(logging.DEBUG):
-        rows = run(hub, [art("onnx", path=onnx_path), art("tflite")], files)
-    assert {r.status for r in rows} == {RUNTIME_FAILED, PASSED}
-    assert any("***" in r.reason for r in rows)
-    blob = json.dumps([r.to_dict() for r in rows], default=str)
-    out, err = capfd.readouterr()
-    for text in (blob, caplog.text, out, err):
+        out = run(install(fake), [art("onnx", path=onnx_path), art("tflite")], pm, settings(tmp_path))
+    assert {m.latency.status for m in out} == {RUNTIME_FAILED, PASSED}
+    assert any("***" in m.latency.reason for m in out) and any(m.parity and "***" in m.parity.reason for m in out)
+    blob = json.dumps([[m.latency.to_dict(), m.parity and m.parity.to_dict()] for m in out], default=str)
+    o, e = capfd.readouterr()
+    for text in (blob, caplog.text, o, e):
         assert TOKEN not in text
     assert "retry 1/3" in caplog.text  # the log was written, scrubbed
 

@@ -8,9 +8,12 @@ import threading
 
 import pytest
 
-from edgebench.benchmarks import aihub
-from edgebench.benchmarks.aihub import RealHub, bench_aihub
-from edgebench.config import AIHubConfig
+from edgebench.config import AIHubConfig, PipelineConfig
+from edgebench.devices import hub_client as aihub
+from edgebench.devices.aihub import AIHubBackend
+from edgebench.devices.base import Device
+from edgebench.devices.hub_client import RealHub
+from edgebench.pipeline import PreparedModel, RunSettings
 from edgebench.records import PASSED, RUNTIME_FAILED, Artifact
 from tests.unit.bench_helpers import TINY_REF
 
@@ -57,22 +60,32 @@ def tflite(tmp_path):
     return Artifact(model="tiny", format="tflite", precision="fp32", status=PASSED, path=str(path))
 
 
-def test_bad_token_is_runtime_failed_without_retry(hub_server, tflite):
+def bench(artifact, tmp_path, retries, sleeps=None):
+    """The real backend (real qai_hub.Client from the client.ini) on one device, our .tflite as it is."""
+    backend = AIHubBackend()
+    backend.sleep = sleeps.append if sleeps is not None else backend.sleep
+    config = PipelineConfig(devices=[], aihub=AIHubConfig(retries=retries, backoff_s=0.01, inference_job=False))
+    settings = RunSettings("r", "t", str(tmp_path), str(tmp_path), 1, True, True, config)
+    pm = PreparedModel(TINY_REF, "", "", 0)
+    jobs = backend.plan(Device("aihub", "Samsung Galaxy S24 (Family)"), [artifact], pm, config)
+    return [backend.run(j, pm, settings).latency for j in jobs]
+
+
+def test_bad_token_is_runtime_failed_without_retry(hub_server, tflite, tmp_path):
     seen, _ = hub_server
     sleeps = []
-    rows = bench_aihub([tflite], ["aihub:Samsung Galaxy S24 (Family)"], TINY_REF,
-                       cfg=AIHubConfig(retries=2, backoff_s=0.01), sleep=sleeps.append)
+    rows = bench(tflite, tmp_path, 2, sleeps)
     assert rows[0].status == RUNTIME_FAILED
     assert rows[0].reason.startswith("upload: UserError: Failed to authenticate")
     assert seen == [("POST", "/api/v1/models/", f"token {TOKEN}")]  # the real client sent the token
     assert sleeps == []
 
 
-def test_echoed_token_is_scrubbed(hub_server, tflite, caplog, capfd):
+def test_echoed_token_is_scrubbed(hub_server, tflite, caplog, capfd, tmp_path):
     seen, mode = hub_server
     mode["status"] = 400
     with caplog.at_level(logging.DEBUG):
-        rows = bench_aihub([tflite], ["Samsung Galaxy S24 (Family)"], TINY_REF, cfg=AIHubConfig(retries=0))
+        rows = bench(tflite, tmp_path, 0)
     assert rows[0].status == RUNTIME_FAILED and "bad request" in rows[0].reason
     out, err = capfd.readouterr()
     for text in (json.dumps(rows[0].to_dict()), caplog.text, out, err):
@@ -82,7 +95,7 @@ def test_echoed_token_is_scrubbed(hub_server, tflite, caplog, capfd):
 def test_real_hub_calls_match_the_client_signatures():
     import qai_hub
 
-    for method in ("upload_model", "submit_compile_job", "submit_inference_job"):
+    for method in ("upload_model", "submit_quantize_job", "submit_compile_job", "submit_inference_job"):
         params = inspect.signature(getattr(qai_hub.Client, method)).parameters
         ours = [p for p in inspect.signature(getattr(RealHub, method)).parameters if p != "self"]
         assert set(ours) <= set(params), method

@@ -1,0 +1,146 @@
+"""Evaluate one (artifact, runtime) on an EvalSet in a child process, score it, judge its drop against eager."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgebench.config import EvaluationConfig
+from edgebench.errors import UserError
+from edgebench.evaluation import stats
+from edgebench.evaluation.clips import EvalSet, build_eval_set, to_model_input
+from edgebench.evaluation.dataset import load_dataset
+from edgebench.evaluation.score import score_logits
+from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.records import ACCURACY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED, AccuracyResult, Artifact, ModelRef
+
+EAGER = ("pytorch", "torch")  # (format, runtime) of the baseline every drop is measured against
+
+
+def evaluation_config(ref: ModelRef, overrides: dict[str, Any] | None = None) -> EvaluationConfig:
+    """The model YAML's `evaluation:` section with the CLI's values (dataset, clips, max videos) on top."""
+    from edgebench.config import validate
+    from edgebench.models.registry import load_model_config
+
+    cfg = load_model_config(ref.config_path).evaluation
+    if cfg.dataset and not Path(cfg.dataset).exists() and not Path(cfg.dataset).is_absolute():
+        beside = Path(ref.config_path).parent / cfg.dataset  # relative to the model YAML, as labels files are
+        cfg = cfg.model_copy(update={"dataset": str(beside)}) if beside.exists() else cfg
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return validate(EvaluationConfig, {**cfg.model_dump(), **given}, "--dataset/--clips-per-video/--max-videos") if given else cfg
+
+
+def prepare_eval_set(ref: ModelRef, cfg: EvaluationConfig, cache_dir: Path, listing: Path | None = None) -> EvalSet:
+    """Read the dataset, check the clips fit the model's input, decode every video once (cached);
+    unreadable videos are listed in `listing`."""
+    from edgebench.models.registry import load_model_config
+
+    pre = load_model_config(ref.config_path).preprocess
+    shape = tuple(ref.inputs[0].shape)
+    clip = (3, pre.frames, pre.crop, pre.crop)
+    if tuple(shape[-4:]) != clip:
+        raise UserError(f"evaluation of {ref.name}: its preprocessing makes {'x'.join(map(str, clip))} clips, "
+                        f"the model input is {'x'.join(map(str, shape))} (drop --input-shape, or fix preprocess:)")
+    videos = load_dataset(cfg.dataset, ref.labels, cfg.max_videos)
+    eset = build_eval_set(ref.name, cfg.dataset, ref.labels, videos, pre, cfg.clips_per_video,
+                          Path(cache_dir) / "evaluation" / "clips")
+    if listing is not None and eset.unreadable:
+        from edgebench.records import write_text_atomic
+
+        write_text_atomic(listing, "".join(f"{path}\t{why}\n" for path, why in eset.unreadable))
+        eset = dataclasses.replace(eset, unreadable_list=str(listing))
+    return eset
+
+
+def run_logits(artifact: Artifact, runtime_name: str, ref: ModelRef, eset: EvalSet, threads: int) -> np.ndarray:
+    """Every clip of every video through one runtime session: clips x classes (in the child process)."""
+    from edgebench.runtimes.registry import get_runtime
+
+    name = ref.inputs[0].name
+    out: list[np.ndarray] = []
+    with get_runtime(runtime_name).load(artifact, ref, threads) as session:
+        for v in eset.videos:
+            for clip in to_model_input(np.load(v.clips_path)):
+                outputs = session.run({name: clip[None]})
+                out.append(np.asarray(outputs[ref.outputs[0].name]).reshape(-1))
+    return np.stack(out)
+
+
+def score_outputs(artifact: Artifact, runtime: str, eset: EvalSet, logits: np.ndarray, out_path: Path,
+                  seconds: float = 0.0, runtime_version: str = "") -> AccuracyResult:
+    """An AccuracyResult from per-clip logits (clips x classes, in eset order) from anywhere: a local runtime,
+    an AI Hub inference job; saves the per-video results the drop against eager is computed from."""
+    from edgebench.records import atomic_path
+
+    s = score_logits(logits, eset.video_of_clip, eset.targets, eset.labels)
+    with atomic_path(Path(out_path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, video_probs=s.video_probs, video_pred=s.video_pred, targets=eset.targets,
+                     logits=np.asarray(logits, dtype=np.float32))
+    return AccuracyResult(
+        artifact.model, artifact.format, artifact.precision, runtime, PASSED, dataset=eset.dataset,
+        videos=len(eset.videos), unreadable=len(eset.unreadable), clips=int(len(eset.video_of_clip)),
+        top1=s.top1, top5=s.top5, clip_top1=s.clip_top1, clip_top5=s.clip_top5, confused=s.confused,
+        predictions_path=str(out_path), seconds=seconds, runtime_version=runtime_version,
+        reason=f"{len(eset.unreadable)} unreadable video(s) skipped: {eset.unreadable_list}" if eset.unreadable else "")
+
+
+def evaluate_artifact(artifact: Artifact, runtime_name: str, ref: ModelRef, eset: EvalSet, threads: int,
+                      timeout_s: float, log_path: Path, out_path: Path) -> AccuracyResult:
+    """run_logits in a child process (a crash or hang becomes runtime_failed), then score in this one."""
+    from edgebench.parity.check import _why_skip
+    from edgebench.runtimes.registry import get_runtime
+
+    runtime = get_runtime(runtime_name)
+    row = AccuracyResult(artifact.model, artifact.format, artifact.precision, runtime_name, SKIPPED,
+                         dataset=eset.dataset, videos=len(eset.videos), unreadable=len(eset.unreadable),
+                         runtime_version=runtime.version())
+    skip = _why_skip(artifact, runtime)
+    if skip:
+        row.reason = skip
+        return row
+    start = time.perf_counter()
+    value = run_isolated(run_logits, (artifact, runtime_name, ref, eset, threads), timeout_s, log_path)
+    if isinstance(value, IsolatedFailure):
+        row.status, row.reason = RUNTIME_FAILED, f"{value.reason} (log: {value.log_path})"
+        return row
+    return score_outputs(artifact, runtime_name, eset, value, out_path, time.perf_counter() - start, row.runtime_version)
+
+
+def judge_drops(results: list[AccuracyResult], cfg: EvaluationConfig) -> list[AccuracyResult]:
+    """Fill each artifact's top-1 drop against the eager row of its model, its interval and its verdict."""
+    eager = {r.model: r for r in results if (r.format, r.runtime) == EAGER and r.status == PASSED}
+    for r in results:
+        base = eager.get(r.model)
+        if r.status != PASSED or (r.format, r.runtime) == EAGER:
+            continue
+        if base is None:
+            r.reason = "no eager result to compare with"
+            continue
+        with np.load(base.predictions_path) as b, np.load(r.predictions_path) as a:
+            base_ok, ok = b["video_pred"] == b["targets"], a["video_pred"] == a["targets"]
+        r.top1_drop, r.top1_drop_low, r.top1_drop_high = stats.paired_drop(base_ok, ok, cfg.resamples, cfg.seed)
+        r.bound = cfg.bounds.get(r.precision)
+        r.verdict = stats.verdict(r.top1_drop_low, r.top1_drop_high, r.bound)
+        r.reason = drop_reason(r) or r.reason
+        if r.verdict == stats.FAIL:
+            r.status = ACCURACY_FAILED
+    return results
+
+
+def drop_reason(r: AccuracyResult) -> str:
+    """One line: the drop, its interval and what it means against the bound ("" when within it)."""
+    figure = (f"top-1 drop {r.top1_drop:+.1f} points (95 % CI {r.top1_drop_low:+.1f} to {r.top1_drop_high:+.1f}, "
+              f"{r.videos} videos)")
+    if r.bound is None:
+        return f"{figure}; no bound configured for {r.precision} (evaluation.bounds)"
+    if r.verdict == stats.FAIL:
+        return f"{figure} is beyond the {r.precision} bound of {r.bound:g}"
+    if r.verdict == stats.UNSURE:
+        return f"{figure} straddles the {r.precision} bound of {r.bound:g}: not enough videos to tell"
+    return ""
+

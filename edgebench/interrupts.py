@@ -1,0 +1,298 @@
+"""Stopping a run: SIGINT/SIGTERM, a cancelled flow run or a lost Prefect server end it within seconds.
+
+Whatever stops a run goes the same way: every child process group is killed
+(`isolation.stop_children`), the run folder gets a run.json saying `interrupted` and what had
+finished, no history rows and no `latest` link are written, and the process exits (130 after
+SIGINT, 143 after SIGTERM, 1 when the server was lost). The temporary Prefect server of
+`edgebench run` lives in its own session, so a Ctrl-C at the terminal reaches the run first and
+the server is stopped last.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from unittest import mock
+
+from edgebench import isolation
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACE_S = 10.0  # after the first signal, the run exits by then whatever else is stuck
+HEALTH_EVERY_S = 1.0
+# Prefect loggers that repeat one lost connection once per event, log line and state change.
+NOISY_LOGGERS = ("prefect.events", "prefect._internal", "prefect.logging", "prefect.client", "prefect.flow_runs",
+                 "prefect.task_runs", "prefect.flow_engine", "prefect.task_engine", "httpx", "httpcore")
+
+
+class Interrupted(BaseException):
+    """The run got SIGINT or SIGTERM; `exit_code` is what the process should end with."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def exit_code(exc: BaseException) -> int:
+    """130/143 for a signal (ours or Prefect's TerminationSignal), 1 otherwise."""
+    signum = getattr(exc, "signum", None) or getattr(exc, "signal", None)
+    return 128 + int(signum) if signum else 1
+
+
+# ---------------------------------------------------------------- the run being guarded
+
+
+class _Run:
+    """What a stop needs to mark the run folder: where it is and which steps had finished."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.finished: list[str] = []
+        self.marked = False
+        self.lock = threading.Lock()
+        self.watchdog = ServerWatchdog(self)
+
+    def mark(self, reason: str) -> None:
+        with self.lock:
+            if self.marked:
+                return
+            self.marked = True
+        from edgebench.reports.writer import mark_interrupted
+
+        s = self.settings
+        try:
+            mark_interrupted(Path(s.out), s.run_id, s.started_at, reason, list(self.finished))
+        except Exception as e:  # noqa: BLE001 - stopping must go on even if the disk is full
+            print(f"edgebench: could not mark {s.run_dir} as interrupted: {e}", file=sys.stderr)
+
+
+_current: _Run | None = None
+
+
+def begin_run(settings) -> None:
+    """Guard this run (its flow runs on flows.stopping.StoppingTaskRunner): sweep the cache of dead
+    runs' temporary folders, allow children, watch the server, collect finished steps for the marker."""
+    global _current
+    from edgebench.converters.export import sweep_temporary
+
+    isolation.allow_children()
+    sweep_temporary(Path(settings.cache_dir))
+    _current = _Run(settings)
+    _current.watchdog.start()
+
+
+def note_finished(step: str) -> None:
+    """Remember a finished step's one-line description for the interrupted marker."""
+    if _current is not None:
+        _current.finished.append(step)
+
+
+def stopped(exc: BaseException) -> None:
+    """The run is being left by `exc` (a signal, a cancellation): kill every child, mark the run folder."""
+    isolation.stop_children()
+    if _current is not None:
+        _current.mark(_reason(exc))
+
+
+def end_run() -> None:
+    """The guarded run is over (complete or not): stop watching the server."""
+    global _current
+    if _current is not None:
+        _current.watchdog.stop()
+    _current = None
+
+
+def running() -> bool:
+    return _current is not None
+
+
+def _reason(exc: BaseException) -> str:
+    if type(exc).__name__ == "TerminationSignal":
+        from prefect._internal import control_listener
+
+        if control_listener.get_intent() == "cancel":
+            return "the flow run was cancelled"
+        return "stopped by SIGTERM (e.g. a stopped worker)"
+    return str(exc) or type(exc).__name__
+
+
+# ---------------------------------------------------------------- signals (edgebench run)
+
+
+@contextmanager
+def handled_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM in the main thread: first one stops the run (children killed, `Interrupted`
+    raised, a hard exit after GRACE_S), a second one exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, frame):
+        isolation.stop_children()
+        if received:
+            _hard_exit(128 + signum)
+        received.append(signum)
+        threading.Thread(target=_exit_after, args=(GRACE_S, 128 + signum), daemon=True).start()
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        if not received:  # once stopping, keep ours: a second signal during the shutdown exits at once
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    time.sleep(seconds)
+    print(f"edgebench: still stopping after {seconds:g} s; exiting now", file=sys.stderr)
+    _hard_exit(code)
+
+
+def _hard_exit(code: int) -> None:
+    """Kill the children and the temporary server, mark the run, then leave without any cleanup."""
+    isolation.stop_children()
+    if _current is not None:
+        _current.mark(f"interrupted, exit {code}")
+    stop_ephemeral_server(wait_s=0)
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run_flow(flow_fn, **params):
+    """Call a flow in this process (edgebench run) so that SIGINT/SIGTERM stop it within seconds.
+
+    Its temporary server starts in its own session; the returned state is the flow's. A signal
+    comes out as `Interrupted` (after the children were killed and the run folder marked), also
+    when it reached Prefect's own SIGTERM handler first.
+    """
+    with handled_signals():
+        try:
+            if not api_url():
+                start_ephemeral_server()
+            return flow_fn(**params, return_state=True)
+        except Interrupted:
+            raise
+        except BaseException as e:
+            if type(e).__name__ != "TerminationSignal":
+                raise
+            raise Interrupted(int(getattr(e, "signal", signal.SIGTERM))) from e
+
+
+# ---------------------------------------------------------------- the temporary server
+
+
+def start_ephemeral_server() -> str:
+    """Start Prefect's temporary server in its own session (Prefect then reuses it); its API URL.
+
+    Prefect starts it in the terminal's process group, so a Ctrl-C killed it first and left the
+    flow talking to nothing. In its own session it gets no terminal signal; atexit stops it last.
+    """
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class OwnSessionServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self):
+            with mock.patch.object(subprocess, "Popen", functools.partial(subprocess.Popen, start_new_session=True)):
+                return super()._run_uvicorn_command()
+
+    server = OwnSessionServer()  # registered under Prefect's default key: get_client() finds this one
+    server.start()
+    return server.api_url
+
+
+def stop_ephemeral_server(wait_s: float = 5) -> None:
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        proc = server.server_process
+        if proc is not None and proc.poll() is None:
+            proc.kill() if wait_s == 0 else server.stop()
+
+
+# ---------------------------------------------------------------- the server watchdog
+
+
+def api_url() -> str | None:
+    """The Prefect API this process talks to: PREFECT_API_URL, else the running temporary server."""
+    from prefect.settings import PREFECT_API_URL
+
+    if url := PREFECT_API_URL.value():
+        return url.rstrip("/")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in SubprocessASGIServer._instances.values():
+        if server.running and server.port:
+            return server.api_url
+    return None
+
+
+def probe(url: str, timeout_s: float = 3) -> str:
+    """One of ok, refused (nothing listens: the server is gone) or slow (no answer in time)."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout_s) as r:
+            return "ok" if r.status == 200 else "slow"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as e:
+        return "refused" if isinstance(getattr(e, "reason", None), ConnectionRefusedError) else "slow"
+
+
+class ServerWatchdog:
+    """Polls the API's health endpoint; when it stops answering, ends the run with one error line.
+
+    Nothing useful can happen without the server (no state, log or result can be recorded), and
+    Prefect's clients would retry and warn once per event for minutes: kill the children, mark the
+    run folder, quiet Prefect's loggers, print one line, exit 1. A refused connection three times in
+    a row means gone; a slow answer (a loaded machine) needs ten misses.
+    """
+
+    REFUSED, SLOW = 3, 10
+
+    def __init__(self, run: _Run):
+        self.run = run
+        self.url: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="edgebench-server-watchdog", daemon=True)
+
+    def start(self) -> None:
+        self.url = api_url()
+        if self.url and probe(self.url) == "ok":
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        refused = slow = 0
+        while not self._done.wait(HEALTH_EVERY_S):
+            got = probe(self.url)
+            refused, slow = (refused + 1 if got == "refused" else 0), (slow + 1 if got != "ok" else 0)
+            if (refused >= self.REFUSED or slow >= self.SLOW) and not self._done.is_set():
+                self.lost()
+
+    def lost(self) -> None:
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        isolation.stop_children()
+        reason = f"lost the Prefect API at {self.url} (no answer from /health)"
+        self.run.mark(reason)
+        print(f"edgebench: error: {reason}; run stopped, {self.run.settings.run_dir} marked interrupted",
+              file=sys.stderr, flush=True)
+        os._exit(1)

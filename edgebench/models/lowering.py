@@ -1,0 +1,316 @@
+"""The 2D-lowered form: 3D convolutions and pools rewritten as 2D ops on time folded into the batch.
+
+From the first lowered op to the global mean the tensor is (N*T, C, H, W) (frame t of clip n at row
+n*T + t), so converters see plain 2D graphs with no per-layer transposes. A Conv3d with temporal
+kernel 1 is a Conv2d on that layout; one with kt > 1 is one Conv2d over its kt temporally shifted
+frames concatenated on the channel axis (weights reshaped once, here). Modules are replaced where
+they sit (same attribute path, so `layer2.0.conv1.0` names the same conv in both forms). Every
+module learns its T statically from one forward pass at rewrite time; N stays dynamic. The rewrite
+is checked against the 3D form on a random input and undone, with the reason, if they differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgebench.models.friendly import GlobalMean
+
+LOWERED = "2d-lowered"
+THREE_D = "3d"
+RTOL = 1e-4  # max |lowered - 3d| allowed, relative to max |3d output|: fp32 reordering is ~1e-7
+
+
+_ROWS = [False]  # True inside rows_layout(): the static-batch path runs in eager too (the build-time check)
+
+
+@contextlib.contextmanager
+def rows_layout():
+    """Run the static-batch (4D rows) path in eager, as torch.export with a static batch does."""
+    _ROWS[0] = True
+    try:
+        yield
+    finally:
+        _ROWS[0] = False
+
+
+def static_clips(x: torch.Tensor, frames: int) -> int | None:
+    """N when it is a plain int while exporting (or in rows_layout()), else None (a dynamic batch).
+
+    With N known, every temporal op works on 4D row slices and concatenations of the folded tensor,
+    which litert-torch keeps in NHWC; the 5D view of the dynamic path costs a TRANSPOSE pair per op.
+    """
+    n = x.shape[0]
+    if isinstance(n, int) and not torch.jit.is_tracing() and (_ROWS[0] or torch.compiler.is_exporting()):
+        return n // frames
+    return None
+
+
+def fold(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, T, H, W) -> (N*T, C, H, W); a tensor already folded passes through."""
+    return x.transpose(1, 2).flatten(0, 1) if x.dim() == 5 else x
+
+
+def unfold(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """(N*T, C, H, W) -> (N, C, T, H, W), T known statically."""
+    return x.unflatten(0, (-1, frames)).transpose(1, 2)
+
+
+def _triple(v) -> tuple[int, int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
+
+
+class _Temporal(nn.Module):
+    """Shared by the lowered ops: the kt temporally shifted (strided) frame sets of a folded input."""
+
+    def __init__(self, frames_in: int, frames_out: int, kt: int, st: int, pt: int, dt: int):
+        super().__init__()
+        self.frames_in, self.frames_out = frames_in, frames_out
+        self.kt, self.st, self.pt, self.dt = kt, st, pt, dt
+
+    def taps(self, x: torch.Tensor, pad_value: float = 0.0) -> list[torch.Tensor]:
+        """kt folded tensors (N*T_out, C, H, W): tap k holds input frame t*st - pt + k*dt for output frame t."""
+        if self.kt == 1 and self.pt == 0 and self.st == 1 and self.frames_out == self.frames_in:
+            return [x]
+        span = (self.frames_out - 1) * self.st + 1
+        n = static_clips(x, self.frames_in)
+        if n is None:
+            clips = x.unflatten(0, (-1, self.frames_in))  # (N, T, C, H, W)
+            if self.pt:
+                clips = F.pad(clips, (0, 0, 0, 0, 0, 0, self.pt, self.pt), value=pad_value)
+            return [clips[:, k * self.dt:k * self.dt + span:self.st].flatten(0, 1) for k in range(self.kt)]
+        taps: list[list[torch.Tensor]] = [[] for _ in range(self.kt)]
+        for c in range(n):
+            clip = x if n == 1 else x[c * self.frames_in:(c + 1) * self.frames_in]
+            if self.pt:  # padding frames made from a row of the clip (x * 0), so no constant needs a layout
+                edge = clip[:1] * 0.0 if pad_value == 0.0 else clip[:1] * 0.0 + pad_value
+                edges = [edge] * self.pt
+                clip = torch.cat(edges + [clip] + edges)
+            for k in range(self.kt):
+                taps[k].append(clip[k * self.dt:k * self.dt + span:self.st])
+        return [t[0] if n == 1 else torch.cat(t) for t in taps]
+
+
+class FoldedConv3d(_Temporal):
+    """A Conv3d as one Conv2d over the kt shifted frames stacked on channels (groups > 1: kt Conv2d summed)."""
+
+    def __init__(self, conv: nn.Conv3d, frames_in: int, frames_out: int):
+        (kt, kh, kw), (st, sh, sw) = conv.kernel_size, conv.stride
+        (pt, ph, pw), (dt, dh, dw) = (0, 0, 0) if conv.padding == "valid" else conv.padding, conv.dilation
+        super().__init__(frames_in, frames_out, kt, st, pt, dt)
+        self.stride2d, self.padding2d, self.dilation2d, self.groups = (sh, sw), (ph, pw), (dh, dw), conv.groups
+        w = conv.weight.detach()  # (O, C/g, kt, kh, kw)
+        if self.groups == 1:  # tap k, channel c -> input channel k*C + c, as torch.cat lays them out
+            w = w.permute(0, 2, 1, 3, 4).reshape(w.shape[0], kt * w.shape[1], kh, kw)
+        else:
+            w = w.permute(2, 0, 1, 3, 4).contiguous()  # (kt, O, C/g, kh, kw): one grouped Conv2d per tap
+        self.weight = nn.Parameter(w.clone(), requires_grad=False)
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+        self.kind = "conv2d" if kt == 1 else (f"conv2d<-{kt} taps stacked" if self.groups == 1 else f"conv2d x{kt} summed")
+
+    def _conv(self, x, weight, bias):
+        return F.conv2d(x, weight, bias, self.stride2d, self.padding2d, self.dilation2d, self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        taps = self.taps(fold(x))
+        if self.groups == 1:
+            return self._conv(taps[0] if len(taps) == 1 else torch.cat(taps, dim=1), self.weight, self.bias)
+        out = self._conv(taps[0], self.weight[0], self.bias)
+        for k in range(1, self.kt):
+            out = out + self._conv(taps[k], self.weight[k], None)
+        return out
+
+
+class FoldedPool3d(_Temporal):
+    """A MaxPool3d/AvgPool3d as an elementwise max/mean over the kt taps, then the 2D pool."""
+
+    def __init__(self, pool: nn.MaxPool3d | nn.AvgPool3d, frames_in: int, frames_out: int):
+        (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = (_triple(pool.kernel_size), _triple(pool.stride or pool.kernel_size),
+                                                    _triple(pool.padding))
+        self.is_max = isinstance(pool, nn.MaxPool3d)
+        dt, dh, dw = _triple(pool.dilation) if self.is_max else (1, 1, 1)
+        super().__init__(frames_in, frames_out, kt, st, pt, dt)
+        self.kernel2d, self.stride2d, self.padding2d, self.dilation2d = (kh, kw), (sh, sw), (ph, pw), (dh, dw)
+        self.ceil_mode = pool.ceil_mode
+        self.count_include_pad = getattr(pool, "count_include_pad", True)
+        self.kind = ("maxpool2d" if self.is_max else "avgpool2d") + (f"<-{kt} taps" if kt > 1 else "")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_max:
+            x = functools.reduce(torch.maximum, self.taps(fold(x), float("-inf")))
+            return F.max_pool2d(x, self.kernel2d, self.stride2d, self.padding2d, self.dilation2d, self.ceil_mode)
+        taps = self.taps(fold(x))
+        x = taps[0] if self.kt == 1 else sum(taps[1:], taps[0]) / self.kt
+        return F.avg_pool2d(x, self.kernel2d, self.stride2d, self.padding2d, self.ceil_mode, self.count_include_pad)
+
+
+class FoldedMean(GlobalMean):
+    """The global mean over (T, H, W) of a folded tensor, back to the (N, C, 1, 1, 1) of the 3D form."""
+
+    def __init__(self, frames: int):
+        super().__init__(3)
+        self.frames = frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5:
+            return super().forward(x)
+        channels, n = x.shape[1], static_clips(x, self.frames)
+        if n is None:
+            return x.unflatten(0, (-1, self.frames)).mean(dim=(1, 3, 4)).reshape(-1, channels, 1, 1, 1)
+        means = [x[c * self.frames:(c + 1) * self.frames].mean(dim=(0, 2, 3), keepdim=True) for c in range(n)]
+        return (means[0] if n == 1 else torch.cat(means)).reshape(n, channels, 1, 1, 1)
+
+
+class Kept3d(nn.Module):
+    """A 3D module the rewrite does not handle, run on its own 5D view of the folded tensor."""
+
+    def __init__(self, module: nn.Module, frames_in: int, why: str):
+        super().__init__()
+        self.inner, self.frames_in, self.why, self.kind = module, frames_in, why, "kept 3d"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fold(self.inner(unfold(x, self.frames_in) if x.dim() == 4 else x))
+
+
+def _conv_refusal(conv: nn.Conv3d) -> str | None:
+    if isinstance(conv.padding, str):
+        return f"padding='{conv.padding}'" if conv.padding != "valid" else None
+    if conv.padding_mode != "zeros":
+        return f"padding_mode='{conv.padding_mode}'"
+    return None
+
+
+def _pool_refusal(pool) -> str | None:
+    kt, st, pt = _triple(pool.kernel_size)[0], _triple(pool.stride or pool.kernel_size)[0], _triple(pool.padding)[0]
+    temporal = (kt, st, pt) != (1, 1, 0)
+    if getattr(pool, "return_indices", False):
+        return "return_indices=True"
+    if pool.ceil_mode and temporal:
+        return "ceil_mode=True with a temporal window"
+    if getattr(pool, "divisor_override", None):
+        return "divisor_override"
+    if not getattr(pool, "count_include_pad", True) and pt:
+        return "count_include_pad=False with temporal padding"
+    return None
+
+
+def _rewrite(module: nn.Module, t_in: int, t_out: int) -> tuple[nn.Module, str]:
+    """(replacement, what happened) for one module seen with T = t_in in and t_out out."""
+    if isinstance(module, nn.Conv3d):
+        why = _conv_refusal(module)
+        return (Kept3d(module, t_in, why), f"kept 3d: {why}") if why else (FoldedConv3d(module, t_in, t_out), "")
+    if isinstance(module, (nn.MaxPool3d, nn.AvgPool3d)):
+        why = _pool_refusal(module)
+        return (Kept3d(module, t_in, why), f"kept 3d: {why}") if why else (FoldedPool3d(module, t_in, t_out), "")
+    if isinstance(module, nn.BatchNorm3d):  # per-channel on axis 1: a BatchNorm2d on the folded tensor
+        bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        bn.load_state_dict(module.state_dict())
+        return bn.eval(), ""
+    if isinstance(module, nn.AdaptiveAvgPool3d) and not all(s == 1 for s in _triple(module.output_size)):
+        return Kept3d(module, t_in, f"output_size={module.output_size}"), f"kept 3d: output_size={module.output_size}"
+    return FoldedMean(t_in), ""  # a global mean (or adaptive pool to 1) on the folded tensor
+
+
+def _targets(module: nn.Module) -> bool:
+    if isinstance(module, GlobalMean):
+        return len(module.dims) == 3
+    return isinstance(module, (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.BatchNorm3d, nn.AdaptiveAvgPool3d))
+
+
+@dataclass
+class LoweringReport:
+    """What the rewrite did: the form, per-module kind, modules kept 3D (why), or why nothing was lowered."""
+
+    form: str = THREE_D
+    reason: str = ""  # why the whole model stays 3D ("" when lowered)
+    kinds: dict[str, int] = field(default_factory=dict)  # lowered op kind -> count
+    kept: dict[str, str] = field(default_factory=dict)  # module name -> why it stays 3D
+    max_abs_diff: float = 0.0  # lowered vs 3D on the check input
+
+
+def _frames(model: nn.Module, example: torch.Tensor) -> tuple[torch.Tensor, dict[str, tuple[int, int]]]:
+    """The 3D output and, per target module, (T in, T out) seen in one forward pass."""
+    seen: dict[str, set] = {}
+    hooks = [m.register_forward_hook(lambda m, a, out, n=name: seen.setdefault(n, set()).add((a[0].shape[2], out.shape[2])))
+             for name, m in model.named_modules() if _targets(m)]
+    try:
+        with torch.no_grad():
+            out = model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    several = sorted(n for n, s in seen.items() if len(s) > 1)
+    if several:
+        raise ValueError(f"{several[0]} runs with several frame counts")
+    return out, {n: next(iter(s)) for n, s in seen.items()}
+
+
+def mismatch(got: torch.Tensor, want: torch.Tensor, rtol: float = RTOL) -> str | None:
+    """Why `got` is not `want` within fp32 rounding (relative to max |want|), or None."""
+    if got.shape != want.shape:
+        return f"output shape {tuple(got.shape)} != {tuple(want.shape)}"
+    diff, scale = (got - want).abs().max().item(), want.abs().max().item()
+    if not diff <= rtol * max(scale, 1e-6):
+        return f"max |lowered - 3d| = {diff:.3g} > {rtol:g} x max |3d| = {scale:.3g}"
+    return None
+
+
+def lower_3d(model: nn.Module, example: torch.Tensor) -> LoweringReport:
+    """Rewrite `model` in place into the 2D-lowered form; undone (report says why) unless it matches the 3D form."""
+    try:
+        want, frames = _frames(model, example)
+    except Exception as e:  # noqa: BLE001 - a model we cannot trace shapes through stays 3D
+        return LoweringReport(reason=f"shape pass failed: {type(e).__name__}: {e}")
+    if not any(isinstance(model.get_submodule(n), (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d)) for n in frames):
+        return LoweringReport(reason="no 3D convolution or pool runs in the forward pass")
+    undo, report = [], LoweringReport(form=LOWERED)
+    for name, (t_in, t_out) in frames.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent, old = model.get_submodule(parent_name), model.get_submodule(name)
+        new, note = _rewrite(old, t_in, t_out)
+        if new is not old:
+            setattr(parent, attr, new)
+            undo.append((parent, attr, old))
+        if note:
+            report.kept[name] = note
+        report.kinds[_kind(new)] = report.kinds.get(_kind(new), 0) + 1
+    why = None
+    for layout, context in (("dynamic batch", contextlib.nullcontext), ("static batch", rows_layout)):
+        try:
+            with torch.no_grad(), context():
+                got = model(example)
+            why = why or mismatch(got, want)
+            if got.shape == want.shape:
+                report.max_abs_diff = max(report.max_abs_diff, float((got - want).abs().max()))
+        except Exception as e:  # noqa: BLE001 - e.g. a module outside the rewrite that needs the 5D layout
+            why = why or f"forward failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if why:
+            why = f"{layout} path: {why}"
+            break
+    if why:
+        for parent, attr, old in reversed(undo):
+            setattr(parent, attr, old)
+        return LoweringReport(reason=f"lowering undone, it differs from the 3D form ({why})")
+    return report
+
+
+_COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool2d, nn.AvgPool3d, nn.Linear,
+            GlobalMean, _Temporal)
+
+
+def _kind(module: nn.Module) -> str:
+    return getattr(module, "kind", type(module).__name__.lower())
+
+
+def op_mix(model: nn.Module) -> dict[str, int]:
+    """Compute modules by kind (`conv3d`, `conv2d`, `conv2d<-3 taps stacked`, `linear`...): the info output."""
+    mix: dict[str, int] = {}
+    for m in model.modules():
+        if isinstance(m, _COMPUTE):
+            mix[_kind(m)] = mix.get(_kind(m), 0) + 1
+    return mix

@@ -1,0 +1,176 @@
+"""Pair reference module outputs with artifact tensors: by the module path the exporter kept ("scope"),
+else by layer kind, shape and order ("order")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import permutations
+
+import numpy as np
+
+from edgebench.parity.taps.base import ArtifactTap
+
+ORDERED_KINDS = ("conv", "linear", "relu", "pool")  # layers the order mapping pairs (blocks and adds it cannot)
+MAX_GROUP = 4  # interchangeable layers tried in every order (4! = 24 assignments at most)
+SCOPE_SHARE = 0.5  # the scope mapping is used when it pairs at least this share of those layers
+
+
+@dataclass
+class RefTap:
+    """One module's output in the reference forward: module path, kind, value, other paths returning it."""
+
+    name: str
+    kind: str
+    value: np.ndarray
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Pair:
+    """A reference layer, its artifact tensor, and the values to compare (in the reference's layout)."""
+
+    ref: RefTap
+    art: ArtifactTap
+    method: str  # scope | order
+    value: np.ndarray
+    target: np.ndarray  # the reference values compared with: ref.value, or the fused activation's output
+    note: str = ""
+
+
+def in_ref_layout(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """`value` as `shape`: equal, channels-last (TFLite's NDHWC / NHWC) moved back, or equal once squeezed."""
+    if value.shape == shape:
+        return value
+    if value.ndim == len(shape) >= 3 and value.shape == (shape[0], *shape[2:], shape[1]):
+        return np.moveaxis(value, -1, 1)
+    if value.size == int(np.prod(shape)) and tuple(s for s in value.shape if s != 1) == tuple(s for s in shape if s != 1):
+        return value.reshape(shape)
+    return None
+
+
+def _pair(ref_taps: list[RefTap], i: int, art: ArtifactTap, method: str) -> Pair | None:
+    """Pair ref_taps[i] with `art` if the shapes agree; an activation fused into `art` is compared with the
+    reference activation that follows the layer."""
+    ref = ref_taps[i]
+    value = in_ref_layout(art.value, ref.value.shape)
+    if value is None:
+        return None
+    target, note = ref.value, ""
+    if art.fused and art.fused != ref.kind:
+        nxt = ref_taps[i + 1] if i + 1 < len(ref_taps) else None
+        if nxt is None or nxt.kind != art.fused or nxt.value.shape != ref.value.shape:
+            return None
+        target, note = nxt.value, f"fused {art.fused}: compared with {nxt.name}"
+    return Pair(ref, art, method, value, target, note)
+
+
+def _resolve(scope: str, index: dict[str, int]) -> int | None:
+    """The reference index of a module path, dropping leading parts a wrapper added (litert-torch records
+    `model.model.layer1...` for the NamedIO wrapper's `model` attribute): the longest known suffix."""
+    parts = scope.split(".") if scope else []
+    for k in range(len(parts)):
+        i = index.get(".".join(parts[k:]))
+        if i is not None:
+            return i
+    return None
+
+
+def by_scope(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, Pair]:
+    """Reference index -> the last artifact tensor (topologically) recorded under its module path or an alias
+    whose shape agrees: a module's output is the last op inside it."""
+    index = {n: i for i, t in enumerate(ref_taps) for n in (t.name, *t.aliases)}
+    pairs: dict[int, Pair] = {}
+    for art in art_taps:
+        i = _resolve(art.scope, index)
+        if i is not None and (p := _pair(ref_taps, i, art, "scope")) is not None:
+            pairs[i] = p
+    return pairs
+
+
+def _order_kind(art: ArtifactTap) -> str:
+    """An ADD with a fused RELU stands for the relu; a conv with one stays a conv (_pair compares it right)."""
+    return art.kind if art.kind in ("conv", "linear") or not art.fused else art.fused
+
+
+def _group(ref_taps: list[RefTap], i: int) -> list[int]:
+    """ref_taps[i] and the kinded taps right after it with the same kind and shape (a block's conv2 and its
+    downsample): order alone cannot tell them apart."""
+    group = [i]
+    for j in range(i + 1, len(ref_taps)):
+        t = ref_taps[j]
+        if t.kind not in ORDERED_KINDS:
+            continue
+        if t.kind != ref_taps[i].kind or t.value.shape != ref_taps[i].value.shape or len(group) == MAX_GROUP:
+            break
+        group.append(j)
+    return group
+
+
+def by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, Pair]:
+    """Walk both in order: each reference layer takes the next artifact tensor of its kind whose shape agrees.
+    Inside a group of interchangeable layers the assignment with the smallest total error wins (a frozen
+    TorchScript graph computes a downsample before the conv2 beside it)."""
+    pairs: dict[int, Pair] = {}
+    pos, i = 0, 0
+    while i < len(ref_taps):
+        if ref_taps[i].kind not in ORDERED_KINDS:
+            i += 1
+            continue
+        group = _group(ref_taps, i)
+        found: list[tuple[int, ArtifactTap]] = []
+        for j in range(pos, len(art_taps)):
+            art = art_taps[j]
+            if _order_kind(art) == ref_taps[i].kind and in_ref_layout(art.value, ref_taps[i].value.shape) is not None:
+                found.append((j, art))
+                if len(found) == len(group):
+                    break
+        if not found:
+            i += 1
+            continue
+        group = group[: len(found)]
+        best = min(permutations(range(len(found))), key=lambda perm: sum(
+            _cost(_pair(ref_taps, g, found[k][1], "order")) for g, k in zip(group, perm)))
+        for g, k in zip(group, best):
+            if (p := _pair(ref_taps, g, found[k][1], "order")) is not None:
+                pairs[g] = p
+        pos = found[-1][0] + 1
+        i = group[-1] + 1
+    return pairs
+
+
+def _cost(p: Pair | None) -> float:
+    if p is None:
+        return math.inf
+    d = np.linalg.norm((p.value.astype(np.float64) - p.target).ravel())
+    return float(d / (np.linalg.norm(p.target.ravel()) + 1e-12))
+
+
+def fill_by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap], pairs: dict[int, Pair], wanted: list[int]) -> None:
+    """A kinded layer the scopes missed (TFLite names the last op after the signature output) takes the first
+    unused artifact tensor of its kind and shape between its paired neighbours' tensors."""
+    at = {id(a): j for j, a in enumerate(art_taps)}
+    used = {id(p.art) for p in pairs.values()}
+    for i in wanted:
+        if i in pairs:
+            continue
+        lo = max((at[id(pairs[k].art)] for k in pairs if k < i), default=-1)
+        hi = min((at[id(pairs[k].art)] for k in pairs if k > i), default=len(art_taps))
+        for art in art_taps[lo + 1: hi]:
+            if id(art) not in used and _order_kind(art) == ref_taps[i].kind \
+                    and (p := _pair(ref_taps, i, art, "order")) is not None:
+                pairs[i] = p
+                used.add(id(art))
+                break
+
+
+def map_taps(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> tuple[list[Pair], list[str]]:
+    """The pairs in reference order and the names of the kinded reference layers left unpaired."""
+    wanted = [i for i, t in enumerate(ref_taps) if t.kind in ORDERED_KINDS]
+    pairs = by_scope(ref_taps, art_taps)
+    if sum(i in pairs for i in wanted) < SCOPE_SHARE * len(wanted):
+        pairs = by_order(ref_taps, art_taps)
+    else:
+        fill_by_order(ref_taps, art_taps, pairs, wanted)
+    unmatched = [ref_taps[i].name for i in wanted if i not in pairs]
+    return [pairs[i] for i in sorted(pairs)], unmatched

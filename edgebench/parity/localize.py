@@ -1,0 +1,250 @@
+"""Layer-wise localization: every intermediate output of the reference module against the artifact's
+own tensors, and the first layer whose error jumps past what the precision explains.
+
+Reference taps come from forward hooks on the same form the artifact was exported from; artifact taps
+from parity.taps (one module per format); parity.layermap pairs them by the module paths the exporter
+kept, else by kind, shape and order. docs/parity.md explains the rule and its limits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgebench.config import LocalizeConfig
+from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.parity.layermap import RefTap, map_taps
+from edgebench.records import PARITY_FAILED, Artifact, ModelRef, ParityResult, write_json_atomic
+
+_SKIPPED_MODULES = ("Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d")  # their output is their input
+
+
+@dataclass
+class Localization:
+    """The per-layer table of one artifact against its reference, and where the error first jumps."""
+
+    model: str
+    format: str
+    precision: str
+    reference_form: str
+    mapping: dict[str, int]  # how many layers each mapping paired: {"scope": 37} or {"order": 37}
+    unmatched: list[str]  # reference layers with no artifact tensor
+    layers: list[dict] = field(default_factory=list)  # depth, name, kind, op, tensor, mapping, errors, jump
+    first_divergent: str = ""
+    largest_jump: str = ""
+    rel_floor: float = 0.0
+    jump_factor: float = 0.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Localization":
+        return cls(**json.loads(Path(path).read_text()))
+
+    def layer(self, name: str) -> dict | None:
+        return next((r for r in self.layers if r["name"] == name), None)
+
+    def summary(self) -> str:
+        """One line for a row's reason."""
+        if not self.first_divergent:
+            worst = self.layer(self.largest_jump)
+            tail = f"; largest jump at {self.largest_jump} ({worst['jump']:.3g}x)" if worst else ""
+            return f"no layer's error jumps past {self.jump_factor:g}x above rel err {self.rel_floor:g}{tail}"
+        r = self.layer(self.first_divergent)
+        return (f"first divergent layer {r['name']} ({r['kind']}, rel err {r['rel_err']:.2e}, "
+                f"{r['jump']:.3g}x the layers before; mapped by {r['mapping']})")
+
+
+# ---------------------------------------------------------------- reference taps
+
+
+def reference_forms(ref: ModelRef, artifact: Artifact) -> list[str]:
+    """The form(s) the artifact may come from: its recorded Artifact.form, else (a file from elsewhere) the
+    unlowered form and, when the model lowers, the 2D-lowered one too (localize keeps the better mapped)."""
+    from edgebench.models.lowering import LOWERED, THREE_D
+    from edgebench.models.source import lowering_report
+
+    if artifact.form:
+        return [artifact.form]
+    return [THREE_D] + ([LOWERED] if lowering_report(ref, True).form == LOWERED else [])
+
+
+def _module_kind(module) -> str:
+    """conv, linear, relu, pool (torchvision's Conv3DSimple is a Conv3d), block for containers, else other."""
+    from torch import nn
+    from torch.nn.modules import conv, pooling
+
+    from edgebench.models.friendly import GlobalMean
+
+    kinds = ((conv._ConvNd, "conv"), (nn.Linear, "linear"), (nn.ReLU, "relu"),
+             ((pooling._AvgPoolNd, pooling._MaxPoolNd, pooling._AdaptiveAvgPoolNd, GlobalMean), "pool"))
+    kind = next((k for cls, k in kinds if isinstance(module, cls)), None)
+    if kind is None and "conv" in type(module).__name__.lower() and hasattr(module, "weight"):
+        kind = "conv"  # a rewritten conv (models/lowering.FoldedConv3d) keeps the conv's module path
+    return kind or ("block" if any(True for _ in module.children()) else "other")
+
+
+def reference_taps(module, inputs: dict[str, np.ndarray], input_names: list[str]) -> list[RefTap]:
+    """Every module's output for one input, in completion order, copied at hook time (in-place ops such as
+    BasicBlock's `out += residual; relu_` would overwrite them). A container returning the tensor one of its
+    modules returned (a Sequential, a block ending in its relu) becomes an alias of that tap."""
+    import torch
+
+    taps: list[RefTap] = []
+    by_object: dict[int, RefTap] = {}
+    live: list = []  # keeps the hooked tensors alive so id() stays unique during the forward
+
+    def hook(name: str, kind: str):
+        def fn(_module, _args, out):
+            if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+                return
+            if kind == "block" and id(out) in by_object:
+                by_object[id(out)].aliases.append(name)
+                return
+            tap = RefTap(name, kind, out.detach().clone().float().numpy())  # an in-place leaf (relu_) is its own tap
+            by_object[id(out)] = tap
+            live.append(out)
+            taps.append(tap)
+
+        return fn
+
+    handles = [m.register_forward_hook(hook(name, _module_kind(m))) for name, m in module.named_modules()
+               if name and type(m).__name__ not in _SKIPPED_MODULES]
+    try:
+        with torch.no_grad():
+            module(*(torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)) for n in input_names))
+    finally:
+        for h in handles:
+            h.remove()
+    return taps
+
+
+# ---------------------------------------------------------------- errors and the divergence rule
+
+
+def layer_errors(out: np.ndarray, ref: np.ndarray) -> dict:
+    """max abs err, relative L2 error ||out - ref|| / ||ref|| and cosine of one layer (float64)."""
+    a, b = out.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
+    d = a - b
+    nb, na = float(np.linalg.norm(b)), float(np.linalg.norm(a))
+    rel = float(np.linalg.norm(d)) / nb if nb > 0 else (0.0 if na == 0 else math.inf)
+    cos = float(a @ b / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
+    return {"max_abs_err": float(np.abs(d).max()) if d.size else 0.0, "rel_err": rel, "cosine": cos}
+
+
+def mark_divergence(layers: list[dict], rel_floor: float, jump_factor: float) -> tuple[str, str]:
+    """Give every layer its `jump` = rel err / max(worst rel err before it, rel_floor / jump_factor); the first
+    layer with jump > jump_factor (so rel err > rel_floor too) is the first divergent one. Growth, not
+    level: fp32 rounding grows slowly with depth and never jumps; a wrong weight jumps at its layer."""
+    worst = 0.0
+    first = ""
+    for r in layers:
+        r["jump"] = r["rel_err"] / max(worst, rel_floor / jump_factor)
+        r["divergent"] = bool(r["jump"] > jump_factor)
+        if r["divergent"] and not first:
+            first = r["name"]
+        worst = max(worst, r["rel_err"])
+    largest = max(layers, key=lambda r: r["jump"])["name"] if layers else ""
+    return first, largest
+
+
+def localize(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], cfg: LocalizeConfig) -> Localization:
+    """Reference and artifact taps for one input, paired, compared, and the first divergent layer named."""
+    from edgebench.parity.taps import artifact_taps
+
+    from edgebench.models.lowering import LOWERED
+
+    start = time.perf_counter()
+    names = [t.name for t in ref.inputs]
+    art_taps = artifact_taps(artifact.format, artifact.path, {n: inputs[n] for n in names})
+    candidates = []
+    for form in reference_forms(ref, artifact):
+        ref_taps = reference_taps(ref.build(lowered=form == LOWERED), inputs, names)
+        candidates.append((form, *map_taps(ref_taps, art_taps)))
+    form, pairs, unmatched = max(candidates, key=lambda c: len(c[1]))
+    layers = []
+    for depth, p in enumerate(pairs):
+        layers.append({"depth": depth, "name": p.ref.name, "kind": p.ref.kind, "op": p.art.op_type,
+                       "tensor": p.art.name[:200], "mapping": p.method, "shape": list(p.ref.value.shape),
+                       "note": p.note, **layer_errors(p.value, p.target)})
+    floor = cfg.rel_floor.get(artifact.precision, max(cfg.rel_floor.values(), default=1e-4))
+    first, largest = mark_divergence(layers, floor, cfg.jump_factor)
+    counts: dict[str, int] = {}
+    for p in pairs:
+        counts[p.method] = counts.get(p.method, 0) + 1
+    return Localization(model=artifact.model, format=artifact.format, precision=artifact.precision,
+                        reference_form=form, mapping=counts, unmatched=unmatched,
+                        layers=layers, first_divergent=first, largest_jump=largest, rel_floor=floor,
+                        jump_factor=cfg.jump_factor, seconds=round(time.perf_counter() - start, 3))
+
+
+# ---------------------------------------------------------------- in a child, attached to a parity row
+
+
+def first_clip(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Clip 0 of parity inputs shaped {name: clips x input shape}."""
+    return {name: np.asarray(v[0]) for name, v in inputs.items()}
+
+
+def localize_isolated(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], cfg: LocalizeConfig,
+                      log_path: str | Path) -> Localization | IsolatedFailure:
+    """localize() on the first clip in a child process with the configured budget as its hard timeout."""
+    return run_isolated(localize, (artifact, ref, first_clip(inputs), cfg), cfg.timeout_s, log_path)
+
+
+def attach_localization(result: ParityResult, artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray],
+                        cfg: LocalizeConfig, json_path: str | Path) -> Localization | None:
+    """Localize (once per artifact: another runtime's row may have done it) and record it on the row:
+    first_divergent_layer, localization_path, and the reason's tail."""
+    json_path = Path(json_path)
+    if json_path.exists():
+        found = Localization.load(json_path)
+    else:
+        found = localize_isolated(artifact, ref, inputs, cfg, json_path.with_suffix(".log"))
+        if isinstance(found, IsolatedFailure):
+            result.reason = _join(result.reason, f"localization failed: {found.reason} (log: {found.log_path})")
+            return None
+        write_json_atomic(json_path, found.to_dict())
+    result.first_divergent_layer = found.first_divergent
+    result.localization_path = str(json_path)
+    if result.status == PARITY_FAILED or found.first_divergent:
+        result.reason = _join(result.reason, found.summary())
+    return found
+
+
+def should_localize(result: ParityResult, cfg: LocalizeConfig | None) -> bool:
+    """A failing row with values to compare (not a structure mismatch), when the run localizes automatically."""
+    return bool(cfg and cfg.auto and result.status == PARITY_FAILED and result.max_abs_err is not None)
+
+
+def _join(reason: str, more: str) -> str:
+    return f"{reason}; {more}" if reason else more
+
+
+def localization_table(loc: Localization, rows: int = 12):
+    """A short rich table: the layers around the first divergent one (or the largest jumps when none)."""
+    from rich.table import Table
+
+    from edgebench.tables import number
+
+    title = f"{loc.model} {loc.format} {loc.precision}: per-layer error ({loc.summary()})"
+    table = Table(title=title)
+    for col in ("depth", "layer", "kind", "op", "mapping", "max abs err", "rel err", "cosine", "jump"):
+        table.add_column(col, justify="right" if col in ("depth", "max abs err", "rel err", "cosine", "jump") else "left")
+    focus = loc.layer(loc.first_divergent or loc.largest_jump)
+    if focus is None:
+        return table
+    lo = max(0, focus["depth"] - rows // 3)
+    for r in loc.layers[lo: lo + rows]:
+        mark = "[bold red]" if r["name"] == loc.first_divergent else ""
+        table.add_row(str(r["depth"]), f"{mark}{r['name']}", r["kind"], r["op"], r["mapping"],
+                      number(r["max_abs_err"], ".2e"), number(r["rel_err"], ".2e"), number(r["cosine"], ".6f"),
+                      number(r["jump"], ".3g"))
+    return table

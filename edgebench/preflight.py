@@ -1,0 +1,57 @@
+"""Everything a run needs, checked before any work starts: formats, tolerances, models, shapes, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgebench.config import CONFIG_DIR, PipelineConfig
+from edgebench.errors import UserError
+from edgebench.records import ModelRef
+
+
+def config_path_of(path: str | Path | None) -> Path:
+    """The pipeline YAML a run reads: `path`, or configs/pipeline.yaml."""
+    return Path(path) if path else CONFIG_DIR / "pipeline.yaml"
+
+
+def check_config(config: PipelineConfig, config_path: str | Path | None = None) -> None:
+    """Every configured format has a converter and every configured precision a parity tolerance."""
+    from edgebench.converters.export import plan_artifacts
+    from edgebench.converters.registry import get_converter
+
+    where = config_path_of(config_path)
+    for fmt in config.formats:
+        try:
+            get_converter(fmt)
+        except UserError as e:
+            raise UserError(f"{where}: field 'formats.{fmt}': {e}") from None
+    plan_artifacts(config)  # converter_options naming an unknown format
+    precisions = dict.fromkeys(p for ps in config.formats.values() for p in ps)
+    missing = [p for p in precisions if p not in config.parity.tolerances]
+    if missing:
+        raise UserError(f"{where}: field 'parity.tolerances': no tolerance for precision {', '.join(missing)}")
+
+
+def check_models(names: list[str], weights: str | None = None,
+                 input_shape: tuple[int, ...] | None = None) -> list[ModelRef]:
+    """Resolve each model and run it once on its example input (with the override shape)."""
+    from edgebench.models.io_check import check_outputs
+    from edgebench.models.source import resolve_model
+
+    refs = []
+    for name in names:
+        ref = resolve_model(name, weights, input_shape)
+        check_outputs(ref)
+        refs.append(ref)
+    return refs
+
+
+def check_run(config: PipelineConfig, config_path: str | Path | None = None, weights: str | None = None,
+              input_shape: tuple[int, ...] | None = None) -> list[ModelRef]:
+    """Model names and YAMLs (cheap), the config, then every model's forward pass; the first problem is a UserError."""
+    from edgebench.models.registry import load_model_config
+
+    for name in config.models:
+        load_model_config(name)
+    check_config(config, config_path)
+    return check_models(list(config.models), weights, input_shape)

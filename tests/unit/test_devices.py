@@ -1,0 +1,88 @@
+"""Device backends behind one registry, and runtime options / variants from the YAML into results.csv."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from edgebench import pipeline
+from edgebench.config import BenchmarkConfig, BudgetConfig, PipelineConfig, validate
+from edgebench.devices import registry
+from edgebench.devices.base import Device
+from edgebench.errors import UserError
+from edgebench.records import PASSED, SKIPPED
+from tests.conftest import SMALL_SHAPE
+
+VARIANTS = {"litert-no-xnnpack": {"runtime": "litert", "options": {"xnnpack": False}}}
+
+
+def test_every_device_kind_parses_through_its_backend():
+    assert registry.parse_device("local") == Device("local")
+    assert registry.parse_device(" AIHUB: Samsung Galaxy S24 (Family) ").label == "aihub:Samsung Galaxy S24 (Family)"
+    assert registry.parse_device("queue:second-host") == Device("queue", "second-host")
+    assert [d.label for d in registry.parse_devices(["local", "queue:a", "local"])] == ["local", "queue:a"]
+
+
+@pytest.mark.parametrize("text, said", [("gpu:0", "unknown device kind"), ("aihub", "missing the name"),
+                                        ("queue:", "missing the name"), ("local:x", "takes no name")])
+def test_bad_devices_are_user_errors(text, said):
+    with pytest.raises(UserError, match=said):
+        registry.parse_device(text)
+
+
+def test_unknown_device_kind_is_a_config_error_before_anything_starts():
+    with pytest.raises(UserError, match=r"pipeline.yaml: field 'devices': .*'tpu:x': unknown device kind"):
+        validate(PipelineConfig, {"devices": ["local", "tpu:x"]}, "pipeline.yaml")
+    with pytest.raises(UserError, match="unknown device kind"):
+        pipeline.narrow_config(PipelineConfig(), devices=["tpu:x"])
+    assert validate(PipelineConfig, {"devices": ["local", "queue:q"]}, "p.yaml").devices == ["local", "queue:q"]
+
+
+def test_runtime_options_and_variants_are_validated():
+    config = validate(PipelineConfig, {"runtime_options": {"onnxruntime": {"graph_optimization": "basic"}},
+                                       "runtime_variants": VARIANTS}, "p.yaml")
+    assert config.runtime_spec("litert-no-xnnpack") == ("litert", {"xnnpack": False})
+    assert config.runtime_spec("onnxruntime") == ("onnxruntime", {"graph_optimization": "basic"})
+    assert config.runtime_spec("litert") == ("litert", {})
+    for bad, said in [({"runtime_options": {"litert": {"xnnpak": False}}}, "runtime_options.*unknown option"),
+                      ({"runtime_variants": {"x": {"runtime": "tensorrt"}}}, "runtime_variants.*unknown runtime 'tensorrt'"),
+                      ({"runtime_variants": {"litert": {"runtime": "litert"}}}, "name of a registered runtime")]:
+        with pytest.raises(UserError, match=said):
+            validate(PipelineConfig, bad, "p.yaml")
+    with pytest.raises(UserError, match="unknown runtime 'nope'"):
+        pipeline.narrow_config(config, runtimes=["nope"])
+    assert pipeline.narrow_config(config, runtimes=["litert-no-xnnpack"]).runtimes == ["litert-no-xnnpack"]
+
+
+def test_the_queue_backend_outside_a_flow_says_why(small_ref, tmp_path):
+    from edgebench.runtimes.torch_eager import eager_artifact
+
+    config = PipelineConfig(devices=["queue:second-host"], runtimes=["torch"])
+    pm = pipeline.PreparedModel(small_ref, "", "", 0)
+    eager = eager_artifact(small_ref)
+    jobs = pipeline.bench_plan([eager], pm, config)
+    assert [(j.runtime, j.device, j.exclusive) for j in jobs] == [("torch", "queue:second-host", False)]
+    settings = pipeline.new_run(config, tmp_path, quick=True)
+    row = pipeline.bench_one(pm, jobs[0], settings).latency
+    assert row.status == SKIPPED and "dispatched by the Prefect flow" in row.reason
+
+
+def test_litert_with_and_without_xnnpack_gives_two_rows_with_their_options(tmp_path):
+    """The done-when of issue 13, through the pipeline functions on the small input shape."""
+    quick = BudgetConfig(warmup_runs=1, min_runs=3, min_seconds=0, max_seconds=5, timeout_s=300)
+    config = PipelineConfig(formats={"tflite": ["fp32"]}, runtimes=["torch", "litert", "litert-no-xnnpack"],
+                            runtime_variants=VARIANTS, devices=["local"], threads=1,
+                            benchmark=BenchmarkConfig(quick=quick))
+    settings = pipeline.new_run(config, tmp_path, quick=True)
+    result = pipeline.run_model_sequential("resnet_mixed", settings, input_shape=SMALL_SHAPE, parity=False)
+    assert [(m.runtime, m.status) for m in result.latency] == [("torch", PASSED), ("litert", PASSED),
+                                                                ("litert-no-xnnpack", PASSED)], result.latency
+    on, off = result.latency[1:]
+    assert on.extra["session_options"]["delegate_partitions"] > 0  # XNNPACK did take part of the graph
+    assert off.extra["session_options"]["delegate_partitions"] == 0  # negative control: the builtin kernels only
+    paths = pipeline.finish_run(settings, [result])
+    rows = pd.read_csv(paths.results_csv, keep_default_na=False)
+    lite = rows[rows["format"] == "tflite"].set_index("runtime")
+    assert json.loads(lite.loc["litert", "runtime_options"]) == {"xnnpack": True}
+    assert json.loads(lite.loc["litert-no-xnnpack", "runtime_options"]) == {"xnnpack": False}
+    assert (lite["p50_ms"].astype(float) > 0).all()
