@@ -53,11 +53,16 @@ def run(models: str | Sequence[str] | None = None, formats: str | Sequence[str] 
     Arguments narrow configs/pipeline.yaml (or `config`) the way the command-line options do;
     `input_shape` replaces the first input's shape (small shapes for fast checks).
     """
+    import multiprocessing
+
     from edgebench import pipeline
     from edgebench.config import load_pipeline_config
     from edgebench.console import log_to
     from edgebench.preflight import check_run
 
+    if multiprocessing.parent_process() is not None:  # a spawned child re-running an unguarded script
+        raise UserError("edgebench.run() called while a spawned child imports the script: "
+                        "put the call under `if __name__ == \"__main__\":`")
     shape = tuple(input_shape) if input_shape else None
     weights = str(weights) if weights else None
     cfg = pipeline.narrow_config(load_pipeline_config(Path(config) if config else None), _names(formats),

@@ -15,7 +15,7 @@ from edgebench.console import log_to, set_verbose
 from edgebench.errors import UserError, plain
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Export PyTorch models to TorchScript, ONNX, Core ML and TFLite; check parity; benchmark; report.")
+                  help="Export PyTorch models to every registered on-device format; check parity; benchmark; report.")
 console = Console(width=None if sys.stdout.isatty() else 200)  # piped or logged: keep table rows whole
 err_console = Console(stderr=True)
 
@@ -299,6 +299,39 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     paths = pipeline.finish_run(settings, [result])
     console.print(f"results: {paths.results_csv}")
     console.print(f"report: {paths.report_html}")
+
+
+@app.command()
+def check(artifact: Path = typer.Argument(..., help="An artifact file (or .mlpackage folder) built anywhere."),
+          model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
+          runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated runtimes to keep."),
+          precision: str = typer.Option("fp32", "--precision", help="The artifact's precision: picks the tolerance."),
+          fmt: Optional[str] = typer.Option(None, "--format", help="The format, when the file does not tell."),
+          bench: bool = typer.Option(False, "--bench", help="Also measure latency (and the eager baseline)."),
+          localize: bool = typer.Option(False, "--localize", help="Per-layer error of every row, not only failing ones."),
+          quick: bool = QuickOpt, out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
+          input_shape: Optional[str] = ShapeOpt) -> None:
+    """Check one artifact file against the model: io spec, parity per runtime, [latency]; exit 0 pass, 1 fail, 2 bad input."""
+    from edgebench.benchmarks.table import latency_table
+    from edgebench.parity.external import check_file
+    from edgebench.parity.localize import localization_table
+    from edgebench.parity.table import parity_table
+    from edgebench.pipeline import DEFAULT_OUT
+
+    settings = _settings(config, None, out or DEFAULT_OUT / "checks", quick, False, runtimes)  # own history
+    _checked_model(model, weights, input_shape)
+    log_to(settings.run_dir)
+    outcome = check_file(artifact, model, settings, str(weights) if weights else None, _shape(input_shape),
+                         precision, fmt, bench=bench, localize_all=localize)
+    console.print(parity_table(outcome.parity))
+    for loc in outcome.localizations:
+        console.print(localization_table(loc))
+    if outcome.latency:
+        console.print(latency_table(outcome.latency))
+    console.print(f"report: {outcome.report_html}")
+    console.print(f"check {outcome.artifact.format} {outcome.artifact.path}: "
+                  + ("passed" if outcome.exit_code == 0 else "FAILED"))
+    raise typer.Exit(outcome.exit_code)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -93,6 +93,7 @@ class Tolerance(Strict):
     min_cosine: float | None = None
     min_psnr_db: float | None = None
     min_top1_agree: float | None = None
+    min_top5_agree: float | None = None
 
 
 class ParityConfig(Strict):
@@ -105,6 +106,10 @@ class ParityConfig(Strict):
     tolerances: dict[str, Tolerance] = {
         "fp32": Tolerance(max_abs_err=1e-3, min_psnr_db=80.0, min_top1_agree=1.0),
         "fp16": Tolerance(min_cosine=0.99999, min_psnr_db=60.0),
+        # Reduced precision, measured on real clips against injected quantization bugs (docs/parity.md).
+        "int8": Tolerance(min_cosine=0.99, min_psnr_db=20.0, min_top5_agree=0.8),
+        "w8": Tolerance(min_cosine=0.999, min_psnr_db=30.0, min_top5_agree=0.9),
+        "w8a16": Tolerance(min_cosine=0.99, min_psnr_db=20.0, min_top5_agree=0.8),
     }
 
 
@@ -172,6 +177,13 @@ class AIHubConfig(Strict):
     retries: int = Field(3, ge=0)
     backoff_s: float = 2.0
 
+    @field_validator("as_is")
+    @classmethod
+    def _as_is_is_not_the_source(cls, v: list[str], info) -> list[str]:
+        if info.data.get("source") in v:  # both would give the row (source, precision, target = source format)
+            raise ValueError(f"'{info.data['source']}' is the compile source; it cannot also be profiled as it is")
+        return v
+
 
 class HistoryConfig(Strict):
     url: str | None = None  # default: sqlite:///<out>/history.sqlite; a PostgreSQL URL for a team
@@ -193,17 +205,24 @@ class RuntimeVariant(Strict):
     options: dict[str, Any] = {}
 
 
+def _registered_runtimes() -> list[str]:
+    from edgebench.runtimes.registry import RUNTIMES  # lazy: the runtimes import this module
+
+    return list(RUNTIMES)
+
+
 class PipelineConfig(Strict):
     models: list[str] = ["resnet_mixed"]
     formats: dict[str, list[Precision]] = {
         "torchscript": ["fp32"],
-        "onnx": ["fp32"],
-        "coreml": ["fp32", "fp16"],
+        "onnx": ["fp32", "int8"],
+        "coreml": ["fp32", "fp16", "w8"],
         "tflite": ["fp32"],
+        "executorch": ["fp32", "int8"],
     }
     converter_options: dict[str, dict[str, Any]] = {}
     export_timeout_s: float = Field(900.0, gt=0)
-    runtimes: list[str] = ["torch", "torchscript", "onnxruntime", "litert", "coreml", "coreml-mil"]
+    runtimes: list[str] = Field(default_factory=_registered_runtimes)  # every registered runtime, in registry order
     runtime_options: dict[str, dict[str, Any]] = {}  # registry runtime -> its options, e.g. litert: {xnnpack: false}
     runtime_variants: dict[str, RuntimeVariant] = {}  # a new runtime name = a registry runtime with other options
     devices: list[str] = ["local"]

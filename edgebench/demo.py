@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebench.converters.registry import CONVERTERS
 from edgebench.errors import UserError
 from edgebench.models.registry import load_model_config
 from edgebench.models.source import resolve_model
@@ -14,7 +15,7 @@ from edgebench.models.video import read_clips
 from edgebench.records import Artifact, ModelRef
 
 # Artifact file suffix -> format, for an --artifact given without its artifact.json.
-SUFFIX_FORMATS = {".pt": "torchscript", ".ptl": "torchscript", ".onnx": "onnx", ".mlpackage": "coreml", ".tflite": "tflite"}
+SUFFIX_FORMATS = {s: fmt for fmt, c in CONVERTERS.items() for s in (c.suffix, *c.other_suffixes)}
 
 
 @dataclass

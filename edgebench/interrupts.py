@@ -127,7 +127,7 @@ def _reason(exc: BaseException) -> str:
 
         if control_listener.get_intent() == "cancel":
             return "the flow run was cancelled"
-        return "stopped by SIGTERM (e.g. a stopped worker)"
+        return "interrupted by SIGTERM"
     return str(exc) or type(exc).__name__
 
 

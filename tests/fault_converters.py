@@ -75,3 +75,11 @@ class Tiny(_Fault):
 
     def export(self, model, ref, precision, options, out) -> None:
         Path(out).write_bytes(f"tiny {options['flavour']}".encode())
+
+
+class Slow(Tiny):
+    """Well behaved but slow (3 s): long enough for a second exporter of the same key to arrive meanwhile."""
+
+    def export(self, model, ref, precision, options, out) -> None:
+        time.sleep(3)
+        super().export(model, ref, precision, options, out)

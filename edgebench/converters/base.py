@@ -27,6 +27,7 @@ class Converter(ABC):
     format: str  # "onnx"
     precisions: frozenset[str] = frozenset({"fp32"})
     suffix: str  # ".onnx", ".mlpackage" (a folder), ...
+    other_suffixes: tuple[str, ...] = ()  # suffixes an option can give the file instead (TorchScript lite: .ptl)
     library: str  # distribution whose version keys the cache: "onnx", "coremltools", ...
     keeps_io_names: bool = True  # False: the file has no tensor names (TorchScript); the ref's specs are used
     lowered_form: bool = True  # export the 2D-lowered module (models/lowering.py) when the model config allows it

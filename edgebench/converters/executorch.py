@@ -24,8 +24,8 @@ from torch import nn
 from edgebench.converters.base import Converter, package_version
 from edgebench.errors import UserError
 from edgebench.records import ModelRef, TensorSpec
+from edgebench.runtimes.executorch import XNNPACK_BACKEND
 
-XNNPACK_ID = "XnnpackBackend"
 # XNNPACK nodes and portable kernels that do conv/matmul-class compute (what compute_dtypes counts).
 _XNN_COMPUTE = ("XNNConv2d", "XNNDepthwiseConv2d", "XNNConvTranspose2d", "XNNFullyConnected", "XNNBatchMatrixMultiply")
 _KERNEL_COMPUTE = ("aten::convolution", "aten::linear", "aten::addmm", "aten::mm", "aten::bmm")
@@ -36,11 +36,17 @@ _NON_FINITE = {"inf": "Infinity", "nan": "NaN"}
 
 
 class ExecuTorchConverter(Converter):
-    """No options; int8 needs the calibration clips (export's `calibration`)."""
+    """No options of its own; int8 calibrates on export's `calibration` clips with options["calibration_method"]."""
 
     format = "executorch"
     precisions = frozenset({"fp32", "int8"})
     calibrated = frozenset({"int8"})
+    calibration_methods = frozenset({"minmax"})  # activation observer: MinMaxObserver
+    refusals = {
+        "fp16": "not wired up (XNNPACK runs fp16 only where the CPU has fp16 arithmetic)",
+        "w8": "not wired up (the XNNPACK quantizer's weight-only int8 path is dynamic activation quantization)",
+        "w8a16": "the XNNPACK quantizer has no 16-bit activation configuration",
+    }
     suffix = ".pte"
     library = "executorch"
     keeps_io_names = False  # a .pte method has positional inputs and outputs, no names
@@ -62,7 +68,7 @@ class ExecuTorchConverter(Converter):
             raise NotImplementedError("executorch: only single-input models are wired up (example_input gives one tensor)")
         with torch.no_grad():
             if precision == "int8":
-                model = _quantize(model, example, ref, calibration)
+                model = _quantize(model, example, ref, calibration, options.get("calibration_method", "minmax"))
             program = torch.export.export(model, example)
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
             Path(out).write_bytes(edge.to_executorch().buffer)
@@ -110,18 +116,27 @@ class ExecuTorchConverter(Converter):
                 tuple(spec("output", i, plan.values[k].val) for i, k in enumerate(plan.outputs)))
 
 
-def _quantize(model: nn.Module, example: tuple, ref: ModelRef, calibration: list[dict[str, np.ndarray]] | None):
+def _quantize(model: nn.Module, example: tuple, ref: ModelRef, calibration: list[dict[str, np.ndarray]] | None,
+              method: str):
     """PT2E static int8: XNNPACK quantizer (per-channel symmetric weights), observers fed every calibration clip."""
+    import dataclasses
+
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
+    from torchao.quantization.pt2e import MinMaxObserver
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if not calibration:
         raise UserError("executorch int8: no calibration clips were given (static int8 calibrates its activations)")
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    if method != "minmax":
+        raise UserError(f"executorch int8: calibration method {method} is not offered (offered: minmax)")
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    # The stock config observes activations with a HistogramObserver; `minmax` asks for their plain range.
+    act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    quantizer = XNNPACKQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
     prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
     names = [t.name for t in ref.inputs]
     for clip in calibration:
@@ -162,7 +177,7 @@ def _xnnpack_graphs(payloads: list[tuple[str, bytes]]) -> list[dict]:
     from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
     from executorch.exir._serialize._flatbuffer import _get_flatc_path
 
-    blobs = [data for backend, data in payloads if backend == XNNPACK_ID]
+    blobs = [data for backend, data in payloads if backend == XNNPACK_BACKEND]
     if not blobs:
         return []
     schema = Path(xnnpack_graph_serialize.__file__).with_name("schema.fbs")

@@ -138,7 +138,7 @@ def quantize(fp32: Path, out: Path, calibration: list[dict[str, np.ndarray]], pr
 
 
 def _compute_dtype(node, graph, producers: dict, inits: dict) -> str:
-    """`int8`, `w8a16`, `w8`, `w<bits>a<bits>` or a float dtype name for one conv/matmul-class node."""
+    """`int8`, `w8a16`, `w8`, `w<bits>a<bits>` or, for a float weight, its float dtype, for one conv/matmul-class node."""
     import onnx
 
     if node.op_type in INTEGER_OPS:
@@ -156,8 +156,8 @@ def _compute_dtype(node, graph, producers: dict, inits: dict) -> str:
                 return _BITS.get(onnx.TensorProto.DataType.Name(inits[q.input[2]].data_type))
         return 8  # DequantizeLinear without a zero point: uint8 by the ONNX spec
     a, w = bits(node.input[0]), bits(node.input[1])
-    if a is None and w is None:
-        return _float_dtype(node.input[0], graph, inits)
+    if w is None:  # a float weight: the node computes in float whatever feeds its activation
+        return _float_dtype(node.input[1], graph, inits)
     if a is None:
         return f"w{w}"
     return "int8" if (a, w) == (8, 8) else f"w{w}a{a}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgebench.converters.base import Converter
 from edgebench.converters.coreml import CoreMLConverter
+from edgebench.converters.executorch import ExecuTorchConverter
 from edgebench.converters.onnx import OnnxConverter
 from edgebench.converters.tflite import TFLiteConverter
 from edgebench.converters.torchscript import TorchScriptConverter
@@ -14,6 +15,7 @@ CONVERTERS: dict[str, Converter] = {
     "onnx": OnnxConverter(),
     "coreml": CoreMLConverter(),
     "tflite": TFLiteConverter(),
+    "executorch": ExecuTorchConverter(),
 }
 
 

@@ -23,6 +23,7 @@ class TorchScriptConverter(Converter):
 
     format = "torchscript"
     suffix = ".pt"
+    other_suffixes = (".ptl",)
     library = "torch"
     keeps_io_names = False
 

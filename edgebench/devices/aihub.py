@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -189,38 +190,32 @@ class AIHubBackend(Backend):
         jobs = []
         for a in artifacts:
             if a.format in cfg.as_is:
-                jobs.append(self._job(a, a.format, a.precision, device, {"compile": "none: our own file"}))
+                jobs.append(BenchJob(a, a.format, device.label, options={"compile": "none: our own file"}))
             if a.format != cfg.source:
                 continue
-            precisions = cfg.precisions if a.precision == "fp32" else [a.precision]
-            for precision in precisions:
+            for precision in cfg.precisions if a.precision == "fp32" else [a.precision]:
                 for target in cfg.device_targets.get(device.name, cfg.targets):
                     options = {"target": target, "compile_options": f"--target_runtime {target} {cfg.compile_options}".strip()}
-                    job = self._job(a, target, precision, device, options)
-                    if precision != a.precision:
-                        job = self._quantized_job(job, a, precision)
-                    jobs.append(job)
+                    jobs.append(self._quantized(BenchJob(a, target, device.label, precision, options)))
         if not jobs:
             have = ", ".join(sorted({a.format for a in artifacts})) or "none"
             jobs.append(BenchJob(Artifact(pm.ref.name, cfg.source, "fp32", SKIPPED), "", device.label,
                                  why_not=f"no {cfg.source} artifact to compile (aihub.source); exported: {have}"))
-        if client is None:
-            jobs = [BenchJob(j.artifact, j.runtime, j.device, j.precision, j.options, j.why_not or why_not) for j in jobs]
+        if client is None:  # said now: no job will reach the hub
+            jobs = [replace(j, why_not=j.why_not or why_not) for j in jobs]
         return jobs
 
-    def _job(self, artifact: Artifact, runtime: str, precision: str, device: Device, options: dict) -> BenchJob:
-        return BenchJob(artifact, runtime, device.label, precision=precision, options=options)
-
-    def _quantized_job(self, job: BenchJob, artifact: Artifact, precision: str) -> BenchJob:
-        if precision not in QUANTIZE_DTYPES:
-            why = f"AI Hub quantize jobs make {', '.join(QUANTIZE_DTYPES)}, not {precision}"
-        elif artifact.format != "onnx":
-            why = "AI Hub quantize jobs take ONNX (set aihub.source: onnx)"
-        else:
-            w, act = QUANTIZE_DTYPES[precision]
-            return BenchJob(job.artifact, job.runtime, job.device, precision,
-                            {**job.options, "quantize": f"weights {w}, activations {act}"})
-        return BenchJob(job.artifact, job.runtime, job.device, precision, job.options, why_not=why)
+    @staticmethod
+    def _quantized(job: BenchJob) -> BenchJob:
+        """A job whose precision needs a quantize job first: its dtypes in the options, or why it cannot have one."""
+        if job.row_precision == job.artifact.precision:
+            return job
+        if job.row_precision not in QUANTIZE_DTYPES:
+            return replace(job, why_not=f"AI Hub quantize jobs make {', '.join(QUANTIZE_DTYPES)}, not {job.row_precision}")
+        if job.artifact.format != "onnx":
+            return replace(job, why_not="AI Hub quantize jobs take ONNX (set aihub.source: onnx)")
+        weights, activations = QUANTIZE_DTYPES[job.row_precision]
+        return replace(job, options={**job.options, "quantize": f"weights {weights}, activations {activations}"})
 
     # -------------------------------------------------------- run
 

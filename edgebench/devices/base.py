@@ -42,7 +42,7 @@ class BenchJob:
     runtime: str
     device: str
     precision: str = ""
-    options: dict[str, Any] = field(default_factory=dict, hash=False)
+    options: dict[str, Any] = field(default_factory=dict)
     why_not: str = ""
     exclusive: bool = False  # one at a time per device on this host (the flow takes the device's slot)
 

@@ -40,15 +40,15 @@ def rows_layout():
 
 
 def static_clips(x: torch.Tensor, frames: int) -> int | None:
-    """N when it is a plain int while exporting (or in rows_layout()), else None (a dynamic batch).
+    """N when it is a plain int in a non-strict torch.export (or in rows_layout()), else None (dynamic path).
 
     With N known, every temporal op works on 4D row slices and concatenations of the folded tensor,
     which litert-torch keeps in NHWC; the 5D view of the dynamic path costs a TRANSPOSE pair per op.
     """
+    if torch.jit.is_tracing() or torch.compiler.is_dynamo_compiling():
+        return None  # TorchScript keeps the batch dynamic; dynamo (strict export) shows a symbolic batch as an int
     n = x.shape[0]
-    if isinstance(n, int) and not torch.jit.is_tracing() and (_ROWS[0] or torch.compiler.is_exporting()):
-        return n // frames
-    return None
+    return n // frames if isinstance(n, int) and (_ROWS[0] or torch.compiler.is_exporting()) else None
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -73,27 +73,50 @@ class _Temporal(nn.Module):
         self.frames_in, self.frames_out = frames_in, frames_out
         self.kt, self.st, self.pt, self.dt = kt, st, pt, dt
 
-    def taps(self, x: torch.Tensor, pad_value: float = 0.0) -> list[torch.Tensor]:
-        """kt folded tensors (N*T_out, C, H, W): tap k holds input frame t*st - pt + k*dt for output frame t."""
-        if self.kt == 1 and self.pt == 0 and self.st == 1 and self.frames_out == self.frames_in:
-            return [x]
+    def _trivial(self) -> bool:
+        return self.kt == 1 and self.pt == 0 and self.st == 1 and self.frames_out == self.frames_in
+
+    def _gathered(self, x: torch.Tensor, pad_value: float) -> torch.Tensor:
+        """Dynamic batch: (N*T_out, kt, C, H, W), one gather of the padded (N, T, C, H, W) view."""
+        clips = x.unflatten(0, (-1, self.frames_in))
+        if self.pt:
+            clips = F.pad(clips, (0, 0, 0, 0, 0, 0, self.pt, self.pt), value=pad_value)
+        index = [t * self.st + k * self.dt for t in range(self.frames_out) for k in range(self.kt)]
+        # a gather gives a fresh tensor: flattening a strided slice would make torch.export guard on N == 1
+        picked = clips.index_select(1, torch.tensor(index, device=x.device))
+        return picked.reshape(-1, self.kt, *x.shape[1:])
+
+    def _row_taps(self, x: torch.Tensor, n: int, pad_value: float) -> list[torch.Tensor]:
+        """Static batch: the kt taps as 4D row slices and concatenations (litert-torch keeps them NHWC)."""
         span = (self.frames_out - 1) * self.st + 1
-        n = static_clips(x, self.frames_in)
-        if n is None:
-            clips = x.unflatten(0, (-1, self.frames_in))  # (N, T, C, H, W)
-            if self.pt:
-                clips = F.pad(clips, (0, 0, 0, 0, 0, 0, self.pt, self.pt), value=pad_value)
-            return [clips[:, k * self.dt:k * self.dt + span:self.st].flatten(0, 1) for k in range(self.kt)]
         taps: list[list[torch.Tensor]] = [[] for _ in range(self.kt)]
         for c in range(n):
             clip = x if n == 1 else x[c * self.frames_in:(c + 1) * self.frames_in]
-            if self.pt:  # padding frames made from a row of the clip (x * 0), so no constant needs a layout
+            if self.pt:  # padding frames made from a row of the clip (x * 0): no constant that needs a layout
                 edge = clip[:1] * 0.0 if pad_value == 0.0 else clip[:1] * 0.0 + pad_value
-                edges = [edge] * self.pt
-                clip = torch.cat(edges + [clip] + edges)
+                clip = torch.cat([edge] * self.pt + [clip] + [edge] * self.pt)
             for k in range(self.kt):
                 taps[k].append(clip[k * self.dt:k * self.dt + span:self.st])
         return [t[0] if n == 1 else torch.cat(t) for t in taps]
+
+    def taps(self, x: torch.Tensor, pad_value: float = 0.0) -> list[torch.Tensor]:
+        """kt folded tensors (N*T_out, C, H, W): tap k holds input frame t*st - pt + k*dt for output frame t."""
+        if self._trivial():
+            return [x]
+        n = static_clips(x, self.frames_in)
+        if n is None:
+            return list(self._gathered(x, pad_value).unbind(1))
+        return self._row_taps(x, n, pad_value)
+
+    def stacked(self, x: torch.Tensor) -> torch.Tensor:
+        """(N*T_out, kt*C, H, W): the kt taps concatenated on channels (channel k*C + c is tap k's c)."""
+        if self._trivial():
+            return x
+        n = static_clips(x, self.frames_in)
+        if n is None:
+            return self._gathered(x, 0.0).flatten(1, 2)
+        taps = self._row_taps(x, n, 0.0)
+        return taps[0] if self.kt == 1 else torch.cat(taps, dim=1)
 
 
 class FoldedConv3d(_Temporal):
@@ -117,9 +140,10 @@ class FoldedConv3d(_Temporal):
         return F.conv2d(x, weight, bias, self.stride2d, self.padding2d, self.dilation2d, self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        taps = self.taps(fold(x))
+        x = fold(x)
         if self.groups == 1:
-            return self._conv(taps[0] if len(taps) == 1 else torch.cat(taps, dim=1), self.weight, self.bias)
+            return self._conv(self.stacked(x), self.weight, self.bias)
+        taps = self.taps(x)
         out = self._conv(taps[0], self.weight[0], self.bias)
         for k in range(1, self.kt):
             out = out + self._conv(taps[k], self.weight[k], None)

@@ -75,6 +75,8 @@ def check_tolerance(metrics: list[OutputMetrics], tol: Tolerance) -> list[str]:
             broken.append(f"psnr_db {m.psnr_db:.1f} < {tol.min_psnr_db:g}{where}")
         if tol.min_top1_agree is not None and m.top1_agree is not None and not m.top1_agree >= tol.min_top1_agree:
             broken.append(f"top1_agree {m.top1_agree:.3f} < {tol.min_top1_agree:g}{where}")
+        if tol.min_top5_agree is not None and m.top5_agree is not None and not m.top5_agree >= tol.min_top5_agree:
+            broken.append(f"top5_agree {m.top5_agree:.3f} < {tol.min_top5_agree:g}{where}")
     return broken
 
 

@@ -13,12 +13,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from edgebench.records import RunData
 from edgebench.reports import charts
+from edgebench.reports.precision import precision_table
 from edgebench.reports.regressions import Finding
-from edgebench.reports.runinfo import KEY_PACKAGES
+from edgebench.reports.runinfo import key_packages
 from edgebench.reports.rows import COLUMNS, EAGER_FORMAT, STATUS_RANK
+from edgebench.runtimes.registry import RUNTIMES
 
 TEMPLATES = Path(__file__).with_name("templates")
-RUNTIME_ORDER = ["torch", "torchscript", "onnxruntime", "litert", "coreml", "coreml-mil"]
+RUNTIME_ORDER = list(RUNTIMES)  # the registry's order
 LOG_TAIL_LINES, LOG_TAIL_BYTES, REASON_SHORT = 80, 16_000, 280
 TABLE_COLUMNS = [c for c in COLUMNS if c not in ("run_id", "started_at", "weights")]
 
@@ -47,17 +49,19 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
             "matrix": status_matrix(mdf, list(dict.fromkeys(df["format"]))),  # rows come in config order
             "latency": charts.latency_chart(mdf), "parity": charts.parity_chart(mdf, tolerances),
             "counts": _counts(mdf), "accuracy": accuracy_section(run, name),
+            "precisions": precision_table(mdf),
         })  # fmt: skip
     ctx = {
         "title": f"edgebench {', '.join(m['name'] for m in models) or 'run'} {run.started_at[:10]}",
         "run": {"run_id": run.run_id, "started_at": run.started_at, "ended_at": run.ended_at,
                 "duration": _duration(info.get("duration_s")), "threads": run.threads},
-        "host": info.get("host") or {}, "versions": _ordered(info.get("versions") or {}, ["python", *KEY_PACKAGES]),
+        "host": info.get("host") or {}, "versions": _ordered(info.get("versions") or {}, ["python", *key_packages()]),
         "packages": info.get("packages") or {}, "git_commit": info.get("git_commit", "unknown"),
         "git_dirty": info.get("git_dirty"), "models": models,
         "random_models": [m["name"] for m in models if m["random"]],
         "findings": [f.to_dict() for f in findings], "counts": _counts(df),
         "table": results_table(df, run, run_dir), "trends": charts.trend_charts(df, history, trend_nights),
+        "localizations": localization_charts(run, run_dir),
         "artifacts": artifact_details(run, run_dir), "logs": logs(run, run_dir),
         "config_json": json.dumps(run.config or {}, indent=2, sort_keys=True, default=str),
         "files": _ordered(info.get("files") or {}, ["report_html", "results_csv", "run_json"]),
@@ -65,6 +69,23 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
         "warnings": info.get("third_party_warnings", 0),  # records in logs/warnings.log (edgebench/console.py)
     }  # fmt: skip
     return environment().get_template("report.html.j2").render(**ctx)
+
+
+def localization_charts(run: RunData, run_dir: Path) -> list[dict]:
+    """An error-against-depth chart per localized artifact (parity.localize JSON), failing rows first."""
+    from edgebench.parity.localize import Localization
+
+    rows: dict[str, list] = {}
+    for pr in run.parity:
+        if pr.localization_path and Path(pr.localization_path).exists():
+            rows.setdefault(pr.localization_path, []).append(pr)
+    out = []
+    for path, prs in sorted(rows.items(), key=lambda kv: all(p.status == "passed" for p in kv[1])):
+        loc = Localization.load(path)
+        chart = charts.depth_chart({**loc.to_dict(), "summary": loc.summary()})
+        out.append({**chart, "runtimes": ", ".join(f"{p.runtime} ({p.status.replace('_', ' ')})" for p in prs),
+                    "href": link(path, run_dir), "failed": any(p.status != "passed" for p in prs)})
+    return out
 
 
 def status_matrix(df: pd.DataFrame, formats: list[str]) -> dict:

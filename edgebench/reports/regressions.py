@@ -44,7 +44,7 @@ class Finding:
 
 def series_label(series) -> str:
     """model / format precision / runtime [@ device]."""
-    model, fmt, precision, runtime, device = series
+    model, fmt, precision, runtime, device = series[:5]  # then the runtime options (the variant name says them)
     where = f" @ {device}" if device and device != "local" else ""
     return f"{model} / {fmt} {precision} / {runtime or '(no runtime)'}{where}"
 

@@ -31,10 +31,14 @@ COLUMNS = [
     "peak_rss_mb", "fps", "speedup_vs_eager", "baseline_p50_ms", "delta_p50_pct", "regression",
     "top1", "top5", "top1_drop", "top1_drop_ci", "accuracy",
     "runtime_options", "layers_npu", "layers_gpu", "layers_cpu", "mem_peak_low_mb", "mem_peak_high_mb", "job_url",
+    "first_divergent_layer",
+    "speedup_vs_fp32", "calibration",
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
                   "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
 STRING_COLUMNS += ["runtime_options", "job_url"]  # runtime_options: the configured options, canonical JSON
+STRING_COLUMNS += ["first_divergent_layer"]  # module where a parity failure's error first jumps (parity.localize)
+STRING_COLUMNS += ["calibration"]  # what a calibrated artifact calibrated on: "video:<files> x8 minmax <sha>", "random ..."
 INT_COLUMNS = ["runs", "layers_npu", "layers_gpu", "layers_cpu"]  # layers per compute unit, from a hub profile
 BOOL_COLUMNS = ["noisy", "regression"]
 FLOAT_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS + INT_COLUMNS + BOOL_COLUMNS]
@@ -74,6 +78,7 @@ def flatten(run: RunData, history: pd.DataFrame | None = None, runtimes_for: Run
     """The rows without the history columns (history only tells which runtimes a failed export would have met)."""
     rows = [_row(run, key, parts) for key, parts in _join(run, history, runtimes_for).items()]
     _fill_speedup(rows)
+    _fill_speedup_vs_fp32(rows)
     rank = {f: i for i, f in enumerate(format_order(run))}
     rows.sort(key=lambda r: (r["model"], rank.get(r["format"], len(rank)), r["format"], *(r[c] for c in SERIES[2:])))
     return frame(rows)
@@ -199,10 +204,12 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
     row.update(run_id=run.run_id, started_at=run.started_at, model=model, weights=_weights(run, model),
                format=fmt, precision=precision, runtime=runtime, device=device, status=status, reason=reason)  # fmt: skip
     if art is not None:
-        row.update(size_mb=art.size_bytes / MIB if art.size_bytes else None, export_s=art.export_s or None)
+        row.update(size_mb=art.size_bytes / MIB if art.size_bytes else None, export_s=art.export_s or None,
+                   calibration=art.calibration)
     if pr is not None:
         row.update({f: getattr(pr, f) for f in _PARITY_FIELDS})
         row["parity"] = {PASSED: "passed", PARITY_FAILED: "failed"}.get(pr.status, "")
+        row["first_divergent_layer"] = pr.first_divergent_layer
     if lr is not None:
         row.update({f: getattr(lr, f) for f in _LATENCY_FIELDS})
         row["runs"] = lr.runs or None
@@ -253,6 +260,16 @@ def _weights(run: RunData, model: str) -> str:
         if ref.name == model:
             return ref.provenance
     return ""
+
+
+def _fill_speedup_vs_fp32(rows: list[dict]) -> None:
+    """speedup_vs_fp32 = p50 of the same format's fp32 row on the same runtime and device / this row's p50."""
+    fp32 = {(r["model"], r["format"], r["runtime"], r["device"]): r["p50_ms"] for r in rows
+            if r["precision"] == "fp32" and r["p50_ms"]}  # fmt: skip
+    for r in rows:
+        b = fp32.get((r["model"], r["format"], r["runtime"], r["device"]))
+        if r["precision"] != "fp32" and b and r["p50_ms"] and r["p50_ms"] > 0:
+            r["speedup_vs_fp32"] = b / r["p50_ms"]
 
 
 def _fill_speedup(rows: list[dict]) -> None:

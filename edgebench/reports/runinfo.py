@@ -18,13 +18,23 @@ from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef,
 
 SCHEMA = 1
 COMPLETE, INTERRUPTED = "complete", "interrupted"  # run.json `status`
-KEY_PACKAGES = ("edgebench", "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "coremltools",
-                "litert-torch", "ai-edge-litert", "prefect", "pandas", "qai-hub", "numpy", "protobuf",
-                "SQLAlchemy", "Jinja2", "av", "pydantic")  # fmt: skip
+BASE_PACKAGES = ("edgebench", "torch", "torchvision", "prefect", "pandas", "qai-hub", "numpy", "protobuf",
+                 "SQLAlchemy", "Jinja2", "av", "pydantic")  # fmt: skip
 
 
-def library_versions(names=KEY_PACKAGES) -> dict[str, str]:
+@functools.lru_cache(maxsize=1)
+def key_packages() -> tuple[str, ...]:
+    """The base packages, then every registered converter's and runtime's libraries (from the registries)."""
+    from edgebench.converters.registry import CONVERTERS
+    from edgebench.runtimes.registry import RUNTIMES
+
+    tools = [name for c in CONVERTERS.values() for name in c.versions()] + [r.library for r in RUNTIMES.values()]
+    return tuple(dict.fromkeys([*BASE_PACKAGES, *tools]))
+
+
+def library_versions(names=None) -> dict[str, str]:
     """Installed version of each key package ("not installed" when absent), plus Python."""
+    names = key_packages() if names is None else names
     installed = _installed()
     out = {"python": platform.python_version()}
     for name in names:

@@ -8,6 +8,7 @@ from edgebench.errors import UserError
 from edgebench.runtimes.base import Runtime
 from edgebench.runtimes.coreml import CoreMLRuntime
 from edgebench.runtimes.coreml_mil import CoreMLMilRuntime
+from edgebench.runtimes.executorch import ExecuTorchRuntime
 from edgebench.runtimes.litert import LiteRTRuntime
 from edgebench.runtimes.onnxruntime import OnnxRuntimeRuntime
 from edgebench.runtimes.torch_eager import TorchEagerRuntime
@@ -16,7 +17,7 @@ from edgebench.runtimes.torchscript import TorchScriptRuntime
 RUNTIMES: dict[str, Runtime] = {
     r.name: r
     for r in (TorchEagerRuntime(), TorchScriptRuntime(), OnnxRuntimeRuntime(), LiteRTRuntime(),
-              CoreMLRuntime(), CoreMLMilRuntime())
+              CoreMLRuntime(), CoreMLMilRuntime(), ExecuTorchRuntime())
 }
 
 

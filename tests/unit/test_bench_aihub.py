@@ -322,3 +322,12 @@ def test_onnx_with_external_data_is_staged_as_a_folder(tmp_path):
     # negative control: a self-contained ONNX file is uploaded as it is
     onnx.save(helper.make_model(graph), str(src / "plain.onnx"))
     assert upload_path(art("onnx", path=str(src / "plain.onnx")), tmp_path / "stage2") == src / "plain.onnx"
+
+
+def test_the_compile_source_cannot_also_be_profiled_as_it_is():
+    from edgebench.config import validate
+    from edgebench.errors import UserError as ConfigError
+
+    with pytest.raises(ConfigError, match="aihub.as_is.*compile source"):
+        validate(PipelineConfig, {"aihub": {"source": "onnx", "as_is": ["onnx"]}}, "p.yaml")
+    assert validate(PipelineConfig, {"aihub": {"source": "torchscript", "as_is": ["onnx"]}}, "p.yaml").aihub.as_is == ["onnx"]

@@ -284,6 +284,6 @@ def test_export_table_shows_status_size_and_reason(exported):
 
 
 def test_registry_lists_every_converter():
-    assert list(CONVERTERS) == ["torchscript", "onnx", "coreml", "tflite"]
+    assert list(CONVERTERS) == ["torchscript", "onnx", "coreml", "tflite", "executorch"]
     assert CONVERTERS["coreml"].precisions == {"fp32", "fp16"} and CONVERTERS["tflite"].precisions == {"fp32"}
     assert get_converter("torchscript").filename({"lite": True}) == "model.ptl"

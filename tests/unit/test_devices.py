@@ -10,8 +10,9 @@ from edgebench.config import BenchmarkConfig, BudgetConfig, PipelineConfig, vali
 from edgebench.devices import registry
 from edgebench.devices.base import Device
 from edgebench.errors import UserError
-from edgebench.records import PASSED, SKIPPED
+from edgebench.records import PASSED, SKIPPED, Artifact
 from tests.conftest import SMALL_SHAPE
+from tests.unit.bench_helpers import TINY_REF
 
 VARIANTS = {"litert-no-xnnpack": {"runtime": "litert", "options": {"xnnpack": False}}}
 
@@ -54,14 +55,12 @@ def test_runtime_options_and_variants_are_validated():
     assert pipeline.narrow_config(config, runtimes=["litert-no-xnnpack"]).runtimes == ["litert-no-xnnpack"]
 
 
-def test_the_queue_backend_outside_a_flow_says_why(small_ref, tmp_path):
-    from edgebench.runtimes.torch_eager import eager_artifact
-
-    config = PipelineConfig(devices=["queue:second-host"], runtimes=["torch"])
-    pm = pipeline.PreparedModel(small_ref, "", "", 0)
-    eager = eager_artifact(small_ref)
-    jobs = pipeline.bench_plan([eager], pm, config)
-    assert [(j.runtime, j.device, j.exclusive) for j in jobs] == [("torch", "queue:second-host", False)]
+def test_the_queue_backend_outside_a_flow_says_why(tmp_path):
+    config = PipelineConfig(devices=["queue:second-host"], runtimes=["torch", "onnxruntime", "litert"])
+    pm = pipeline.PreparedModel(TINY_REF, "", "", 0)
+    onnx = Artifact("tiny", "onnx", "fp32", PASSED, path="m.onnx")
+    jobs = pipeline.bench_plan([onnx], pm, config)
+    assert [(j.runtime, j.device, j.exclusive) for j in jobs] == [("onnxruntime", "queue:second-host", False)]
     settings = pipeline.new_run(config, tmp_path, quick=True)
     row = pipeline.bench_one(pm, jobs[0], settings).latency
     assert row.status == SKIPPED and "dispatched by the Prefect flow" in row.reason

@@ -44,7 +44,7 @@ def _check(artifact, runtime, small_ref, inputs, reference, tol=FP32, **options)
 
 
 def test_registry_names_and_formats():
-    assert list(RUNTIMES) == ["torch", "torchscript", "onnxruntime", "litert", "coreml", "coreml-mil"]
+    assert list(RUNTIMES) == ["torch", "torchscript", "onnxruntime", "litert", "coreml", "coreml-mil", "executorch"]
     assert [r.name for r in runtimes_for("coreml")] == ["coreml", "coreml-mil"]
     assert [r.name for r in runtimes_for("tflite")] == ["litert"]
     assert runtimes_for("nonsense") == []

@@ -1,0 +1,33 @@
+"""The report's precision table: per format and precision, size, speed and error side by side."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from edgebench.reports.rows import EAGER_FORMAT
+
+FIELDS = ["size_mb", "p50_ms", "speedup_vs_eager", "speedup_vs_fp32", "cosine", "psnr_db", "top5_agree"]
+
+
+def precision_table(df: pd.DataFrame) -> list[dict]:
+    """One row per (format, precision, runtime) of formats exported in more than one precision; cells as text."""
+    df = df[(df["format"] != EAGER_FORMAT) & (df["format"] != "")]
+    several = {f for f, g in df.groupby("format") if g["precision"].nunique() > 1}
+    rows = []
+    for _, r in df[df["format"].isin(several)].iterrows():
+        rows.append({"format": r["format"], "precision": r["precision"], "runtime": r["runtime"] or "–",
+                     "status": r["status"], "reason": r["reason"] if r["status"] != "passed" else "",
+                     "calibration": r["calibration"], **{f: _text(f, r[f]) for f in FIELDS}})
+    return rows
+
+
+def _text(field: str, v) -> str:
+    if pd.isna(v):
+        return ""
+    if field.startswith("speedup"):
+        return f"{v:.2f}x"
+    if field == "cosine":
+        return f"{v:.6f}"
+    if field in ("psnr_db", "p50_ms", "size_mb"):
+        return f"{v:.1f}"
+    return f"{v:.2f}"

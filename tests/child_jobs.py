@@ -1,0 +1,17 @@
+"""Jobs for isolation.run_isolated children in the interrupt tests; imports nothing heavy, so children start fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def sleeper(seconds: float, pid_file: str) -> str:
+    """Start a grandchild in the same process group, write both pids to `pid_file`, sleep."""
+    grandchild = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
+    Path(pid_file).write_text(f"{os.getpid()} {grandchild.pid}")
+    time.sleep(seconds)
+    return "slept"

@@ -1,0 +1,94 @@
+"""Quantization bugs injected into real quantized artifacts: the negative controls of the int8 / w8 / w8a16 bounds.
+
+Used by tests/unit/test_quantization.py (small shapes) and benchmarks/quantization_noise.py (full model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+GARBAGE_FACTOR = 255.0  # calibration clips not divided by 255: a classic preprocessing slip
+
+
+def _weight_dq(model, conv_index: int):
+    """(conv node, weight DequantizeLinear node) of the conv_index-th Conv of a QDQ model."""
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    conv = convs[conv_index]
+    dq = next(n for n in model.graph.node if conv.input[1] in n.output)
+    return conv, dq
+
+
+def _init(model, name: str):
+    return next(t for t in model.graph.initializer if t.name == name)
+
+
+def onnx_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> None:
+    """One conv's weight scales multiplied by `factor` (its int8 weights kept): the layer's output scaled."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    _, dq = _weight_dq(model, conv_index)
+    scale = _init(model, dq.input[1])
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(factor), scale.name))
+    onnx.save(model, str(dst))
+
+
+def onnx_swapped_channel(src: Path, dst: Path, conv_index: int = 8) -> None:
+    """Output channels 0 and 1 of one conv's int8 weights swapped (scales kept in place)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    _, dq = _weight_dq(model, conv_index)
+    weight = _init(model, dq.input[0])
+    w = numpy_helper.to_array(weight).copy()
+    w[[0, 1]] = w[[1, 0]]
+    weight.CopyFrom(numpy_helper.from_array(w, weight.name))
+    onnx.save(model, str(dst))
+
+
+def onnx_scales_reversed(src: Path, dst: Path, conv_index: int = 8) -> None:
+    """One conv's per-channel weight scales in reversed channel order: every channel dequantized with another's."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    _, dq = _weight_dq(model, conv_index)
+    scale = _init(model, dq.input[1])
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale)[::-1].copy(), scale.name))
+    onnx.save(model, str(dst))
+
+
+def conv_names(path: Path) -> list[str]:
+    """Node names of the Conv nodes of an ONNX file, in graph order."""
+    import onnx
+
+    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "Conv"]
+
+
+def garbage(calibration: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The same clips in 0..255 instead of 0..1."""
+    return [{k: v * np.float32(GARBAGE_FACTOR) for k, v in clip.items()} for clip in calibration]
+
+
+def mil_weight_bug(session, kind: str, index: int = 8, factor: float = 2.0) -> str:
+    """In a coreml-mil session, the index-th conv's int8 weight dequantized with its scales times `factor`
+    (`scale`), with its per-channel scales in reversed order (`reverse`), or with output channels 0 and 1
+    swapped (`swap`); returns the weight's var name."""
+    import torch
+
+    conv = [op for op in session.ops if op.op_type == "conv"][index]
+    name = conv.inputs["weight"].name
+    source = conv.inputs["weight"].op  # constexpr_affine_dequantize: (q - zero_point) * scale along axis 0
+    w = session.consts[name].clone()
+    if kind == "swap":
+        w[[0, 1]] = w[[1, 0]]
+    else:
+        scale = torch.as_tensor(np.asarray(source.inputs["scale"].val, dtype=np.float32))
+        wrong = scale * factor if kind == "scale" else scale.flip(0)
+        w = w * (wrong / scale).reshape(-1, *[1] * (w.dim() - 1))
+    session.consts[name] = w
+    return name

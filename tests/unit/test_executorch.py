@@ -1,0 +1,125 @@
+"""ExecuTorch on small_ref through the real export path (child process, cache, read-back): fp32 and int8 .pte
+files, their op census and compute dtypes, the runtime's threads, parity, and negative controls (altered
+weights in the .pte, a truncated file, int8 judged at the fp32 tolerance, int8 without calibration)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edgebench.config import CalibrationConfig, ParityConfig
+from edgebench.converters.export import export_artifact
+from edgebench.converters.registry import get_converter
+from edgebench.errors import UserError
+from edgebench.parity import check_parity, reference_outputs
+from edgebench.parity.verdict import tolerance_for
+from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED
+from edgebench.runtimes.registry import get_runtime, runtimes_for
+from tests.unit.artifact_helpers import scratch_dir
+
+FMT = "executorch"
+CONVERTER = get_converter(FMT)
+RUNTIME = runtimes_for(FMT)[0].name
+
+
+@pytest.fixture(scope="module")
+def inputs(small_ref):
+    rng = np.random.default_rng(0)
+    return {"video": rng.random((2, *small_ref.inputs[0].shape), dtype=np.float32)}
+
+
+@pytest.fixture(scope="module")
+def reference(small_ref, inputs):
+    return reference_outputs(small_ref, inputs)
+
+
+@pytest.fixture(scope="module")
+def exported(small_ref, tmp_path_factory):
+    """fp32 and int8 through export_artifact, as the pipeline makes them (int8 on 4 seeded random clips)."""
+    cache = tmp_path_factory.mktemp("executorch-cache")
+    out = {}
+    for precision in ("fp32", "int8"):
+        a = export_artifact(small_ref, FMT, precision, None, cache, timeout_s=600, calibration=CalibrationConfig(clips=4))
+        assert a.ok, (precision, a.reason)
+        out[precision] = a
+    return out
+
+
+def _check(artifact, ref, inputs, reference, precision=None, threads=1):
+    tol = tolerance_for(ParityConfig(), precision or artifact.precision)
+    return check_parity(artifact, RUNTIME, ref, inputs, reference, tol, threads=threads)
+
+
+def test_registered_and_usable_here():
+    assert CONVERTER.suffix == ".pte" and CONVERTER.lowered_form and CONVERTER.calibrated == {"int8"}
+    assert get_runtime(RUNTIME).unavailable_reason() is None
+
+
+def test_fp32_artifact_is_delegated_to_xnnpack(exported, small_ref):
+    a = exported["fp32"]
+    census = a.op_census
+    assert a.form == "2d-lowered" and a.size_bytes > 4 * 11_000_000  # 11.7 M float32 weights inside
+    assert census["delegate_calls"] >= 1 and census["xnnpack_delegated_nodes"] > 20
+    assert census["xnnpack:XNNConv2d"] == 20 and census["xnnpack:XNNFullyConnected"] == 1
+    assert "aten::convolution" not in census  # every conv went to XNNPACK
+    assert a.compute_dtypes == {"float32": 21}
+    assert [t.shape for t in a.inputs] == [t.shape for t in small_ref.inputs]  # the ref's names: a .pte has none
+
+
+def test_fp32_parity_passes_and_threads_take_effect(exported, small_ref, inputs, reference):
+    one = _check(exported["fp32"], small_ref, inputs, reference, threads=1)
+    two = _check(exported["fp32"], small_ref, inputs, reference, threads=2)
+    assert one.status == two.status == PASSED, (one.reason, two.reason)
+    assert one.max_abs_err < 1e-4 and one.top1_agree == 1.0
+    # the pool size read back from the runtime after the reset, not just what was asked for
+    assert (one.runtime_options["threads"], one.runtime_options["threadpool_threads"]) == (1, 1)
+    assert (two.runtime_options["threads"], two.runtime_options["threadpool_threads"]) == (2, 2)
+    assert "XnnpackBackend" in one.runtime_options["backends"]
+
+
+def test_int8_artifact_is_int8_and_passes_the_int8_tolerance(exported, small_ref, inputs, reference):
+    a = exported["int8"]
+    assert a.compute_dtypes == {"int8": 21} and a.calibration.startswith("random")
+    assert a.op_census["xnnpack:XNNConv2d"] == 20
+    assert a.size_bytes < exported["fp32"].size_bytes / 3
+    r = _check(a, small_ref, inputs, reference)
+    assert r.status == PASSED, r.reason
+    assert r.cosine > 0.99 and r.top5_agree >= 0.8
+
+
+def test_int8_fails_the_fp32_tolerance(exported, small_ref, inputs, reference):
+    r = _check(exported["int8"], small_ref, inputs, reference, precision="fp32")
+    assert r.status == PARITY_FAILED and "max_abs_err" in r.reason
+
+
+def test_altered_weights_in_the_pte_fail_parity(exported, small_ref, inputs, reference):
+    data = bytearray(open(exported["fp32"].path, "rb").read())
+    middle = len(data) // 2  # the file is almost all weights: a block in its middle is inside some conv's
+    data[middle:middle + 4096] = b"\x3f" * 4096  # floats of about 0.75 where weights were
+    path = scratch_dir() / "altered.pte"
+    path.write_bytes(bytes(data))
+    r = _check(replace(exported["fp32"], path=str(path)), small_ref, inputs, reference)
+    assert r.status == PARITY_FAILED, r
+
+
+def test_truncated_pte_is_a_runtime_failure(exported, small_ref, inputs, reference):
+    path = scratch_dir() / "truncated.pte"
+    path.write_bytes(open(exported["fp32"].path, "rb").read()[:4096])
+    r = _check(replace(exported["fp32"], path=str(path)), small_ref, inputs, reference)
+    assert r.status == RUNTIME_FAILED and r.reason.startswith("load failed"), r
+
+
+def test_int8_without_calibration_is_a_clear_error(small_ref, tmp_path):
+    with pytest.raises(UserError, match="executorch int8: no calibration clips"):
+        CONVERTER.export(small_ref.build(lowered=True), small_ref, "int8", {}, tmp_path / "m.pte", calibration=None)
+
+
+def test_other_calibration_methods_are_refused_at_planning():
+    from edgebench.converters.export import refusal
+
+    assert refusal(CONVERTER, "int8", {}, CalibrationConfig(method="minmax")) is None
+    why = refusal(CONVERTER, "int8", {}, CalibrationConfig(method="entropy"))
+    assert why == "executorch int8: calibration method entropy is not offered (offered: minmax)"
+    assert CONVERTER.refusal("w8a16", {}).startswith("executorch w8a16: ")

@@ -1,0 +1,184 @@
+"""Stopping a run, without Prefect: child process groups killed, children dying with their parent,
+the per-key export lock, the sweep of dead runs' temporary folders, the interrupted marker, the
+server watchdog and the signal handler."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edgebench import interrupts, isolation
+from edgebench.converters.export import export_artifact, sweep_temporary
+from edgebench.errors import UserError
+from edgebench.reports.writer import mark_interrupted, rebuild_report
+from tests import fault_converters as faults
+from tests.child_jobs import sleeper
+
+TIMEOUT_S = 300
+
+
+def _wait_for(predicate, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def children_allowed():
+    isolation.allow_children()
+    yield
+    isolation.allow_children()
+
+
+def test_stop_children_kills_each_group_and_refuses_new_children(tmp_path):
+    pid_file = tmp_path / "pids"
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(isolation.run_isolated, sleeper, (600, str(pid_file)), TIMEOUT_S, tmp_path / "child.log")
+        _wait_for(pid_file.exists)
+        child, grandchild = map(int, pid_file.read_text().split())
+        assert isolation.live_children() == [child]
+        assert isolation.stop_children() == [child]
+        with pytest.raises(isolation.Stopped):
+            waiting.result(timeout=30)
+    _wait_for(lambda: _gone(child) and _gone(grandchild), 10)
+    assert isolation.live_children() == []
+    with pytest.raises(isolation.Stopped):  # no new child while the run stops
+        isolation.run_isolated(sleeper, (1, str(pid_file)), TIMEOUT_S, tmp_path / "again.log")
+    isolation.allow_children()  # negative control: the same call runs to its end when nothing stops it
+    assert isolation.run_isolated(sleeper, (0.1, str(pid_file)), TIMEOUT_S, tmp_path / "again.log") == "slept"
+
+
+PARENT = """
+import sys
+from edgebench.isolation import run_isolated
+from tests.child_jobs import sleeper
+run_isolated(sleeper, (600, sys.argv[1]), 900, sys.argv[2])
+"""
+
+
+def test_a_sigkilled_parent_takes_its_child_along(tmp_path):
+    pid_file = tmp_path / "pids"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pid_file), str(tmp_path / "child.log")],
+                              cwd=Path(__file__).resolve().parents[2])
+    try:
+        _wait_for(pid_file.exists)
+        child = int(pid_file.read_text().split()[0])
+        assert not _gone(child)
+        parent.kill()  # SIGKILL: no handler, no cleanup in the parent
+        parent.wait(30)
+        _wait_for(lambda: _gone(child), 10)
+    finally:
+        parent.kill()
+
+
+def test_second_exporter_of_a_key_waits_then_takes_the_hit(small_ref, tmp_path):
+    converter = faults.Slow()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(export_artifact, small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, True, converter)
+        _wait_for(lambda: list(tmp_path.glob("*/*/.tmp-*")))  # the first child is exporting
+        second = pool.submit(export_artifact, small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, True, converter)
+        first, second = first.result(), second.result()
+    assert first.ok and not first.cached
+    assert second.ok and second.cached and second.path == first.path and second.sha256 == first.sha256
+    assert Path(first.log_path).read_text().count("edgebench: exporting resnet_mixed") == 1  # one export, not two
+
+
+def test_waiting_for_a_key_lock_gives_up_when_the_run_stops(small_ref, tmp_path):
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(export_artifact, small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, True, faults.Hanging())
+        _wait_for(lambda: list(tmp_path.glob("*/*/.tmp-*/model.bin")))
+        second = pool.submit(export_artifact, small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, True, faults.Hanging())
+        time.sleep(0.5)  # the second one is waiting for the lock
+        isolation.stop_children()
+        for future in (first, second):
+            with pytest.raises(isolation.Stopped):
+                future.result(timeout=30)
+    folder = next(tmp_path.glob("*/fault-fp32-*/"))
+    assert not (folder / "artifact.json").exists()  # no record: neither a hit nor a failure row
+    assert not list(folder.glob(".tmp-*")) and not (folder / "model.bin").exists()
+
+
+def test_sweep_removes_only_dead_exporters_temporary_folders(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = tmp_path / "resnet_mixed" / "onnx-fp32-abc"
+    stale, live = folder / f".tmp-{dead.pid}-0000", folder / f".tmp-{os.getpid()}-1111"
+    for tmp in (stale, live):
+        tmp.mkdir(parents=True)
+        (tmp / "model.onnx").write_bytes(b"half")
+    assert sweep_temporary(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()  # a concurrent run's export in progress stays
+
+
+def test_interrupted_marker_leaves_latest_alone_and_has_no_report(tmp_path):
+    path = mark_interrupted(tmp_path, "20261201T000000Z-abcd", "2026-12-01T00:00:00+00:00", "interrupted by SIGINT",
+                            ["export resnet_mixed onnx fp32: passed in 2.0 s"])
+    info = json.loads(path.read_text())
+    assert info["status"] == "interrupted" and info["reason"] == "interrupted by SIGINT"
+    assert info["finished"] == ["export resnet_mixed onnx fp32: passed in 2.0 s"]
+    assert not (tmp_path / "latest").exists() and not (tmp_path / "history.sqlite").exists()
+    with pytest.raises(UserError, match="interrupted"):
+        rebuild_report(path.parent)
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the http.server API
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_watchdog_stops_the_run_when_the_api_goes_away(monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api"
+    assert interrupts.probe(url) == "ok"
+    lost = threading.Event()
+    dog = interrupts.ServerWatchdog(run=None)
+    monkeypatch.setattr(dog, "lost", lost.set)  # the real one kills the children and exits the process
+    monkeypatch.setattr(interrupts, "HEALTH_EVERY_S", 0.05)
+    monkeypatch.setattr(interrupts, "api_url", lambda: url)
+    dog.start()
+    time.sleep(0.5)
+    assert not lost.is_set()  # negative control: a healthy server is left alone
+    server.shutdown()
+    server.server_close()
+    assert interrupts.probe(url) == "refused"
+    assert lost.wait(10)
+    dog.stop()
+
+
+def test_first_signal_stops_the_children_and_raises_with_the_exit_code(monkeypatch, tmp_path):
+    monkeypatch.setattr(interrupts, "GRACE_S", 3600)  # the hard exit must not end pytest
+    before = {s: signal.getsignal(s) for s in interrupts.SIGNALS}
+    try:
+        with pytest.raises(interrupts.Interrupted) as got:
+            with interrupts.handled_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+        assert got.value.exit_code == 143 and isolation.stopping()
+        assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]  # kept: a second signal exits at once
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)

@@ -1,0 +1,185 @@
+"""Layer-wise localization: one weight of one conv altered in a real ONNX / TFLite / Core ML file is found
+and named by its PyTorch module path (negative controls: the unaltered files pass and name nothing)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgebench.config import LocalizeConfig, PipelineConfig
+from edgebench.converters.registry import get_converter
+from edgebench.parity.layermap import RefTap, by_order, map_taps
+from edgebench.parity.localize import mark_divergence, reference_taps
+from edgebench.parity.taps.base import ArtifactTap
+from tests.conftest import SMALL_SHAPE
+
+SHAPE_ARG = ",".join(map(str, SMALL_SHAPE))
+K = 7  # the k-th conv (0-based, in the reference's execution order) whose weight the tests alter
+DELTA = 0.5  # added to one weight: typical |w| here is ~0.05
+# Byte layouts a converter may store an (O, I, ...) conv weight in: as is, TFLite CONV_2D OHWI, CONV_3D DHWIO.
+LAYOUTS = {4: [None, (0, 2, 3, 1)], 5: [None, (2, 3, 4, 1, 0)]}
+WEIGHT_FILES = {"coreml": "Data/com.apple.CoreML/weights/weight.bin"}  # inside the .mlpackage folder
+
+
+@pytest.fixture(scope="module")
+def exported(small_ref, tmp_path_factory):
+    """fp32 exports of the small resnet_mixed, in this process (the pipeline's child adds only start-up), each
+    from the form its converter exports, recorded in Artifact.form as the pipeline does."""
+    from edgebench.models.source import lowering_report
+    from tests.unit.artifact_helpers import export, wrap
+
+    folder = tmp_path_factory.mktemp("localize-artifacts")
+    out = {}
+    for fmt in ("onnx", "tflite", "coreml"):
+        converter = get_converter(fmt)
+        path = folder / f"model{converter.suffix}"
+        export(small_ref.build(lowered=converter.lowered_form), small_ref, fmt, "fp32", path)
+        out[fmt] = replace(wrap(small_ref, fmt, "fp32", path), form=lowering_report(small_ref, converter.lowered_form).form)
+    return out
+
+
+def conv_names(module) -> list[str]:
+    taps = reference_taps(module, {"video": np.zeros(SMALL_SHAPE, np.float32)}, ["video"])
+    return [t.name for t in taps if t.kind == "conv"]
+
+
+def alter_weight(path: Path, weight: np.ndarray) -> None:
+    """Add DELTA to the first element of `weight` where its bytes sit in the file (found exactly once)."""
+    data = bytearray(path.read_bytes())
+    for perm in LAYOUTS[weight.ndim]:
+        w = np.ascontiguousarray(weight if perm is None else weight.transpose(perm), dtype=np.float32)
+        at = data.find(w.tobytes())
+        if at >= 0:
+            assert data.find(w.tobytes(), at + 1) < 0, "the weight's bytes occur twice"
+            data[at:at + 4] = np.float32(w.flat[0] + DELTA).tobytes()
+            path.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"the weight {weight.shape} is not stored in {path.name} in any known layout")
+
+
+def altered_copy(artifact, small_ref, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the artifact with one weight of its K-th conv altered, and that conv's module path."""
+    from edgebench.models.lowering import LOWERED
+
+    module = small_ref.build(lowered=artifact.form == LOWERED)
+    name = conv_names(module)[K]
+    src = Path(artifact.path)
+    dst = tmp_path / src.name
+    (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    weight = dict(module.named_modules())[name].weight.detach().numpy()
+    alter_weight(dst / WEIGHT_FILES.get(artifact.format, ""), weight)
+    return dst, name
+
+
+def run_check(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    from edgebench.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["edgebench", "check", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.fixture(scope="module")
+def one_clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "pipeline.yaml"
+    path.write_text("parity: {random_clips: 1}\n")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "coreml"])
+def test_check_localize_names_the_altered_conv(fmt, exported, small_ref, one_clip, tmp_path, monkeypatch, capsys):
+    artifact = exported[fmt]
+    code, out = run_check(monkeypatch, capsys, artifact.path, "--input-shape", SHAPE_ARG, "--config", str(one_clip),
+                          "--out", str(tmp_path / "ok"))
+    assert code == 0, out  # the unaltered file passes
+    assert "first divergent layer" not in out
+
+    altered, name = altered_copy(artifact, small_ref, tmp_path)
+    code, out = run_check(monkeypatch, capsys, str(altered), "--input-shape", SHAPE_ARG, "--config", str(one_clip),
+                          "--out", str(tmp_path / "bad"), "--localize")
+    assert code == 1, out
+    assert f"first divergent layer {name} " in " ".join(out.split()), out
+
+
+def test_parity_failure_in_a_run_carries_the_layer(exported, small_ref, tmp_path):
+    """pipeline.parity_one localizes a failing row (localize.auto) and the report shows it."""
+    from edgebench import pipeline
+    from edgebench.records import PARITY_FAILED
+
+    config = PipelineConfig(parity={"random_clips": 1}, formats={"onnx": ["fp32"]}, runtimes=["onnxruntime"])
+    settings = pipeline.new_run(config, tmp_path)
+    pm = pipeline.prepare_model(small_ref.name, settings, input_shape=SMALL_SHAPE)
+    path, name = altered_copy(exported["onnx"], small_ref, tmp_path)
+    artifact = replace(exported["onnx"], path=str(path))
+    row = pipeline.parity_one(pm, artifact, "onnxruntime", settings)
+    assert row.status == PARITY_FAILED
+    assert row.first_divergent_layer == name
+    assert f"first divergent layer {name}" in row.reason
+    paths = pipeline.finish_run(settings, [pipeline.ModelResults(pm.ref, [artifact], [row])])
+    html = Path(paths.report_html).read_text()
+    assert "Localization: error against depth" in html and name in html
+    import pandas as pd
+
+    csv = pd.read_csv(paths.results_csv)
+    assert list(csv["first_divergent_layer"].dropna()) == [name]
+
+
+# ---------------------------------------------------------------- the rule and the mapping, on plain numbers
+
+
+def test_fp32_rounding_growth_is_not_divergence():
+    layers = [{"name": f"l{i}", "rel_err": 3e-7 * 1.3**i} for i in range(40)]  # 1.3x per layer: 8e-3 at the end, past the floor
+    first, _ = mark_divergence(layers, rel_floor=1e-4, jump_factor=10)
+    assert first == ""
+
+
+def test_a_jump_is_divergence_even_below_earlier_levels_growth():
+    layers = [{"name": f"l{i}", "rel_err": e} for i, e in enumerate([1e-7, 2e-7, 3e-2, 5e-2, 4e-2])]
+    first, largest = mark_divergence(layers, rel_floor=1e-4, jump_factor=10)
+    assert first == largest == "l2"
+
+
+def test_int8_level_errors_need_their_own_floor():
+    layers = [{"name": f"l{i}", "rel_err": e} for i, e in enumerate([0.02, 0.03, 0.04, 0.35, 0.3])]
+    assert mark_divergence(layers, rel_floor=0.1, jump_factor=5)[0] == "l3"  # 0.35 > 0.1 and 8.75x the worst before
+    assert mark_divergence(layers, rel_floor=1e-4, jump_factor=10)[0] == "l0"  # an fp32 floor flags the first layer
+
+
+def _ref(name, kind, shape=(1, 4, 2, 2)):
+    return RefTap(name, kind, np.random.default_rng(len(name)).standard_normal(shape).astype(np.float32))
+
+
+def test_order_mapping_untangles_interchangeable_siblings():
+    """Frozen TorchScript computes a block's downsample before its conv2: same kind and shape, swapped order."""
+    conv2, down = _ref("block.conv2", "conv"), _ref("block.downsample", "conv")
+    arts = [ArtifactTap("d", "aten::_convolution", down.value), ArtifactTap("c", "aten::_convolution", conv2.value)]
+    pairs = by_order([conv2, down], arts)
+    assert pairs[0].art.name == "c" and pairs[1].art.name == "d"
+
+
+def test_scope_mapping_takes_the_last_op_of_a_module_and_moves_channels_back():
+    conv = _ref("model.conv", "conv", (1, 3, 2, 2, 2))
+    nhwc = np.moveaxis(conv.value, 1, -1)
+    arts = [ArtifactTap("pad", "PAD", np.zeros((1, 4, 4, 4, 3), np.float32), "wrap.model.conv"),
+            ArtifactTap("out", "CONV_3D", nhwc, "wrap.model.conv")]
+    pairs, unmatched = map_taps([conv], arts)
+    assert [p.art.name for p in pairs] == ["out"] and not unmatched and pairs[0].method == "scope"
+    np.testing.assert_array_equal(pairs[0].value, conv.value)
+
+
+def test_localize_config_defaults_cover_every_precision():
+    from typing import get_args
+
+    from edgebench.config import Precision
+
+    assert set(get_args(Precision)) <= set(LocalizeConfig().rel_floor)
