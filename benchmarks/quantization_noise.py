@@ -72,7 +72,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             bugs = {"wrong scale (one conv x2)": quant_bugs.onnx_wrong_scale,
                     "wrong scale (one conv x1.25)": lambda s_, d_: quant_bugs.onnx_wrong_scale(s_, d_, factor=1.25),
-                    "swapped output channels 0/1": quant_bugs.onnx_swapped_channel}
+                    "per-channel scales reversed (one conv)": quant_bugs.onnx_scales_reversed,
+                    "swapped output channels 0/1": quant_bugs.onnx_swapped_channel,
+                    "stem input channels reversed": quant_bugs.onnx_stem_channels_reversed}
             for name, inject in bugs.items():
                 bad = Path(tmp) / "bad.onnx"
                 inject(Path(a.path), bad)
@@ -94,7 +96,9 @@ def main() -> None:
     a = export_artifact(ref, "coreml", "w8", cfg.converter_options.get("coreml"), cache, 900)
     print(f"coreml w8 on coreml-mil, tolerance {tol.model_dump(exclude_none=True)}: {a.status} {a.reason}")
     if a.ok:
-        for name, kind in (("correct", None), ("wrong scale (one conv x2)", "scale"), ("swapped output channels 0/1", "swap")):
+        for name, kind in (("correct", None), ("wrong scale (one conv x2)", "scale"),
+                           ("per-channel scales reversed (one conv)", "reverse"), ("swapped output channels 0/1", "swap"),
+                           ("stem input channels reversed", "stem")):
             with mil.load(a, ref, args.threads) as s:
                 if kind:
                     quant_bugs.mil_weight_bug(s, kind)

@@ -7,6 +7,7 @@ report.html and the history row set. Bad input raises `UserError` before any wor
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -57,12 +58,14 @@ def run(models: str | Sequence[str] | None = None, formats: str | Sequence[str] 
 
     from edgebench import pipeline
     from edgebench.config import load_pipeline_config
-    from edgebench.console import log_to
+    from edgebench.console import log_to, setup
     from edgebench.preflight import check_run
 
     if multiprocessing.parent_process() is not None:  # a spawned child re-running an unguarded script
         raise UserError("edgebench.run() called while a spawned child imports the script: "
                         "put the call under `if __name__ == \"__main__\":`")
+    if not logging.getLogger().handlers:  # the caller configured no logging: the command line's routing
+        setup()
     shape = tuple(input_shape) if input_shape else None
     weights = str(weights) if weights else None
     cfg = pipeline.narrow_config(load_pipeline_config(Path(config) if config else None), _names(formats),

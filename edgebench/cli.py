@@ -44,6 +44,10 @@ def info(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt) -> None:
         console.print(f"output       {spec}")
     console.print(f"labels       {facts['labels']}")
     console.print(f"weights      {facts['weights']}")
+    why = f" ({facts['form_reason']})" if facts["form_reason"] else ""
+    console.print(f"export form  {facts['form']}{why}; the eager baseline runs the 3d form")
+    for label, key in (("ops (export)", "op_mix"), ("ops (3d)    ", "op_mix_3d")):
+        console.print(f"{label} {', '.join(f'{k} {v}' for k, v in facts[key].items())}")
 
 
 @app.command()
@@ -366,5 +370,5 @@ def _usage_error(e: TyperException) -> NoReturn:
         sys.exit(0)
     if ctx is not None:
         print(ctx.get_usage(), file=sys.stderr)
-    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    hint = f" (see '{ctx.command_path if ctx is not None else 'edgebench'} --help')"
     _fail(e.format_message() + hint, getattr(e, "exit_code", 2) or 2)

@@ -333,7 +333,7 @@ def validate(model_cls: type[Strict], data: Any, path: Path | str) -> Any:
 def load_pipeline_config(path: Path | None = None, overrides: dict | None = None) -> PipelineConfig:
     """configs/pipeline.yaml (or `path`), with CLI overrides merged on top."""
     path = Path(path) if path else CONFIG_DIR / "pipeline.yaml"
-    data = read_yaml(path) if path.exists() else {}
+    data = read_yaml(path) if path.exists() or path != CONFIG_DIR / "pipeline.yaml" else {}  # a named file must exist
     if overrides:
         data = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
     return validate(PipelineConfig, data, path)

@@ -192,7 +192,8 @@ def parity_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: Ru
         artifact, runtime, pm.ref, _load_npz(pm.inputs_path), _load_npz(pm.reference_path), tolerance,
         settings.threads, timeout_s=settings.budget.timeout_s,
         log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, "parity"),
-        localize=settings.config.localize, localization_path=localization_path(settings, artifact))
+        localize=settings.config.localize, localization_path=localization_path(settings, artifact),
+        runtime_options=settings.config.runtime_spec(runtime)[1] or None)  # the same options the benchmark uses
 
 
 def localization_path(settings: RunSettings, artifact: Artifact) -> Path:

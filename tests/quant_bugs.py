@@ -62,6 +62,18 @@ def onnx_scales_reversed(src: Path, dst: Path, conv_index: int = 8) -> None:
     onnx.save(model, str(dst))
 
 
+def onnx_stem_channels_reversed(src: Path, dst: Path) -> None:
+    """The first conv's input channels in reversed order (RGB read as BGR; frame order too in the 2D-lowered form)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    _, dq = _weight_dq(model, 0)
+    weight = _init(model, dq.input[0])
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight)[:, ::-1].copy(), weight.name))
+    onnx.save(model, str(dst))
+
+
 def conv_names(path: Path) -> list[str]:
     """Node names of the Conv nodes of an ONNX file, in graph order."""
     import onnx
@@ -76,16 +88,18 @@ def garbage(calibration: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarr
 
 def mil_weight_bug(session, kind: str, index: int = 8, factor: float = 2.0) -> str:
     """In a coreml-mil session, the index-th conv's int8 weight dequantized with its scales times `factor`
-    (`scale`), with its per-channel scales in reversed order (`reverse`), or with output channels 0 and 1
-    swapped (`swap`); returns the weight's var name."""
+    (`scale`), with its per-channel scales in reversed order (`reverse`), with output channels 0 and 1
+    swapped (`swap`), or the first conv's input channels reversed (`stem`); returns the weight's var name."""
     import torch
 
-    conv = [op for op in session.ops if op.op_type == "conv"][index]
+    conv = [op for op in session.ops if op.op_type == "conv"][0 if kind == "stem" else index]
     name = conv.inputs["weight"].name
     source = conv.inputs["weight"].op  # constexpr_affine_dequantize: (q - zero_point) * scale along axis 0
     w = session.consts[name].clone()
     if kind == "swap":
         w[[0, 1]] = w[[1, 0]]
+    elif kind == "stem":
+        w = w.flip(1)
     else:
         scale = torch.as_tensor(np.asarray(source.inputs["scale"].val, dtype=np.float32))
         wrong = scale * factor if kind == "scale" else scale.flip(0)

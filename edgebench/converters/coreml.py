@@ -41,6 +41,9 @@ class CoreMLConverter(Converter):
     }
     suffix = ".mlpackage"
     library = "coremltools"
+    # The 3D form: MIL's conv takes rank-5 input as is, and the Neural Engine cannot be measured here (no
+    # Mac); the 2D-lowered form would add a 5D gather + reshape per temporal conv (docs/converters.md).
+    lowered_form = False
 
     def default_options(self) -> dict[str, Any]:
         return {"minimum_deployment_target": "iOS16", "frontend": "trace"}

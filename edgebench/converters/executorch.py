@@ -71,6 +71,7 @@ class ExecuTorchConverter(Converter):
                 model = _quantize(model, example, ref, calibration, options.get("calibration_method", "minmax"))
             program = torch.export.export(model, example)
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+            _refuse_portable_3d(edge.exported_program().graph)
             Path(out).write_bytes(edge.to_executorch().buffer)
 
     def op_census(self, out: Path) -> dict[str, int]:
@@ -89,8 +90,8 @@ class ExecuTorchConverter(Converter):
         return dict(census)
 
     def compute_dtypes(self, out: Path) -> dict[str, int]:
-        """Conv/matmul ops per dtype of their weights: XNNPACK nodes by their filter value's datatype,
-        portable kernels by their weight tensor's scalar type."""
+        """Conv/matmul ops per compute dtype: XNNPACK nodes by their filter value's datatype, portable
+        kernels by their second operand's scalar type (a conv's or linear's weight)."""
         plan, payloads = _read_plan(out)
         dtypes: Counter = Counter()
         for graph in _xnnpack_graphs(payloads):
@@ -144,6 +145,15 @@ def _quantize(model: nn.Module, example: tuple, ref: ModelRef, calibration: list
     return convert_pt2e(prepared)
 
 
+def _refuse_portable_3d(graph) -> None:
+    """Raise if a 5-D convolution stayed outside XNNPACK: the portable kernel fails on it at run time."""
+    left = [n.name for n in graph.nodes if n.op == "call_function" and "convolution" in str(n.target)
+            and getattr(n.args[0].meta.get("val"), "ndim", 0) == 5]
+    if left:
+        raise ValueError(f"{len(left)} 3D convolutions left to the portable kernels, which take 3-D/4-D input only "
+                         f"(XNNPACK skips Conv3d): export the 2D-lowered form (export_friendly.lower_3d)")
+
+
 def _read_plan(out: Path):
     """The `forward` execution plan of the saved .pte and the payload bytes of each of its delegates."""
     from executorch.exir._serialize._program import deserialize_pte_binary
@@ -188,8 +198,8 @@ def _xnnpack_graphs(payloads: list[tuple[str, bytes]]) -> list[dict]:
             path = Path(tmp) / f"g{i}.bin"
             path.write_bytes(blob[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size])
             bins.append(str(path))
-        subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--defaults-json", "--raw-binary", "-o", tmp, str(schema), "--",
-                        *bins], check=True, capture_output=True)
+        subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--defaults-json", "--raw-binary", "-o", tmp,
+                        str(schema), "--", *bins], check=True, capture_output=True)
         # flatc writes non-finite floats (a clamp's output_max) as bare inf/nan, which JSON lacks
         texts = [Path(b).with_suffix(".json").read_text() for b in bins]
         return [json.loads(re.sub(r"\b(inf|nan)\b", lambda m: _NON_FINITE[m[1]], t)) for t in texts]

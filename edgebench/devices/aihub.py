@@ -1,8 +1,8 @@
 """`aihub:<device name>`: Qualcomm AI Hub devices, through the qai-hub client (devices/hub_client.py).
 
 Per (source artifact, precision, target, device): upload the source model once (our TorchScript or
-ONNX export), a quantize job for int8 (w8a8) and w8a16 on our calibration clips (once per artifact
-and precision), a compile job to the hub's target (`--target_runtime qnn_dlc` ...), a profile job
+ONNX export), a quantize job for int8 (w8a8) and w8a16 on the calibration set the local exports use
+(models.calibration; once per artifact, precision and set), a compile job to the hub's target (`--target_runtime qnn_dlc` ...), a profile job
 (estimated inference time, memory ranges, layers per compute unit) and an inference job on the run's
 clips, whose outputs are judged by the same parity verdict as a local runtime's. Artifacts in
 `aihub.as_is` (our own .tflite) are profiled without a compile job.
@@ -24,6 +24,7 @@ import numpy as np
 from edgebench.benchmarks.stats import summarize
 from edgebench.devices.base import Backend, BenchJob, Device, Measured, skipped
 from edgebench.devices.hub_client import Caller, HubError, Scrubber, connect, find_token, wait_job
+from edgebench.models.inputs import load_inputs
 from edgebench.records import PASSED, RUNTIME_FAILED, SKIPPED, Artifact, LatencyResult, ModelRef, ParityResult
 
 log = logging.getLogger(__name__)
@@ -160,13 +161,6 @@ def judge_outputs(job: BenchJob, outputs: Mapping[str, list], reference: Mapping
 # ---------------------------------------------------------------- the backend
 
 
-def _load_npz(path: str | Path | None) -> dict[str, np.ndarray] | None:
-    if not path:
-        return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
-
-
 class AIHubBackend(Backend):
     """Compile, quantize, profile and run on Qualcomm AI Hub devices. `connect` and `sleep` are replaced in tests."""
 
@@ -255,7 +249,7 @@ class AIHubBackend(Backend):
         device = client.Device(job.device.partition(":")[2])
         model = self._uploaded(client, call, job.artifact)
         if "quantize" in job.options:
-            model = self._quantize(client, call, model, job, pm, jobs, timeout_s)
+            model = self._quantize(client, call, model, job, pm, settings, jobs, row)
         if "target" in job.options:
             cjob = call("compile submit", client.submit_compile_job, model, device, name=name,
                         input_specs=input_specs(job.artifact, pm.ref), options=job.options["compile_options"])
@@ -281,7 +275,7 @@ class AIHubBackend(Backend):
         """The inference job on the run's clips, judged like a local runtime; its failure is the parity row's."""
         a = job.artifact
         try:
-            inputs = _load_npz(pm.inputs_path)
+            inputs = load_inputs(Path(pm.inputs_path))
             ijob = call("inference submit", client.submit_inference_job, model, device,
                         inputs=hub_inputs(a, pm.ref, inputs), name=name, profile=False)
             jobs["inference"] = ijob.url
@@ -290,7 +284,7 @@ class AIHubBackend(Backend):
             if not outputs:
                 raise HubError(f"inference job returned no outputs ({ijob.url})")
             tolerance = settings.config.parity.tolerances.get(job.row_precision)
-            return judge_outputs(job, outputs, _load_npz(pm.reference_path), tolerance, hub_version)
+            return judge_outputs(job, outputs, load_inputs(Path(pm.reference_path)), tolerance, hub_version)
         except HubError as e:
             return ParityResult(a.model, a.format, job.row_precision, job.runtime, RUNTIME_FAILED, reason=str(e),
                                 device=job.device, runtime_version=hub_version, runtime_options=dict(job.options))
@@ -306,16 +300,22 @@ class AIHubBackend(Backend):
                                              name=f"{artifact.model}-{artifact.format}-{artifact.precision}")
             return self._models[key]
 
-    def _quantize(self, client, call: Caller, model, job: BenchJob, pm, jobs: dict, timeout_s: float):
-        """A quantize job once per (artifact, precision): a QDQ ONNX model every target compiles from."""
-        key = (job.artifact.sha256 or job.artifact.path, job.row_precision)
+    def _quantize(self, client, call: Caller, model, job: BenchJob, pm, settings, jobs: dict, row: LatencyResult):
+        """A quantize job once per (artifact, precision, calibration set): a QDQ ONNX model every target compiles from."""
+        from edgebench.models.calibration import make_calibration
+
+        clips = make_calibration(pm.ref, settings.config.calibration, Path(settings.cache_dir))
+        row.extra["calibration"] = clips.label  # the same set the local int8 / w8a16 exports calibrate on
+        key = (job.artifact.sha256 or job.artifact.path, job.row_precision, clips.sha256)
         with self._lock:
             if key not in self._models:
                 weights, activations = QUANTIZE_DTYPES[job.row_precision]
-                calibration = hub_inputs(job.artifact, pm.ref, _load_npz(calibration_path(pm)))
+                per_clip = clips.load(pm.ref)
+                calibration = hub_inputs(job.artifact, pm.ref, {t.name: np.stack([c[t.name] for c in per_clip])
+                                                                for t in pm.ref.inputs})
                 qjob = call("quantize submit", client.submit_quantize_job, model, calibration, weights_dtype=weights,
                             activations_dtype=activations, name=f"edgebench {job.artifact.model} {job.row_precision}")
-                wait_job(call, qjob, "quantize", timeout_s)
+                wait_job(call, qjob, "quantize", settings.budget.timeout_s)
                 quantized = call("quantize target model", qjob.get_target_model)
                 if quantized is None:
                     raise HubError(f"quantize job produced no model ({qjob.url})")
@@ -323,8 +323,3 @@ class AIHubBackend(Backend):
             quantized, url = self._models[key]
         jobs["quantize"] = url
         return quantized
-
-
-def calibration_path(pm) -> str:
-    """The clips quantize jobs calibrate on: the run's inputs until the run carries its own calibration set."""
-    return pm.inputs_path

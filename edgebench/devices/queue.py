@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 from edgebench.devices.base import Backend, BenchJob, Measured, skipped
-from edgebench.devices.local import measure_here, runtime_jobs
+from edgebench.devices.local import measure_here, runtime_job, runtime_jobs
+from edgebench.errors import reason_of
 from edgebench.records import RUNTIME_FAILED, Artifact, LatencyResult
 from edgebench.storage import Storage
 
@@ -69,7 +70,7 @@ def measure_remote_here(artifact: dict, model: str, runtime: str, device: str, i
         remote_path = record.path
         record.path = str(storage.get(remote_path[len(storage.url) + 1:], work / Path(remote_path).name))
     inputs_path = storage.get(inputs_url[len(storage.url) + 1:], work / "inputs.npz")
-    job = BenchJob(record, runtime, parse_device(device).label, options=config.runtime_spec(runtime)[1])
+    job = runtime_job(parse_device(device), record, runtime, config, exclusive=True) or BenchJob(record, runtime, device)
     result = measure_here(job, ref, str(inputs_path), budget, resolve_threads(threads), flops, work / "bench.log",
                           config.benchmark.noisy_iqr_ratio, config)
     return storage.write_json(result_key, dataclasses.asdict(result))
@@ -97,7 +98,7 @@ class QueueBackend(Backend):
             parameters = remote_parameters(job, pm, settings)
             problem = remote.dispatch(queue, parameters, settings.budget.timeout_s + 300)
         except Exception as e:  # noqa: BLE001 - storage, a missing deployment or the server: a row, not a crash
-            row.reason = f"dispatch to queue {queue} failed: {type(e).__name__}: {e}".splitlines()[0]
+            row.reason = f"dispatch to queue {queue} failed: {reason_of(e)}"
             return Measured(row)
         if problem:
             row.reason = problem

@@ -7,6 +7,7 @@ pool, the limits and the deployments.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -102,6 +103,21 @@ def _save_state(state: dict) -> None:
     write_json_atomic(state_path(), state)
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the process group and every descendant (a worker wrapper's worker has its own group)."""
+    import psutil
+
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    for proc in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: float = 90) -> dict:
     """Start (or find) the server and workers, then apply pool, limits and deployments."""
     state = load_state()
@@ -131,8 +147,9 @@ def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: f
     for queue in QUEUES:
         key = f"worker-{queue}"
         if not _alive(pids.get(key, -1)):
-            pids[key] = _spawn(key, [_bin("prefect"), "worker", "start", "--pool", POOL, "--work-queue", queue,
-                                     "--type", "process"], env)
+            # Through edgebench.flows.worker: stopping it stops its flow runs cleanly (Crashed, children killed).
+            pids[key] = _spawn(key, [sys.executable, "-m", "edgebench.flows.worker", "--pool", POOL, "--work-queue",
+                                     queue, "--type", "process"], env)
             say(f"worker for queue '{queue}' started (pid {pids[key]})")
     state["pids"] = pids
     _save_state(state)
@@ -143,7 +160,7 @@ def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: f
     return state
 
 
-def stop(say: Callable[[str], None] = print, wait_s: float = 20) -> list[int]:
+def stop(say: Callable[[str], None] = print, wait_s: float = 60) -> list[int]:
     """SIGTERM each recorded process group, SIGKILL what is left after `wait_s`; returns the pids."""
     state = load_state()
     pids = list(state.get("pids", {}).items())
@@ -156,7 +173,7 @@ def stop(say: Callable[[str], None] = print, wait_s: float = 20) -> list[int]:
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+            _kill_tree(pid)
             say(f"killed {name} (pid {pid})")
     state_path().unlink(missing_ok=True)
     if not pids:

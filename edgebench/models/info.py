@@ -8,7 +8,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from edgebench.models.registry import load_model_config
-from edgebench.models.source import build_base, example_input
+from edgebench.models.lowering import op_mix
+from edgebench.models.source import build_base, example_input, lowering_report
 from edgebench.records import ModelRef
 
 
@@ -35,4 +36,18 @@ def model_info(ref: ModelRef) -> dict:
         "outputs": [f"{t.name} {'x'.join(map(str, t.shape))} {t.dtype}" for t in ref.outputs],
         "weights": ref.provenance,
         "labels": len(ref.labels),
+        **export_form(ref),
+    }
+
+
+def export_form(ref: ModelRef) -> dict:
+    """The form artifacts are exported in (2d-lowered or 3d, and why), with the op mix of both forms."""
+    report = lowering_report(ref)
+    lowered = ref.build(lowered=True)
+    return {
+        "form": report.form,
+        "form_reason": report.reason or "; ".join(f"{name} {why}" for name, why in report.kept.items()),
+        "form_max_abs_diff": report.max_abs_diff,
+        "op_mix": op_mix(lowered),
+        "op_mix_3d": op_mix(ref.build()),
     }

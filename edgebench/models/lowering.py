@@ -178,7 +178,7 @@ class FoldedMean(GlobalMean):
 
     def __init__(self, frames: int):
         super().__init__(3)
-        self.frames = frames
+        self.frames, self.kind = frames, "globalmean (folded)"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 5:
@@ -328,7 +328,10 @@ _COMPUTE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgP
 
 
 def _kind(module: nn.Module) -> str:
-    return getattr(module, "kind", type(module).__name__.lower())
+    """A lowered op's own kind, else its torch class (torchvision's Conv3DSimple counts as conv3d)."""
+    if hasattr(module, "kind"):
+        return module.kind
+    return next((c.__name__.lower() for c in _COMPUTE if isinstance(module, c)), type(module).__name__.lower())
 
 
 def op_mix(model: nn.Module) -> dict[str, int]:

@@ -83,14 +83,37 @@ def by_scope(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, P
     pairs: dict[int, Pair] = {}
     for art in art_taps:
         i = _resolve(art.scope, index)
-        if i is not None and (p := _pair(ref_taps, i, art, "scope")) is not None:
+        if i is not None and _fits(ref_taps[i], art) and (p := _pair(ref_taps, i, art, "scope")) is not None:
             pairs[i] = p
     return pairs
 
 
-def _order_kind(art: ArtifactTap) -> str:
-    """An ADD with a fused RELU stands for the relu; a conv with one stays a conv (_pair compares it right)."""
-    return art.kind if art.kind in ("conv", "linear") or not art.fused else art.fused
+def _fits(ref: RefTap, art: ArtifactTap) -> bool:
+    """Kinds agree (a block's alias takes anything: its output is whatever op ends it)."""
+    return ref.kind not in ORDERED_KINDS or ref.kind in art.kinds
+
+
+def _next_kinded(ref_taps: list[RefTap], i: int, step: int) -> int | None:
+    j = i + step
+    while 0 <= j < len(ref_taps) and ref_taps[j].kind not in ORDERED_KINDS:
+        j += step
+    return j if 0 <= j < len(ref_taps) else None
+
+
+def share_fused(ref_taps: list[RefTap], pairs: dict[int, Pair]) -> None:
+    """A conv with a fused relu stands for both layers: the one of the two left unpaired takes the same tensor
+    (the conv compared with the relu's values, so a wrong conv weight is still named after the conv)."""
+    for i, p in list(pairs.items()):
+        if not p.art.fused or p.art.fused == p.art.kind:
+            continue
+        j = _next_kinded(ref_taps, i, -1 if p.ref.kind == p.art.fused else 1)
+        if j is None or j in pairs or ref_taps[j].value.shape != p.ref.value.shape:
+            continue
+        other = ref_taps[j]
+        if other.kind == p.art.kind and p.ref.kind == p.art.fused:  # the relu was paired: the conv before it too
+            pairs[j] = Pair(other, p.art, p.method, p.value, p.ref.value, f"fused {p.art.fused}: compared with {p.ref.name}")
+        elif other.kind == p.art.fused and p.ref.kind == p.art.kind:  # the conv was paired: the relu after it too
+            pairs[j] = Pair(other, p.art, p.method, p.value, other.value)
 
 
 def _group(ref_taps: list[RefTap], i: int) -> list[int]:
@@ -121,7 +144,7 @@ def by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, P
         found: list[tuple[int, ArtifactTap]] = []
         for j in range(pos, len(art_taps)):
             art = art_taps[j]
-            if _order_kind(art) == ref_taps[i].kind and in_ref_layout(art.value, ref_taps[i].value.shape) is not None:
+            if ref_taps[i].kind in art.kinds and in_ref_layout(art.value, ref_taps[i].value.shape) is not None:
                 found.append((j, art))
                 if len(found) == len(group):
                     break
@@ -136,6 +159,9 @@ def by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, P
                 pairs[g] = p
         pos = found[-1][0] + 1
         i = group[-1] + 1
+        nxt = _next_kinded(ref_taps, group[-1], 1)
+        if group[-1] in pairs and nxt is not None and ref_taps[nxt].kind == pairs[group[-1]].art.fused:
+            i = nxt + 1  # the relu fused into the conv just paired: share_fused pairs it with the same tensor
     return pairs
 
 
@@ -157,7 +183,7 @@ def fill_by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap], pairs: di
         lo = max((at[id(pairs[k].art)] for k in pairs if k < i), default=-1)
         hi = min((at[id(pairs[k].art)] for k in pairs if k > i), default=len(art_taps))
         for art in art_taps[lo + 1: hi]:
-            if id(art) not in used and _order_kind(art) == ref_taps[i].kind \
+            if id(art) not in used and ref_taps[i].kind in art.kinds \
                     and (p := _pair(ref_taps, i, art, "order")) is not None:
                 pairs[i] = p
                 used.add(id(art))
@@ -168,8 +194,10 @@ def map_taps(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> tuple[list[
     """The pairs in reference order and the names of the kinded reference layers left unpaired."""
     wanted = [i for i, t in enumerate(ref_taps) if t.kind in ORDERED_KINDS]
     pairs = by_scope(ref_taps, art_taps)
+    share_fused(ref_taps, pairs)
     if sum(i in pairs for i in wanted) < SCOPE_SHARE * len(wanted):
         pairs = by_order(ref_taps, art_taps)
+        share_fused(ref_taps, pairs)
     else:
         fill_by_order(ref_taps, art_taps, pairs, wanted)
     unmatched = [ref_taps[i].name for i in wanted if i not in pairs]

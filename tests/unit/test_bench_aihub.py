@@ -12,9 +12,9 @@ from edgebench.devices.aihub import AIHubBackend, upload_path
 from edgebench.devices.base import Device
 from edgebench.devices.hub_client import Scrubber, connect, find_token
 from edgebench.models.inputs import save_inputs
-from edgebench.pipeline import PreparedModel, RunSettings
-from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED, Artifact, RunData, TensorSpec
-from edgebench.reports.rows import flatten
+from edgebench.pipeline import ModelResults, PreparedModel, RunSettings, finish_run
+from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED, Artifact, TensorSpec
+from edgebench.reports.writer import read_results_csv
 from tests.unit import hub_fakes
 from tests.unit.bench_helpers import TINY_REF, tiny_inputs
 from tests.unit.hub_fakes import PROFILE, PROFILE_CPU, PROFILE_QNN, PROFILE_V10, FakeHub, InternalError, Status, UserError
@@ -109,7 +109,7 @@ def test_profile_shape_matches_the_real_client():
     assert _profile_pb_to_python_dict(detail) == PROFILE
 
 
-def test_qnn_target_gives_a_results_row_with_latency_memory_units_and_parity(hub, pm, tmp_path, onnx_path):
+def test_qnn_target_gives_a_results_csv_row_with_latency_memory_units_and_parity(hub, pm, tmp_path, onnx_path):
     install, _ = hub
     fake = FakeHub(profile=PROFILE_QNN)
     st = settings(tmp_path, devices=[S25])
@@ -130,8 +130,8 @@ def test_qnn_target_gives_a_results_row_with_latency_memory_units_and_parity(hub
     infer = [c for c in fake.calls if c[0] == "submit_inference_job" and c[3] is False]
     assert infer[0][4] == {"args_0": [(1, 3, 2, 4, 4)] * 3}
     assert par.status == PASSED and par.device == lat.device and par.max_abs_err == 0.0 and par.clips == 3
-    row = flatten(RunData("r1", "t0", "t1", str(tmp_path), 1, models=[TINY_REF], artifacts=[art("onnx", path=onnx_path)],
-                          parity=[par], latency=[lat])).iloc[0]
+    paths = finish_run(st, [ModelResults(TINY_REF, [art("onnx", path=onnx_path)], [par], [lat])])
+    row = read_results_csv(paths.results_csv).iloc[0]
     assert row["status"] == PASSED and row["parity"] == "passed" and row["p50_ms"] == pytest.approx(lat.p50_ms)
     assert (row["mem_peak_low_mb"], row["mem_peak_high_mb"]) == (pytest.approx(30.0), pytest.approx(50.0))
     assert (row["layers_npu"], row["layers_gpu"], row["layers_cpu"]) == (4, 0, 0)
@@ -180,9 +180,11 @@ def test_quantize_jobs_feed_the_targets(hub, pm, tmp_path, onnx_path):
         ("fp32", "qnn_dlc"), ("fp32", "tflite"), ("w8a16", "qnn_dlc"), ("w8a16", "tflite"), ("int8", "qnn_dlc"), ("int8", "tflite")]
     assert all(m.latency.status == PASSED for m in out), [m.latency.reason for m in out]
     quantize = [c for c in fake.calls if c[0] == "submit_quantize_job"]
-    # once per precision for both devices and targets, on the clips under the artifact's input name
-    assert quantize == [("submit_quantize_job", "m0001", "int8", "int16", {"args_0": [(1, 3, 2, 4, 4)] * 3}),
-                        ("submit_quantize_job", "m0001", "int8", "int8", {"args_0": [(1, 3, 2, 4, 4)] * 3})]
+    # once per precision for both devices and targets, the clips under the artifact's input name,
+    # the calibration set of the local exports (calibration: in the config; here 8 seeded random clips)
+    assert quantize == [("submit_quantize_job", "m0001", "int8", "int16", {"args_0": [(1, 3, 2, 4, 4)] * 8}),
+                        ("submit_quantize_job", "m0001", "int8", "int8", {"args_0": [(1, 3, 2, 4, 4)] * 8})]
+    assert out[2].latency.extra["calibration"].startswith("random x8 minmax")
     compiled_from = {c[1] for c in fake.calls if c[0] == "submit_compile_job"}
     assert compiled_from == {"m0001"} | {"m" + m.latency.extra["jobs"]["quantize"].split("/")[-2] + "t"
                                          for m in out if m.latency.precision != "fp32"}

@@ -1,6 +1,7 @@
 """ExecuTorch on small_ref through the real export path (child process, cache, read-back): fp32 and int8 .pte
 files, their op census and compute dtypes, the runtime's threads, parity, and negative controls (altered
-weights in the .pte, a truncated file, int8 judged at the fp32 tolerance, int8 without calibration)."""
+weights in the .pte, a truncated file, int8 judged at the fp32 tolerance, int8 without calibration, a Conv3d
+left to the portable kernels)."""
 
 from __future__ import annotations
 
@@ -114,6 +115,14 @@ def test_truncated_pte_is_a_runtime_failure(exported, small_ref, inputs, referen
 def test_int8_without_calibration_is_a_clear_error(small_ref, tmp_path):
     with pytest.raises(UserError, match="executorch int8: no calibration clips"):
         CONVERTER.export(small_ref.build(lowered=True), small_ref, "int8", {}, tmp_path / "m.pte", calibration=None)
+
+
+def test_a_3d_convolution_left_to_the_portable_kernels_is_refused(small_ref, tmp_path):
+    import torch
+
+    with pytest.raises(ValueError, match="1 3D convolutions left to the portable kernels"):
+        CONVERTER.export(torch.nn.Conv3d(3, 2, 1).eval(), small_ref, "fp32", {}, tmp_path / "m.pte")
+    assert not (tmp_path / "m.pte").exists()
 
 
 def test_other_calibration_methods_are_refused_at_planning():

@@ -179,7 +179,7 @@ def test_onnx_quantized_parity_passes_and_injected_bugs_fail(precision, onnx_q, 
     with ort.load(a, small_ref, 1) as s:
         good = _judge(s, clips, reference, precision)
     assert good.status == "passed", good.reason
-    for name, inject in (("scale", quant_bugs.onnx_wrong_scale), ("swap", quant_bugs.onnx_swapped_channel)):
+    for name, inject in (("scale", quant_bugs.onnx_wrong_scale), ("reversed", quant_bugs.onnx_scales_reversed)):
         bad = tmp_path / f"{name}.onnx"
         inject(Path(a.path), bad)
         with ort.load(replace(a, path=str(bad)), small_ref, 1) as s:
@@ -222,7 +222,7 @@ def test_coreml_w8_holds_int8_weights_and_passes_on_coreml_mil(coreml_w8, small_
 
     assert coreml_w8.compute_dtypes == {"w8": 21} and coreml_w8.calibration == ""
     assert coreml_w8.op_census["constexpr_affine_dequantize"] == 21
-    for kind in (None, "scale", "swap"):
+    for kind in (None, "scale", "reverse", "swap"):
         with get_runtime("coreml-mil").load(coreml_w8, small_ref, 1) as s:
             if kind:
                 quant_bugs.mil_weight_bug(s, kind)

@@ -39,3 +39,8 @@ class ArtifactTap:
     @property
     def kind(self) -> str:
         return kind_of(self.op_type)
+
+    @property
+    def kinds(self) -> set[str]:
+        """What the tensor stands for: the op's kind, and a fused activation's (a CONV_2D with RELU is both)."""
+        return {self.kind, self.fused} - {""}

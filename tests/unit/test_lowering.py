@@ -1,0 +1,232 @@
+"""The 2D-lowered form: equal to the 3D form on both batch paths, module names kept, refusals said aloud,
+a wrong rewrite caught (negative controls), selectable in the config, and what the converters make of it."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgebench.config import ExportFriendlyConfig, PreprocessConfig
+from edgebench.models import lowering
+from edgebench.models.friendly import make_export_friendly
+from edgebench.models.lowering import LOWERED, THREE_D, FoldedConv3d, Kept3d, lower_3d, mismatch, op_mix, rows_layout
+from tests.unit.test_models import _trained_like
+
+SHAPE = (1, 3, 8, 32, 32)
+
+
+def _both_paths(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs of the dynamic-batch path (5D gather) and of the static-batch path (4D rows, as torch.export takes)."""
+    with torch.no_grad():
+        dynamic = model(x)
+        with rows_layout():
+            rows = model(x)
+    return [dynamic, rows]
+
+
+def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("arch", ["mc3_18", "r3d_18", "r2plus1d_18"])
+def test_lowered_torchvision_models_equal_the_3d_form(arch):
+    model = make_export_friendly(_trained_like(arch), ExportFriendlyConfig(), PreprocessConfig(), input_rank=5)
+    x = torch.rand((2,) + SHAPE[1:], generator=torch.Generator().manual_seed(3))  # N = 2: the batch stays free
+    want = _reference(model, x)
+    names = {name for name, _ in model.named_modules()}
+    report = lower_3d(model, torch.rand(SHAPE))
+    assert report.form == LOWERED and report.reason == "" and report.kept == {}
+    assert not any(isinstance(m, nn.Conv3d) for m in model.modules())
+    assert names <= {name for name, _ in model.named_modules()}  # every attribute path survives
+    assert isinstance(model.get_submodule("model.layer2.0.downsample.0"), FoldedConv3d)
+    for got in _both_paths(model, x):
+        assert mismatch(got, want) is None, mismatch(got, want)
+        assert (got - want).abs().max() < 1e-5
+
+
+class OddMix(nn.Module):
+    """A user's model: even/odd temporal kernels, strides, dilation, groups, 'valid', pools, a reflect pad."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv3d(3, 8, (2, 3, 5), stride=(2, 1, 2), padding=(1, 1, 2))
+        self.bn = nn.BatchNorm3d(8)
+        self.dilated = nn.Conv3d(8, 8, (3, 1, 1), dilation=(2, 1, 1), padding=(2, 0, 0))
+        self.grouped = nn.Conv3d(8, 12, 3, stride=(2, 2, 1), padding=(1, 0, 1), groups=4)
+        self.maxpool = nn.MaxPool3d((2, 3, 3), stride=(1, 2, 2), padding=(1, 1, 1))
+        self.avgpool = nn.AvgPool3d((3, 2, 2), stride=(2, 1, 1), padding=(1, 0, 0))
+        self.valid = nn.Conv3d(12, 6, (1, 3, 3), padding="valid", bias=False)
+        self.reflect = nn.Conv3d(6, 6, 3, padding=1, padding_mode="reflect")
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(6, 5)
+        self.bn.running_mean.uniform_(-0.3, 0.3)
+        self.bn.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        x = x + self.dilated(x)
+        x = self.avgpool(self.maxpool(self.grouped(x)))
+        x = self.reflect(self.valid(x))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def _odd() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(5)
+    model = OddMix().eval()
+    x = torch.rand(2, 3, 7, 20, 20)
+    return model, x, _reference(model, x)
+
+
+def test_a_user_model_with_an_odd_mix_is_lowered_and_equal():
+    model, x, want = _odd()
+    report = lower_3d(model, torch.rand(1, 3, 7, 20, 20))
+    assert report.form == LOWERED, report.reason
+    assert report.kept == {"reflect": "kept 3d: padding_mode='reflect'"}  # refused, said, and still correct
+    assert isinstance(model.reflect, Kept3d) and isinstance(model.bn, nn.BatchNorm2d)
+    mix = op_mix(model)
+    assert mix["conv2d<-2 taps stacked"] == 1 and mix["conv2d x3 summed"] == 1 and mix["conv3d"] == 1
+    assert mix["maxpool2d<-2 taps"] == 1 and mix["avgpool2d<-3 taps"] == 1
+    for got in _both_paths(model, x):
+        assert mismatch(got, want) is None, mismatch(got, want)
+
+
+def test_negative_control_a_wrongly_reshaped_weight_is_caught():
+    model, x, want = _odd()
+    stem = copy.deepcopy(model.stem)
+    lower_3d(model, x[:1])
+    o, c, kt, kh, kw = stem.weight.shape
+    model.stem.weight.data = stem.weight.detach().reshape(o, kt * c, kh, kw)  # no (C, kt) -> (kt, C) permute
+    for got in _both_paths(model, x):
+        assert "max |lowered - 3d|" in mismatch(got, want)
+
+
+def test_negative_control_a_wrong_temporal_padding_is_caught():
+    model, x, want = _odd()
+    lower_3d(model, x[:1])
+    model.dilated.pt += 1  # frames shifted by one: same shapes, wrong values
+    for got in _both_paths(model, x):
+        assert "max |lowered - 3d|" in mismatch(got, want)
+
+
+class TimeCrop(nn.Module):
+    """Drops the first frame with plain indexing on axis 2: time in the 5D layout, height once folded."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, (1, 3, 3), padding=(0, 1, 1))
+        self.pool = nn.AdaptiveAvgPool3d(1)
+
+    def forward(self, x):
+        return self.pool(self.conv(x)[:, :, 1:]).flatten(1)
+
+
+def test_a_rewrite_that_would_be_wrong_is_undone_and_said():
+    torch.manual_seed(0)
+    model = TimeCrop().eval()
+    x = torch.rand(1, 3, 4, 8, 8)
+    want = _reference(model, x)
+    report = lower_3d(model, x)
+    assert report.form == THREE_D and "lowering undone, it differs from the 3D form" in report.reason
+    assert isinstance(model.conv, nn.Conv3d) and isinstance(model.pool, nn.AdaptiveAvgPool3d)
+    assert torch.equal(_reference(model, x), want)
+
+
+def test_a_model_without_3d_ops_stays_as_it_is():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()).eval()
+    report = lower_3d(model, torch.rand(1, 3, 8, 8))
+    assert report.form == THREE_D and "no 3D convolution" in report.reason
+
+
+def _tiny_yaml(tmp_path: Path, lower: bool) -> Path:
+    (tmp_path / "tiny.py").write_text(
+        "import torch\n"
+        "def build():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.ReLU(),\n"
+        "        torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))\n")
+    path = tmp_path / f"tiny_{lower}.yaml"
+    path.write_text(
+        f"name: tiny\nsource: tiny.py:build\ninputs: [{{name: video, shape: [1, 3, 4, 8, 8]}}]\n"
+        f"outputs: [{{name: logits, shape: [1, 2]}}]\nexport_friendly: {{lower_3d: {str(lower).lower()}}}\n")
+    return path
+
+
+def test_both_forms_are_selectable_and_keyed(tmp_path):
+    from edgebench.models.source import lowering_report, resolve_model
+
+    on, off = (resolve_model(str(_tiny_yaml(tmp_path, flag))) for flag in (True, False))
+    assert on.config_hash != off.config_hash  # the export cache key covers the config hash
+    assert lowering_report(on).form == LOWERED and not any(isinstance(m, nn.Conv3d) for m in on.build(lowered=True).modules())
+    assert lowering_report(off).form == THREE_D and "lower_3d is false" in lowering_report(off).reason
+    assert any(isinstance(m, nn.Conv3d) for m in off.build(lowered=True).modules())
+    x = torch.rand(1, 3, 4, 8, 8)
+    assert mismatch(_reference(on.build(lowered=True), x), _reference(on.build(), x)) is None
+
+
+def test_eager_baseline_is_the_unlowered_form(small_ref):
+    from edgebench.runtimes.torch_eager import TorchEagerRuntime, eager_artifact
+
+    session = TorchEagerRuntime().load(eager_artifact(small_ref), small_ref, 1)
+    assert any(isinstance(m, nn.Conv3d) for m in session.module.modules())
+    assert not any(isinstance(m, nn.Conv3d) for m in small_ref.build(lowered=True).modules())
+
+
+def test_lowering_source_is_in_the_converter_code_hash(tmp_path, monkeypatch):
+    from edgebench.converters.export import _code_hash
+    from edgebench.converters.registry import get_converter
+
+    converter = get_converter("onnx")
+    before = _code_hash(converter)
+    changed = tmp_path / "lowering.py"
+    changed.write_text(Path(inspect.getfile(lowering)).read_text() + "\n# changed\n")
+    monkeypatch.setattr(lowering, "__file__", str(changed))
+    assert _code_hash(converter) != before
+
+
+@pytest.fixture(scope="module")
+def lowered_exports(small_ref, tmp_path_factory):
+    from edgebench.converters.export import export_artifact
+
+    cache = tmp_path_factory.mktemp("lowered-cache")
+    done = {fmt: export_artifact(small_ref, fmt, "fp32", None, cache, timeout_s=600) for fmt in ("tflite", "onnx")}
+    for fmt, a in done.items():
+        assert a.ok, f"{fmt}: {a.reason}\n{Path(a.log_path).read_text()[-2000:]}"
+    return done
+
+
+def test_tflite_has_no_conv3d_and_every_conv_in_xnnpack(lowered_exports, small_ref):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgebench.runtimes.delegation import delegated_ops
+
+    a = lowered_exports["tflite"]
+    assert a.form == LOWERED and "CONV_3D" not in a.op_census and a.op_census["CONV_2D"] == 20
+    assert a.op_census.get("TRANSPOSE", 0) <= 2  # the input's NCTHW -> folded NHWC, and the pooled tail
+    runs = {}
+    for resolver in (OpResolverType.AUTO, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+        interpreter = Interpreter(model_path=a.path, num_threads=1, experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
+        runs[resolver] = delegated_ops(interpreter)
+    xnnpack, builtin = runs[OpResolverType.AUTO], runs[OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES]
+    assert xnnpack["delegated"]["CONV_2D"] == 20 and xnnpack["not_delegated"] == {}
+    assert builtin["delegated"] == {} and builtin["not_delegated"]["CONV_2D"] == 20  # the counter can say "no"
+
+
+def test_onnx_lowered_has_2d_convs_a_free_batch_and_matches_eager(lowered_exports, small_ref):
+    import onnx
+    import onnxruntime as ort
+
+    a = lowered_exports["onnx"]
+    graph = onnx.load(a.path).graph
+    weights = {t.name: len(t.dims) for t in graph.initializer}
+    assert [weights[n.input[1]] for n in graph.node if n.op_type == "Conv"] == [4] * 20
+    assert a.inputs[0].shape[0] == -1
+    x = torch.rand((2,) + tuple(small_ref.inputs[0].shape[1:]), generator=torch.Generator().manual_seed(2))
+    (got,) = ort.InferenceSession(a.path, providers=["CPUExecutionProvider"]).run(None, {"video": x.numpy()})
+    assert mismatch(torch.from_numpy(np.asarray(got)), _reference(small_ref.build(), x)) is None
