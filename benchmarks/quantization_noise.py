@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/quantization_noise.py [--out DIR] [--videos ../shared/data]
 
-Full resnet_mixed, clips: 2 each from every video in --videos plus 3 seeded random; calibration on
-other clips of the same videos (8, min-max). Prints, per artifact and bug, the worst-clip metrics.
+Full resnet_mixed, parity clips: 2 each from every video in --videos (plus 3 seeded random ones with
+--random); calibration on other clips of the same videos (8, min-max), or on seeded random clips with
+--random-calibration. Prints, per artifact and bug, the worst-clip metrics.
 """
 
 from __future__ import annotations
@@ -52,13 +53,15 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/edgebench-quantization")
     ap.add_argument("--videos", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--random", action="store_true", help="add 3 seeded random parity clips")
+    ap.add_argument("--random-calibration", action="store_true")
     args = ap.parse_args()
     cfg = PipelineConfig()
     cache = Path(args.out) / "cache"
     ref = resolve_model("resnet_mixed")
-    inputs = parity_inputs(ref, sorted(Path(args.videos).glob("*.mp4")))
+    inputs = parity_inputs(ref, sorted(Path(args.videos).glob("*.mp4")), random=3 if args.random else 0)
     reference = reference_outputs(ref, inputs, args.threads)
-    calibration = CalibrationConfig(videos=[args.videos], clips=8)
+    calibration = CalibrationConfig(videos=[] if args.random_calibration else [args.videos], clips=8)
     ort = get_runtime("onnxruntime")
     onnx_opts = OnnxConverter().merge_options(cfg.converter_options.get("onnx"))
 

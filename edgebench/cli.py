@@ -323,7 +323,6 @@ def check(artifact: Path = typer.Argument(..., help="An artifact file (or .mlpac
     from edgebench.pipeline import DEFAULT_OUT
 
     settings = _settings(config, None, out or DEFAULT_OUT / "checks", quick, False, runtimes)  # own history
-    _checked_model(model, weights, input_shape)
     log_to(settings.run_dir)
     outcome = check_file(artifact, model, settings, str(weights) if weights else None, _shape(input_shape),
                          precision, fmt, bench=bench, localize_all=localize)

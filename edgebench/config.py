@@ -176,6 +176,7 @@ class AIHubConfig(Strict):
     inference_job: bool = True
     retries: int = Field(3, ge=0)
     backoff_s: float = 2.0
+    wait_timeout_s: float = Field(3600.0, gt=0)  # per hub job: jobs queue for a device, often for minutes
 
     @field_validator("as_is")
     @classmethod

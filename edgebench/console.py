@@ -30,6 +30,7 @@ class ConsoleHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__()
         self.verbose = False
+        self.seen: set[str] = set()  # each of our warnings once, however many steps resolve the same model
         self.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
 
     @property
@@ -41,7 +42,15 @@ class ConsoleHandler(logging.StreamHandler):
         pass
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return self.verbose or (_ours(record) and record.levelno >= logging.WARNING)
+        if self.verbose:
+            return True
+        if not _ours(record) or record.levelno < logging.WARNING:
+            return False
+        message = record.getMessage()
+        with self.lock:
+            new = message not in self.seen
+            self.seen.add(message)
+        return new
 
     def format(self, record: logging.LogRecord) -> str:
         return f"{record.levelname.lower()}: {record.getMessage()}" if _ours(record) else super().format(record)

@@ -125,11 +125,14 @@ def run_isolated(fn: Callable, args: tuple, timeout_s: float, log_path: str | Pa
         result_path = os.path.join(tmp, "result.pkl")
         proc = mp.get_context("spawn").Process(target=_child, args=(fn, args, result_path, str(log_path), os.getpid()))
         start = time.perf_counter()
-        with _live_lock:  # under the lock: stop_children either sees this child or it never starts
-            if _stopping.is_set():
-                raise Stopped("the run is stopping")
-            proc.start()
+        if _stopping.is_set():
+            raise Stopped("the run is stopping")
+        proc.start()
+        with _live_lock:  # stop_children either sees this child, or this sees that the run stops
             _live[proc.pid] = proc
+            stopped_meanwhile = _stopping.is_set()
+        if stopped_meanwhile:
+            _kill_group(proc)
         try:
             proc.join(timeout_s)
         except BaseException:  # a signal in this thread (KeyboardInterrupt, Prefect's TerminationSignal)

@@ -139,12 +139,14 @@ def prepare_model(name: str, settings: RunSettings, weights: str | None = None,
     """Resolve the model, make and save the run's inputs and the fp32 eager reference outputs."""
     from edgebench.models.info import count_flops
     from edgebench.models.inputs import make_inputs, save_inputs
+    from edgebench.models.io_check import check_output_shapes
     from edgebench.models.source import example_input, resolve_model
     from edgebench.parity.check import reference_outputs
 
     ref = resolve_model(name, weights, input_shape)
     inputs = make_inputs(ref, settings.config.parity)
     reference = reference_outputs(ref, inputs)
+    check_output_shapes(ref, [v.shape[1:] for v in reference.values()])  # clips x output shape; before any file
     folder = settings.run_dir / "inputs"
     inputs_path, reference_path = folder / f"{ref.name}.inputs.npz", folder / f"{ref.name}.reference.npz"
     save_inputs(inputs_path, inputs)
@@ -166,6 +168,14 @@ def export_one(ref: ModelRef, fmt: str, precision: str, options: dict, settings:
     return export_artifact(ref, fmt, precision, options, Path(settings.cache_dir),
                            settings.config.export_timeout_s, use_cache=settings.use_cache,
                            calibration=settings.config.calibration)
+
+
+def external_artifacts(ref: ModelRef, settings: RunSettings) -> list[Artifact]:
+    """The configured files built elsewhere for this model (`external_artifacts:`), as artifacts named
+    `<model>@<name>`; one whose inputs or outputs differ from the model's is an export_failed record saying so."""
+    from edgebench.parity.external import configured_external
+
+    return [configured_external(ref, e) for e in settings.config.external_artifacts if e.model == ref.name]
 
 
 def parity_runtimes(fmt: str, config: PipelineConfig) -> list[str]:
@@ -239,8 +249,15 @@ def judge_accuracy(pm: PreparedModel, results: list[AccuracyResult], overrides: 
 def evaluate_model(pm: PreparedModel, eset, artifacts: list[Artifact], settings: RunSettings,
                    overrides: dict | None = None) -> list[AccuracyResult]:
     """Eager and every artifact on every runtime that runs it, scored on the clips of `eset`, then judged."""
+    from edgebench.evaluation.clips import progress
+
     plan = evaluation_plan([a for a in artifacts if a.ok], pm, settings.config)
-    return judge_accuracy(pm, [evaluate_one(pm, eset, a, rt, settings) for a, rt in plan], overrides)
+    results = []
+    with progress(len(plan), f"{pm.ref.name}: scoring artifacts") as advance:  # a bar only on a terminal
+        for a, rt in plan:
+            results.append(evaluate_one(pm, eset, a, rt, settings))
+            advance()
+    return judge_accuracy(pm, results, overrides)
 
 
 def bench_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[BenchJob]:
@@ -289,6 +306,7 @@ def run_model_sequential(name: str, settings: RunSettings, weights: str | None =
     eset = prepare_evaluation(pm, settings, evaluation) if evaluate else None
     result = ModelResults(pm.ref)
     result.artifacts = [export_one(pm.ref, f, p, o, settings) for f, p, o in planned_exports(settings.config)]
+    result.artifacts += external_artifacts(pm.ref, settings)
     if parity:
         result.parity = [parity_one(pm, a, rt, settings) for a in result.artifacts if a.ok
                          for rt in parity_runtimes(a.format, settings.config)]

@@ -31,7 +31,7 @@ def _series_label(r, parts: list[str]) -> str:
     return " ".join(p for p in [*(str(r[c]) for c in parts), device, str(options) if options else ""] if p)
 
 
-def history_view(table, wide: bool = False, trend_chars: int = 10):
+def history_view(table, wide: bool = False, trend_chars: int = 8):
     """`edgebench history`: series, nights, last p50, baseline, delta, trend, verdict (80 columns); `wide`: every column."""
     import pandas as pd
     from rich import box
@@ -44,13 +44,14 @@ def history_view(table, wide: bool = False, trend_chars: int = 10):
         return shown
     models = list(dict.fromkeys(table["model"]))
     parts = ["format", "precision", "runtime"] if len(models) == 1 else ["model", "format", "precision", "runtime"]
+    # 80 columns: the box's one space between columns, a long series wraps inside its own column
     shown = Table(title=f"history of {models[0]}" if len(models) == 1 else "history", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
-    shown.add_column("series", overflow="fold", max_width=34)
+                  padding=0, show_edge=False)
+    shown.add_column("series", overflow="fold", max_width=24)
     for name in ("nights", "last p50", "baseline", "delta"):
         shown.add_column(name, justify="right")
     shown.add_column("trend", no_wrap=True)
-    shown.add_column("verdict", overflow="fold", max_width=12)
+    shown.add_column("verdict", overflow="fold", max_width=10)
     for _, r in table.iterrows():
         delta = _cell(r["delta_p50_pct"], "+.1f")
         shown.add_row(_series_label(r, parts), str(r["nights"]), _cell(r["latest_p50_ms"], ".1f"),
@@ -64,7 +65,7 @@ def run_summary(df):
     from rich import box
     from rich.table import Table
 
-    shown = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    shown = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     for name, justify in [("format", "left"), ("precision", "left"), ("runtime", "left"), ("status", "left"),
                           ("p50 ms", "right"), ("speed-up", "right"), ("parity", "left")]:
         shown.add_column(name, justify=justify)

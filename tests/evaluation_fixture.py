@@ -26,6 +26,7 @@ class EvalFixture:
     """Paths of the fixture: the model YAML, trained weights, the evaluation set and the training accuracy."""
 
     model_yaml: Path
+    pipeline_yaml: Path
     weights: Path
     dataset: Path
     train_accuracy: float
@@ -93,6 +94,16 @@ def write_model_yaml(folder: Path, clips_per_video: int = 3) -> Path:
     return path
 
 
+def write_pipeline_yaml(folder: Path) -> Path:
+    """Every fp32 format (Core ML through coreml-mil on Linux) and every runtime: the formats the test scores."""
+    import yaml
+
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump({"formats": {f: ["fp32"] for f in ("torchscript", "onnx", "coreml", "tflite")},
+                                    "threads": 1}))
+    return path
+
+
 def training_clips(root: Path, clips: int) -> tuple[np.ndarray, np.ndarray]:
     """Clips (float [0, 1]) and targets of every video under root, through edgebench's clip sampling."""
     from edgebench.config import PreprocessConfig
@@ -140,4 +151,4 @@ def build_fixture(folder: Path, per_class: int = 10, train_per_class: int = 6) -
     model, accuracy = train(*training_clips(folder / "train", clips=3))
     weights = folder / "tiny_motion.pt"
     torch.save(model.state_dict(), weights)
-    return EvalFixture(write_model_yaml(folder), weights, dataset, accuracy)
+    return EvalFixture(write_model_yaml(folder), write_pipeline_yaml(folder), weights, dataset, accuracy)

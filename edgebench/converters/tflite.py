@@ -1,17 +1,20 @@
-"""TFLite: litert-torch (the renamed ai-edge-torch) lowers the module to a .tflite flatbuffer, fp32 only.
+"""TFLite: litert-torch (the renamed ai-edge-torch) lowers the module to a .tflite flatbuffer, fp32 or int8.
 
-fp32 only, measured (docs/converters.md): LiteRT's builtin CONV_3D kernel takes float32 input and
-filter only, litert-torch cannot lower an fp16 module (tfl.pad in fp16 fails to legalize), and both
-PT2E dynamic quantization and ai-edge-quantizer leave every CONV_3D in float32 (they quantize the
-single FULLY_CONNECTED), so an "fp16" or "int8" file would be a mislabelled fp32 one.
+int8 is litert-torch's PT2E static quantization (per-channel symmetric int8 weights, int8 activations
+observed by min-max over the calibration clips) of the 2D-lowered module: on the 3D form PT2E leaves
+every CONV_3D in float32 (LiteRT's builtin CONV_3D takes float32 only), which the compute dtype census
+then reports as a mislabelled file. No fp16: litert-torch cannot lower an fp16 module (tfl.pad in fp16
+fails to legalize), measured (docs/converters.md).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from edgebench.converters.base import Converter, package_version
@@ -32,10 +35,24 @@ class NamedIO(nn.Module):
         return dict(zip(self.output_names, outs))
 
 
+COMPUTE_OPS = frozenset({"CONV_2D", "CONV_3D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
+                         "TRANSPOSE_CONV"})
+_LABELS = {(8, 8): "int8", (16, 8): "w8a16", (None, 8): "w8"}  # (activation bits, weight bits) -> compute dtype
+_BITS = {"INT8": 8, "UINT8": 8, "INT16": 16}
+
+
 class TFLiteConverter(Converter):
     """Options: strict_export (litert-torch's torch.export mode: false, true or "auto")."""
 
     format = "tflite"
+    precisions = frozenset({"fp32", "int8"})
+    calibrated = frozenset({"int8"})
+    calibration_methods = frozenset({"minmax"})  # PT2E observers; the quantizer's default is a histogram one
+    refusals = {
+        "fp16": "litert-torch cannot lower an fp16 module (tfl.pad in fp16 fails to legalize)",
+        "w8": "not wired up: PT2E dynamic quantization quantizes activations at run time (not weight-only)",
+        "w8a16": "litert-torch's PT2E quantizer offers int8 activations only",
+    }
     suffix = ".tflite"
     library = "litert-torch"
 
@@ -45,7 +62,8 @@ class TFLiteConverter(Converter):
     def versions(self) -> dict[str, str]:
         return {**super().versions(), "ai-edge-litert": package_version("ai-edge-litert")}
 
-    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path) -> None:
+    def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path,
+               calibration: list[dict[str, np.ndarray]] | None = None) -> None:
         import litert_torch
 
         from edgebench.models.source import example_input
@@ -53,27 +71,52 @@ class TFLiteConverter(Converter):
         example = example_input(ref)
         if len(ref.inputs) != 1:
             raise NotImplementedError("tflite: only single-input models are wired up (example_input gives one tensor)")
+        extra = {}
+        if precision == "int8":
+            model, extra["quant_config"] = pt2e_int8(model, example, [c[ref.inputs[0].name] for c in calibration or []])
         wrapped = NamedIO(model, [t.name for t in ref.outputs]).eval()
         edge = litert_torch.convert(wrapped, sample_kwargs={ref.inputs[0].name: example},
-                                    strict_export=options["strict_export"])
+                                    strict_export=options["strict_export"], **extra)
         edge.export(str(out))
+
+    def compute_dtypes(self, out: Path) -> dict[str, int]:
+        """Conv/matmul operators by the types of their input and filter tensors (a filter made by DEQUANTIZE
+        counts as its source's type): int8, w8a16, w8 (int8 filter, float input), else the float type."""
+        from ai_edge_litert import schema_py_generated as schema
+
+        types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+        model = schema.Model.GetRootAs(Path(out).read_bytes(), 0)
+        counts: Counter = Counter()
+        for s in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(s)
+            ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+            names = [_op_name(model, op) for op in ops]
+            made_by = {op.Outputs(j): i for i, op in enumerate(ops) for j in range(op.OutputsLength())}
+
+            def source_type(tensor: int) -> str:
+                maker = made_by.get(tensor)
+                if maker is not None and names[maker] == "DEQUANTIZE":
+                    tensor = ops[maker].Inputs(0)
+                return types.get(graph.Tensors(tensor).Type(), "?")
+
+            for op, name in zip(ops, names):
+                if name in COMPUTE_OPS:
+                    act, weight = graph.Tensors(op.Inputs(0)).Type(), source_type(op.Inputs(1))
+                    key = (_BITS.get(types.get(act, "?")), _BITS.get(weight))
+                    float_name = types.get(act, "?").lower()
+                    counts[_LABELS.get(key) or (float_name if key == (None, None) else f"w{key[1]}a{key[0]}")] += 1
+        return dict(counts)
 
     def op_census(self, out: Path) -> dict[str, int]:
         """Operator codes of every subgraph, read from the flatbuffer with LiteRT's schema module."""
         from ai_edge_litert import schema_py_generated as schema
 
-        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
         model = schema.Model.GetRootAs(Path(out).read_bytes(), 0)
         counts: Counter = Counter()
         for s in range(model.SubgraphsLength()):
             graph = model.Subgraphs(s)
             for i in range(graph.OperatorsLength()):
-                code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
-                builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-                name = names.get(builtin, f"BUILTIN_{builtin}")
-                if name == "CUSTOM":
-                    name = "CUSTOM:" + (code.CustomCode() or b"?").decode()
-                counts[name] += 1
+                counts[_op_name(model, graph.Operators(i))] += 1
         return dict(counts)
 
     def io_specs(self, out: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -85,3 +128,37 @@ class TFLiteConverter(Converter):
         spec = lambda name, d: TensorSpec(name, tuple(int(x) for x in d["shape_signature"]), d["dtype"].__name__)  # noqa: E731
         return (tuple(spec(k, d) for k, d in runner.get_input_details().items()),
                 tuple(spec(k, d) for k, d in runner.get_output_details().items()))
+
+
+def _op_name(model, op) -> str:
+    """The builtin operator name of one operator (CUSTOM:<code> for custom ones)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    code = model.OperatorCodes(op.OpcodeIndex())
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    name = names.get(builtin, f"BUILTIN_{builtin}")
+    return "CUSTOM:" + (code.CustomCode() or b"?").decode() if name == "CUSTOM" else name
+
+
+def pt2e_int8(model: nn.Module, example, clips: list[np.ndarray]):
+    """litert-torch's PT2E static int8 quantization, min-max observed over `clips`: (quantized module, QuantConfig)."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if not clips:
+        raise ValueError("tflite int8: no calibration clips")
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    act = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    quantizer = PT2EQuantizer().set_global(replace(config, input_activation=act, output_activation=act))
+    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    with torch.no_grad():
+        for clip in clips:
+            prepared(torch.from_numpy(clip))
+    quantized = convert_pt2e(prepared, fold_quantize=False)
+    allow_exported_model_train_eval(quantized)  # NamedIO's .eval() reaches it
+    return quantized, QuantConfig(pt2e_quantizer=quantizer)

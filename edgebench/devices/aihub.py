@@ -130,7 +130,7 @@ def apply_profile(row: LatencyResult, profile: Mapping, batch: int, flops: float
 
 
 def cpu_fallback(row: LatencyResult) -> str:
-    """"k of n layers on the CPU" when a compiled target left layers to the CPU, else ""."""
+    """"k of n layers fell back to the CPU" when the device ran layers on its CPU, else ""."""
     units = row.extra.get("layers_per_compute_unit") or {}
     cpu, total = units.get("CPU", 0), sum(units.values())
     if not cpu:
@@ -242,7 +242,7 @@ class AIHubBackend(Backend):
 
     def _measure(self, client, call: Caller, job: BenchJob, pm, settings, row: LatencyResult) -> ParityResult | None:
         cfg = settings.config.aihub
-        timeout_s = settings.budget.timeout_s
+        timeout_s = cfg.wait_timeout_s
         jobs: dict[str, str] = {}
         row.extra["jobs"] = jobs
         name = f"edgebench {job.artifact.model} {job.artifact.format} {job.row_precision} {job.runtime}"
@@ -266,7 +266,7 @@ class AIHubBackend(Backend):
         profile = call("profile download", pjob.download_profile)
         batch = pm.ref.inputs[0].shape[0] if pm.ref.inputs and pm.ref.inputs[0].shape else 1
         apply_profile(row, profile, batch, pm.flops, settings.config.benchmark.noisy_iqr_ratio)
-        row.status, row.reason = PASSED, cpu_fallback(row) if "target" in job.options else ""
+        row.status, row.reason = PASSED, cpu_fallback(row)
         if not cfg.inference_job:
             return None
         return self._on_device_parity(client, call, model, device, name, job, pm, settings, jobs, hub_version)
@@ -279,7 +279,7 @@ class AIHubBackend(Backend):
             ijob = call("inference submit", client.submit_inference_job, model, device,
                         inputs=hub_inputs(a, pm.ref, inputs), name=name, profile=False)
             jobs["inference"] = ijob.url
-            wait_job(call, ijob, "inference", settings.budget.timeout_s)
+            wait_job(call, ijob, "inference", settings.config.aihub.wait_timeout_s)
             outputs = call("inference download", ijob.download_output_data)
             if not outputs:
                 raise HubError(f"inference job returned no outputs ({ijob.url})")
@@ -315,7 +315,7 @@ class AIHubBackend(Backend):
                                                                 for t in pm.ref.inputs})
                 qjob = call("quantize submit", client.submit_quantize_job, model, calibration, weights_dtype=weights,
                             activations_dtype=activations, name=f"edgebench {job.artifact.model} {job.row_precision}")
-                wait_job(call, qjob, "quantize", settings.budget.timeout_s)
+                wait_job(call, qjob, "quantize", settings.config.aihub.wait_timeout_s)
                 quantized = call("quantize target model", qjob.get_target_model)
                 if quantized is None:
                     raise HubError(f"quantize job produced no model ({qjob.url})")

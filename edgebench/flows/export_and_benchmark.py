@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -96,8 +97,8 @@ def model_flow(name: str, settings: pipeline.RunSettings, weights: str | None = 
     exports = [export_task.submit(pm, f, p, o, settings) for f, p, o in pipeline.planned_exports(settings.config)]
     expect("export", len(exports))
     checks = []
-    for done in as_completed(exports):
-        artifact = done.result()
+    for artifact in chain((done.result() for done in as_completed(exports)),
+                          pipeline.external_artifacts(pm.ref, settings)):  # files built elsewhere: the same checks
         result.artifacts.append(artifact)
         if artifact.ok:
             expect("parity", len(pipeline.parity_runtimes(artifact.format, settings.config)))

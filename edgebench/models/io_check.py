@@ -42,11 +42,16 @@ def check_outputs(ref: ModelRef, module=None) -> None:
     except Exception as e:  # noqa: BLE001 - any failure of the user's model on this input is bad input
         raise UserError(f"{where}: {ref.name} cannot run on it ({reason_of(e)})") from None
     outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else [out]
-    if len(outs) != len(ref.outputs):
+    check_output_shapes(ref, [tuple(getattr(value, "shape", ())) for value in outs])
+
+
+def check_output_shapes(ref: ModelRef, shapes: list[tuple[int, ...]]) -> None:
+    """The model's output shapes, in order, against the YAML's `outputs`."""
+    if len(shapes) != len(ref.outputs):
         raise UserError(f"{ref.config_path}: field 'outputs': declares {len(ref.outputs)} output(s), "
-                        f"the model returns {len(outs)}")
-    for i, (spec, value) in enumerate(zip(ref.outputs, outs)):
-        got, want = tuple(getattr(value, "shape", ())), expected_output_shape(ref, spec)
-        if got != want:
+                        f"the model returns {len(shapes)}")
+    for i, (spec, got) in enumerate(zip(ref.outputs, shapes)):
+        want = expected_output_shape(ref, spec)
+        if tuple(got) != want:
             raise UserError(f"{ref.config_path}: field 'outputs.{i}.shape': declares {list(want)} for '{spec.name}', "
                             f"the model returns {list(got)}")

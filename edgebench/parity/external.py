@@ -11,7 +11,8 @@ from typing import Callable
 
 from edgebench.config import ExternalArtifactConfig
 from edgebench.errors import UserError, reason_of
-from edgebench.records import EXPORT_FAILED, PASSED, Artifact, LatencyResult, ModelRef, ParityResult, TensorSpec
+from edgebench.records import (EXPORT_FAILED, PASSED, SKIPPED, Artifact, LatencyResult, ModelRef, ParityResult,
+                               TensorSpec)
 
 
 def _is_onnx(path: Path) -> bool:
@@ -126,7 +127,7 @@ class CheckOutcome:
     @property
     def exit_code(self) -> int:
         """0: every row that ran passed and one did; 1: a check failed or nothing could run it."""
-        ran = [r for r in [*self.parity, *self.latency] if r.status != "skipped"]
+        ran = [r for r in [*self.parity, *self.latency] if r.status != SKIPPED]
         return 0 if ran and any(r.status == PASSED for r in self.parity) and all(r.status == PASSED for r in ran) else 1
 
 
@@ -152,7 +153,7 @@ def check_file(path: str | Path, model: str, settings, weights: str | None = Non
     if localize_all:
         inputs = load_inputs(Path(pm.inputs_path))
         for row in outcome.parity:
-            if row.status != "skipped" and not row.localization_path and row.max_abs_err is not None:
+            if row.status != SKIPPED and not row.localization_path and row.max_abs_err is not None:
                 attach_localization(row, artifact, pm.ref, inputs, settings.config.localize, json_path)
     if json_path.exists():
         outcome.localizations.append(Localization.load(json_path))

@@ -17,14 +17,14 @@ class ExecuTorchSession(Session):
 
     def __init__(self, method, ref: ModelRef, options: dict[str, Any]):
         self.method = method
-        self.input_names = [t.name for t in ref.inputs]
+        self.inputs = [(t.name, np.dtype(t.dtype)) for t in ref.inputs]
         self.output_names = [t.name for t in ref.outputs]
         self.options = options
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        args = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)) for n in self.input_names]
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=dtype)) for n, dtype in self.inputs]
         return name_outputs([v.numpy().copy() for v in self.method.execute(args)], self.output_names)
 
     def close(self) -> None:

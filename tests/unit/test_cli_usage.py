@@ -241,6 +241,17 @@ def test_declared_outputs_that_match_pass(tmp_path):
     assert ref.outputs[0].shape == (1, 400)
 
 
+def test_prepare_step_checks_declared_outputs(tmp_path):
+    """A flow started some other way (a deployment) still stops at its first step, before any file."""
+    from edgebench import pipeline
+    from edgebench.config import PipelineConfig
+
+    model, out = write(tmp_path, "tiny10.yaml", MODEL_10), tmp_path / "out"
+    with pytest.raises(UserError, match=r"field 'outputs.0.shape': declares \[1, 10\]"):
+        pipeline.prepare_model(model, pipeline.new_run(PipelineConfig(), out))
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------- reasons carry no terminal escapes
 
 
@@ -298,3 +309,26 @@ def known() -> str:
     from edgebench.models.registry import known_models
 
     return ", ".join(known_models())
+
+
+# ---------------------------------------------------------------- the Python API
+
+
+def test_api_checks_before_any_work(tmp_path):
+    import edgebench
+
+    out = tmp_path / "out"
+    with pytest.raises(edgebench.UserError, match="unknown model 'nosuch'"):
+        edgebench.run(models="nosuch", out=out)
+    with pytest.raises(edgebench.UserError, match="4 dimensions"):
+        edgebench.run(input_shape=(1, 3, 32, 32), out=out)
+    assert not out.exists()
+
+
+def test_api_reexports_the_records():
+    import edgebench
+    from edgebench import records
+
+    assert edgebench.Artifact is records.Artifact and edgebench.ParityResult is records.ParityResult
+    with pytest.raises(AttributeError):
+        edgebench.nosuch  # noqa: B018

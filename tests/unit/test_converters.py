@@ -234,8 +234,6 @@ def test_onnx_checker_rejects_an_invalid_graph(tmp_path):
 def test_bad_requests_are_user_errors(small_ref, tmp_path):
     with pytest.raises(UserError, match="unknown format 'gguf'; known formats: torchscript, onnx, coreml, tflite"):
         get_converter("gguf")
-    with pytest.raises(UserError, match="tflite: precision fp16 is not supported"):
-        export_artifact(small_ref, "tflite", "fp16", {}, tmp_path, TIMEOUT_S)
     with pytest.raises(UserError, match="onnx: unknown converter option.*opsett.*known: dynamic_batch, opset"):
         export_artifact(small_ref, "onnx", "fp32", {"opsett": 17}, tmp_path, TIMEOUT_S)
     with pytest.raises(UserError, match="frontend must be one of trace, export"):
@@ -246,12 +244,15 @@ def test_bad_requests_are_user_errors(small_ref, tmp_path):
 def test_plan_artifacts_default_and_narrowed():
     cfg = PipelineConfig(converter_options={"onnx": {"opset": 17}})
     plan = plan_artifacts(cfg)
-    assert [(f, p) for f, p, _ in plan] == [("torchscript", "fp32"), ("onnx", "fp32"), ("coreml", "fp32"),
-                                            ("coreml", "fp16"), ("tflite", "fp32")]
-    assert dict((f, o) for f, p, o in plan)["onnx"] == {"opset": 17, "dynamic_batch": True, "optimize": True}
+    assert [(f, p) for f, p, _ in plan] == [("torchscript", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
+                                            ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "w8"), ("tflite", "fp32")]
+    assert dict((f, o) for f, p, o in plan)["onnx"] == {"opset": 17, "dynamic_batch": True, "optimize": True,
+                                                        "per_channel": True, "reduce_range": False}
     assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["coreml", "onnx"])] == [("coreml", "fp32"), ("coreml", "fp16"),
-                                                                                ("onnx", "fp32")]
-    assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["tflite,onnx"])] == [("tflite", "fp32"), ("onnx", "fp32")]
+                                                                                ("coreml", "w8"), ("onnx", "fp32"),
+                                                                                ("onnx", "int8")]
+    assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["tflite,onnx"])] == [("tflite", "fp32"), ("onnx", "fp32"),
+                                                                            ("onnx", "int8")]
     only_onnx = PipelineConfig(formats={"onnx": ["fp32"]})
     assert [(f, p) for f, p, _ in plan_artifacts(only_onnx, ["tflite"])] == [("tflite", "fp32")]
 
@@ -259,7 +260,6 @@ def test_plan_artifacts_default_and_narrowed():
 @pytest.mark.parametrize("cfg, formats, message", [
     (PipelineConfig(), ["onnx", "gguf"], "unknown format 'gguf'"),
     (PipelineConfig(), [], "--formats: no format given"),
-    (PipelineConfig(formats={"tflite": ["int8"]}), None, "formats.tflite: precision int8 is not supported"),
     (PipelineConfig(formats={"gguf": ["fp32"]}), None, "unknown format 'gguf'"),
     (PipelineConfig(converter_options={"gguf": {}}), None, "converter_options: unknown format 'gguf'"),
     (PipelineConfig(converter_options={"torchscript": {"lite": True, "fuse": 1}}), None, "unknown converter option"),
@@ -285,5 +285,5 @@ def test_export_table_shows_status_size_and_reason(exported):
 
 def test_registry_lists_every_converter():
     assert list(CONVERTERS) == ["torchscript", "onnx", "coreml", "tflite", "executorch"]
-    assert CONVERTERS["coreml"].precisions == {"fp32", "fp16"} and CONVERTERS["tflite"].precisions == {"fp32"}
+    assert CONVERTERS["coreml"].precisions == {"fp32", "fp16", "w8"} and CONVERTERS["tflite"].precisions == {"fp32", "int8"}
     assert get_converter("torchscript").filename({"lite": True}) == "model.ptl"

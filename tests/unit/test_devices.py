@@ -1,6 +1,8 @@
 """Device backends behind one registry, and runtime options / variants from the YAML into results.csv."""
 
 import json
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -119,3 +121,15 @@ def test_queue_round_trip_without_prefect(monkeypatch, tmp_path):
     monkeypatch.setattr(remote, "dispatch", lambda *a: "remote run r on queue second-host ended Crashed")
     failed = pipeline.bench_one(pm, job, settings).latency  # negative control: the remote run's end is the reason
     assert failed.status == "runtime_failed" and "ended Crashed" in failed.reason
+
+
+# A device's kind compared anywhere, or a device string tested for a kind: only devices/ may do that.
+BRANCH = re.compile(r"""(parse_device\(.*\)|\bdev\w*)\.kind\b|(==|!=|in)\s*\(?["'](aihub|queue)\b|startswith\(["'](aihub|queue)""")
+
+
+def test_no_device_kind_branching_outside_the_backends():
+    root = Path(pipeline.__file__).parent
+    hits = [f"{p.relative_to(root)}:{n}" for p in root.rglob("*.py") if "devices" not in p.parts
+            for n, line in enumerate(p.read_text().splitlines(), 1) if BRANCH.search(line)]
+    assert hits == []
+    assert BRANCH.search('if parse_device(d).kind == QUEUE:') and BRANCH.search('d.startswith("aihub:")')  # control

@@ -31,7 +31,7 @@ def evaluated(fixture, tmp_path_factory) -> tuple[Path, str]:
     """One `edgebench evaluate` over every configured format and runtime: (run folder, what it printed)."""
     out = tmp_path_factory.mktemp("evaluation-out")
     argv = ["edgebench", "evaluate", "--model", str(fixture.model_yaml), "--weights", str(fixture.weights),
-            "--dataset", str(fixture.dataset), "--out", str(out)]
+            "--dataset", str(fixture.dataset), "--out", str(out), "--config", str(fixture.pipeline_yaml)]
     printed = io.StringIO()
     old, sys.argv = sys.argv, argv
     try:

@@ -23,8 +23,10 @@ EXPECTED = ("run_id, started_at, model, weights, format, precision, runtime, dev
             "export_s, max_abs_err, mean_abs_err, cosine, psnr_db, top1_agree, top5_agree, parity, load_ms, first_ms, "
             "p50_ms, p90_ms, p99_ms, mean_ms, iqr_ms, runs, noisy, peak_rss_mb, fps, speedup_vs_eager, "
             "baseline_p50_ms, delta_p50_pct, regression").split(", ")  # fmt: skip
+EXPECTED += ["top1", "top5", "top1_drop", "top1_drop_ci", "accuracy"]  # evaluation (issue 11)
 EXPECTED += ["runtime_options", "layers_npu", "layers_gpu", "layers_cpu", "mem_peak_low_mb", "mem_peak_high_mb",
              "job_url"]  # device backends (issue 13), after the accuracy columns
+EXPECTED += ["first_divergent_layer"]  # localization (issue 12)
 
 
 def _run(**kw) -> RunData:
