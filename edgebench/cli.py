@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.exceptions import TyperException
 
 from edgebench.console import log_to, set_verbose
-from edgebench.errors import UserError, plain
+from edgebench.errors import UserError, plain, reason_of
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export PyTorch models to every registered on-device format; check parity; benchmark; report.")
@@ -178,7 +178,7 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
         devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated: local, aihub:<device>, queue:<name>."),
         fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 when a regression is found."),
         input_shape: Optional[str] = ShapeOpt) -> None:
-    """Run the whole export-and-benchmark flow (Prefect, no server needed) and print the report path."""
+    """Run the whole export-and-benchmark flow (Prefect, no server needed); print a summary and the report path."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # our step lines say enough
     from edgebench import interrupts, pipeline
     from edgebench.config import load_pipeline_config
@@ -211,8 +211,6 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
 
 def _flow_failure(state) -> None:
     """A UserError inside the flow is still one line and exit 2; anything else one line and exit 1."""
-    from edgebench.errors import reason_of
-
     try:
         state.result()
     except UserError:
@@ -313,9 +311,10 @@ def check(artifact: Path = typer.Argument(..., help="An artifact file (or .mlpac
           fmt: Optional[str] = typer.Option(None, "--format", help="The format, when the file does not tell."),
           bench: bool = typer.Option(False, "--bench", help="Also measure latency (and the eager baseline)."),
           localize: bool = typer.Option(False, "--localize", help="Per-layer error of every row, not only failing ones."),
-          quick: bool = QuickOpt, out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
-          input_shape: Optional[str] = ShapeOpt) -> None:
-    """Check one artifact file against the model: io spec, parity per runtime, [latency]; exit 0 pass, 1 fail, 2 bad input."""
+          quick: bool = QuickOpt, config: Optional[Path] = ConfigOpt, input_shape: Optional[str] = ShapeOpt,
+          out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: reports/checks/).")) -> None:
+    """Check one artifact file against the model: io spec, parity per runtime, latency with --bench; exit 0 pass,
+    1 fail, 2 bad input."""
     from edgebench.benchmarks.table import latency_table
     from edgebench.parity.external import check_file
     from edgebench.parity.localize import localization_table

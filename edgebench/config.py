@@ -107,9 +107,11 @@ class ParityConfig(Strict):
         "fp32": Tolerance(max_abs_err=1e-3, min_psnr_db=80.0, min_top1_agree=1.0),
         "fp16": Tolerance(min_cosine=0.99999, min_psnr_db=60.0),
         # Reduced precision, measured on real clips against injected quantization bugs (docs/parity.md).
-        "int8": Tolerance(min_cosine=0.99, min_psnr_db=20.0, min_top5_agree=0.8),
-        "w8": Tolerance(min_cosine=0.999, min_psnr_db=30.0, min_top5_agree=0.9),
-        "w8a16": Tolerance(min_cosine=0.99, min_psnr_db=20.0, min_top5_agree=0.8),
+        # Correct int8 / w8a16 / w8 on real clips: 41-43 dB, 1 - cosine 3e-4; a x2 scale, a BGR stem, garbage
+        # calibration: 10-31 dB. Calibration and parity clips must be the same kind (both video or both random).
+        "int8": Tolerance(min_cosine=0.998, min_psnr_db=33.0, min_top5_agree=0.8),
+        "w8": Tolerance(min_cosine=0.998, min_psnr_db=33.0, min_top5_agree=0.8),
+        "w8a16": Tolerance(min_cosine=0.998, min_psnr_db=33.0, min_top5_agree=0.8),
     }
 
 

@@ -218,6 +218,8 @@ def start_ephemeral_server() -> str:
 
 
 def stop_ephemeral_server(wait_s: float = 5) -> None:
+    if "prefect.server.api.server" not in sys.modules:
+        return  # never started here (and importing Prefect would delay a hard exit)
     from prefect.server.api.server import SubprocessASGIServer
 
     for server in list(SubprocessASGIServer._instances.values()):

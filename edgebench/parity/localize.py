@@ -146,7 +146,7 @@ def mark_divergence(layers: list[dict], rel_floor: float, jump_factor: float) ->
     worst = 0.0
     first = ""
     for r in layers:
-        r["jump"] = r["rel_err"] / max(worst, rel_floor / jump_factor)
+        r["jump"] = r["rel_err"] / max(worst, rel_floor / jump_factor, 1e-30)  # a zero floor: exact layers before
         r["divergent"] = bool(r["jump"] > jump_factor)
         if r["divergent"] and not first:
             first = r["name"]

@@ -170,6 +170,6 @@ def depth_chart(loc: dict) -> dict:
         "points": points, "line": " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in points),
         "floor_y": py(floor) if floor else None, "floor_text": f"floor {floor:g}" if floor else "",
         "ticks": [{"y": py(10.0**e), "text": f"1e{e}"} for e in range(lo, hi + 1)], "axis_x": DEPTH_LEFT,
-        "first": first, "summary": loc.get("summary", ""), "mapping": loc.get("mapping", {}),
+        "first": first, "first_name": loc.get("first_divergent", ""), "summary": loc.get("summary", ""), "mapping": loc.get("mapping", {}),
         "unmatched": loc.get("unmatched", []), "form": loc.get("reference_form", ""), "bottom": DEPTH_H - 6,
     }  # fmt: skip

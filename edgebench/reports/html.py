@@ -129,7 +129,8 @@ def accuracy_section(run: RunData, model: str) -> dict:
                       "runtime": a.runtime, "status": a.status, "top1": pct(a.top1), "top5": pct(a.top5),
                       "clip_top1": pct(a.clip_top1), "drop": "" if a.top1_drop is None else f"{a.top1_drop:+.1f}",
                       "ci": ci_text(a.top1_drop_low, a.top1_drop_high), "bound": "" if a.bound is None else f"{a.bound:g}",
-                      "verdict": a.verdict, "reason": a.reason, "confused": a.confused} for a in rows]}  # fmt: skip
+                      "verdict": a.verdict or ("baseline" if a.format == EAGER_FORMAT and a.status == "passed" else ""),
+                      "reason": a.reason, "confused": a.confused} for a in rows]}  # fmt: skip
 
 
 def results_table(df: pd.DataFrame, run: RunData, run_dir: Path) -> dict:

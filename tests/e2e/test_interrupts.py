@@ -76,8 +76,10 @@ def wait_for(what: str, found, proc: subprocess.Popen | None = None, timeout_s: 
     return hit
 
 
-def benchmark_measuring(out: Path):
-    return [p for p in out.glob("runs/*/logs/*/*bench.log") if "stage: measure" in p.read_text(errors="replace")]
+def benchmark_measuring(out: Path, before: set[Path] = frozenset()):
+    """Benchmark logs of new runs (not in `before`) whose child has started measuring."""
+    logs = [p for run in set(out.glob("runs/*")) - set(before) for p in run.glob("logs/*/*bench.log")]
+    return [p for p in logs if "stage: measure" in p.read_text(errors="replace")]
 
 
 def tree(pid: int) -> list[psutil.Process]:
@@ -147,7 +149,7 @@ def test_sigint_in_the_export_step(out, configs, tmp_path):
 def test_sigterm_in_the_benchmark_step(out, configs, tmp_path):
     before = set(out.glob("runs/*"))
     proc = start_run(out, configs["long_bench"], tmp_path / "run.log")
-    wait_for("a benchmark measuring", lambda: benchmark_measuring(out), proc)
+    wait_for("a benchmark measuring", lambda: benchmark_measuring(out, before), proc)
     procs = tree(proc.pid)
     proc.send_signal(signal.SIGTERM)  # to the process alone, as `kill` or a scheduler does
     assert proc.wait(120) == 143, (tmp_path / "run.log").read_text()[-3000:]
@@ -159,7 +161,7 @@ def test_server_killed_mid_run(out, configs, tmp_path):
     before = set(out.glob("runs/*"))
     log = tmp_path / "run.log"
     proc = start_run(out, configs["long_bench"], log)
-    wait_for("a benchmark measuring", lambda: benchmark_measuring(out), proc)
+    wait_for("a benchmark measuring", lambda: benchmark_measuring(out, before), proc)
     procs = tree(proc.pid)
     (server,) = [p for p in procs if "uvicorn" in " ".join(p.cmdline())]  # this run's temporary server
     server.kill()

@@ -111,3 +111,13 @@ def test_yaml_entry_with_a_mismatch_is_a_failed_row_not_a_crash(small_ref, tmp_p
 def test_yaml_entry_fields_are_validated():
     with pytest.raises(UserError, match="external_artifacts.0.model"):
         validate(PipelineConfig, {"external_artifacts": [{"path": "x.onnx"}]}, "test.yaml")
+
+
+def test_pipeline_adds_the_configured_files_of_its_model_only(small_ref, tmp_path):
+    from edgebench import pipeline
+
+    good = io_only_onnx(tmp_path / "good.onnx")
+    entries = [{"path": str(good), "model": "resnet_mixed", "name": "hub"}, {"path": str(good), "model": "r3d_18"}]
+    settings = pipeline.new_run(PipelineConfig(external_artifacts=entries), tmp_path)
+    found = pipeline.external_artifacts(small_ref, settings)
+    assert [(a.model, a.format, a.ok) for a in found] == [("resnet_mixed@hub", "onnx", True)]

@@ -325,6 +325,18 @@ def test_api_checks_before_any_work(tmp_path):
     assert not out.exists()
 
 
+def test_api_check_and_evaluate_refuse_bad_input(tmp_path):
+    import edgebench
+
+    junk, out = tmp_path / "junk.bin", tmp_path / "out"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(edgebench.UserError, match="not a file of any known format"):
+        edgebench.check(junk, input_shape=(1, 3, 4, 32, 32), out=out)
+    with pytest.raises(edgebench.UserError, match="no dataset"):
+        edgebench.evaluate("resnet_mixed", out=out)
+    assert not (out / "runs").exists() or not any((out / "runs").glob("*/results.csv"))
+
+
 def test_api_reexports_the_records():
     import edgebench
     from edgebench import records

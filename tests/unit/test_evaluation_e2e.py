@@ -1,4 +1,9 @@
-"""`edgebench evaluate` on real video files and a trained tiny 3D CNN: every format, the drop, a damaged artifact."""
+"""`edgebench evaluate` on real video files and a trained tiny 3D CNN: every format, the drop, a damaged artifact.
+
+The two tests on the trained model export every fp32 format and score it on every runtime (about
+2 minutes on two quiet cores, 6 on a busy host): marked slow. The bad-dataset tests need only the
+model YAML and some weights: seconds.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import pytest
 
 from edgebench.cli import main
 from edgebench.records import ACCURACY_FAILED, Artifact, AccuracyResult
-from tests.evaluation_fixture import EvalFixture, build_fixture
+from tests.evaluation_fixture import EvalFixture, build_fixture, write_model_yaml
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +58,7 @@ def accuracy_records(run_dir: Path) -> list[AccuracyResult]:
     return [AccuracyResult(**{**r, "confused": [tuple(c) for c in r["confused"]]}) for r in records]
 
 
+@pytest.mark.slow
 def test_every_fp32_artifact_matches_eager_exactly(fixture, evaluated):
     run_dir, printed = evaluated
     assert fixture.train_accuracy >= 0.9
@@ -93,6 +99,7 @@ def damage_onnx(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
+@pytest.mark.slow
 def test_a_damaged_artifact_shows_a_significant_drop_and_fails(fixture, evaluated, tmp_path):
     """Negative control: the same scoring and verdict that pass the fp32 artifacts fail a broken one."""
     from edgebench.config import EvaluationConfig
@@ -115,6 +122,18 @@ def test_a_damaged_artifact_shows_a_significant_drop_and_fails(fixture, evaluate
     assert "beyond the fp32 bound" in judged.reason and judged.confused
 
 
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny model's YAML and its (untrained) weights: enough to reach the dataset checks."""
+    import torch
+
+    from tests.evaluation_model import tiny_video_net
+
+    folder = tmp_path_factory.mktemp("untrained")
+    torch.save(tiny_video_net().state_dict(), folder / "w.pt")
+    return write_model_yaml(folder), folder / "w.pt"
+
+
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", ["edgebench", *args])
     with pytest.raises(SystemExit) as exit_info:
@@ -129,9 +148,10 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     (lambda d: d.mkdir() or (d / "val.csv").write_text("video,label\na.mp4,moving up\n"), "missing column path"),
     (None, "no dataset for"),
 ])
-def test_bad_datasets_are_one_line_errors(fixture, tmp_path, monkeypatch, capsys, make, fragment):
+def test_bad_datasets_are_one_line_errors(untrained, tmp_path, monkeypatch, capsys, make, fragment):
     root = tmp_path / "set"
-    args = ["evaluate", "--model", str(fixture.model_yaml), "--weights", str(fixture.weights), "--out", str(tmp_path)]
+    model_yaml, weights = untrained
+    args = ["evaluate", "--model", str(model_yaml), "--weights", str(weights), "--out", str(tmp_path)]
     if make is not None:
         make(root)
         csvs = list(root.glob("*.csv"))

@@ -182,3 +182,25 @@ def test_first_signal_stops_the_children_and_raises_with_the_exit_code(monkeypat
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+TWICE = """
+import os, signal, time
+from edgebench import interrupts
+with interrupts.handled_signals():
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+    except interrupts.Interrupted as e:
+        print("first:", e.exit_code, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(30)
+        print("the second signal was ignored", flush=True)
+"""
+
+
+def test_second_signal_exits_at_once():
+    done = subprocess.run([sys.executable, "-c", TWICE], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 130, done.stderr
+    assert done.stdout.splitlines() == ["first: 130"]

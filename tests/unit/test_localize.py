@@ -134,6 +134,32 @@ def test_parity_failure_in_a_run_carries_the_layer(exported, small_ref, tmp_path
     assert list(csv["first_divergent_layer"].dropna()) == [name]
 
 
+def test_torchscript_graph_taps_name_the_altered_conv(small_ref, tmp_path):
+    """TorchScript keeps no module paths once frozen: the order mapping still names the conv (in process)."""
+    import copy
+
+    import torch
+
+    from edgebench.parity.localize import localize
+    from tests.unit.artifact_helpers import export, wrap
+
+    x = {"video": np.random.default_rng(1).random(SMALL_SHAPE, dtype=np.float32)}
+    module = small_ref.build()
+    name = conv_names(module)[K]
+    altered = copy.deepcopy(module)
+    with torch.no_grad():
+        dict(altered.named_modules())[name].weight.view(-1)[0] += DELTA
+    found = {}
+    for variant, m in (("base", module), ("altered", altered)):
+        path = tmp_path / f"{variant}.pt"
+        export(m, small_ref, "torchscript", "fp32", path)
+        artifact = replace(wrap(small_ref, "torchscript", "fp32", path), form="3d")
+        found[variant] = localize(artifact, small_ref, x, LocalizeConfig())
+    assert found["base"].first_divergent == "" and not found["base"].unmatched
+    assert found["altered"].first_divergent == name
+    assert found["altered"].mapping == {"order": len(found["altered"].layers)}
+
+
 # ---------------------------------------------------------------- the rule and the mapping, on plain numbers
 
 
