@@ -26,6 +26,9 @@ class TorchScriptConverter(Converter):
     other_suffixes = (".ptl",)
     library = "torch"
     keeps_io_names = False
+    # The 3D form: TorchScript runs PyTorch's own kernels, and PyTorch's Conv3d beats the 2D-lowered
+    # graph (gather + concatenation + Conv2d) on them, as in eager (docs/converters.md, "2D-lowered form").
+    lowered_form = False
 
     def default_options(self) -> dict[str, Any]:
         return {"freeze": True, "optimize_for_inference": False, "lite": False, "optimize_for_mobile": True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -31,7 +31,9 @@ def evaluation_config(ref: ModelRef, overrides: dict[str, Any] | None = None) ->
         beside = Path(ref.config_path).parent / cfg.dataset  # relative to the model YAML, as labels files are
         cfg = cfg.model_copy(update={"dataset": str(beside)}) if beside.exists() else cfg
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    return validate(EvaluationConfig, {**cfg.model_dump(), **given}, "--dataset/--clips-per-video/--max-videos") if given else cfg
+    if not given:
+        return cfg
+    return validate(EvaluationConfig, {**cfg.model_dump(), **given}, "--dataset/--clips-per-video/--max-videos")
 
 
 def prepare_eval_set(ref: ModelRef, cfg: EvaluationConfig, cache_dir: Path, listing: Path | None = None) -> EvalSet:
@@ -61,13 +63,15 @@ def run_logits(artifact: Artifact, runtime_name: str, ref: ModelRef, eset: EvalS
     from edgebench.runtimes.registry import get_runtime
 
     name = ref.inputs[0].name
-    out: list[np.ndarray] = []
     with get_runtime(runtime_name).load(artifact, ref, threads) as session:
-        for v in eset.videos:
-            for clip in to_model_input(np.load(v.clips_path)):
-                outputs = session.run({name: clip[None]})
-                out.append(np.asarray(outputs[ref.outputs[0].name]).reshape(-1))
+        out = [np.asarray(session.run({name: clip[None]})[ref.outputs[0].name]).reshape(-1) for clip in iter_clips(eset)]
     return np.stack(out)
+
+
+def iter_clips(eset: EvalSet) -> Iterator[np.ndarray]:
+    """Every clip (3 x T x H x W float32 in [0, 1]) in the order score_outputs expects; one video in memory at a time."""
+    for v in eset.videos:
+        yield from to_model_input(np.load(v.clips_path))
 
 
 def score_outputs(artifact: Artifact, runtime: str, eset: EvalSet, logits: np.ndarray, out_path: Path,

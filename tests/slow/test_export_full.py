@@ -55,14 +55,20 @@ def test_tflite_full(artifacts, full_ref):
     assert a.op_census["CONV_3D"] == 20
 
 
-def test_demo_runs_an_exported_artifact_like_pytorch(artifacts, bikes):
-    """`edgebench demo --artifact model.onnx` ranks the same labels as PyTorch, through onnxruntime."""
+def test_executorch_full(artifacts):
+    a = artifacts[("executorch", "fp32")]
+    assert a.form == "2d-lowered" and a.op_census["xnnpack:XNNConv2d"] == 20 and "aten::convolution" not in a.op_census
+
+
+@pytest.mark.parametrize("fmt,runtime", [("onnx", "onnxruntime"), ("executorch", "executorch")])
+def test_demo_runs_an_exported_artifact_like_pytorch(artifacts, bikes, fmt, runtime):
+    """`edgebench demo --artifact model.onnx` (or .pte) ranks the same labels as PyTorch, through its runtime."""
     from edgebench.demo import classify
 
-    onnx = artifacts[("onnx", "fp32")]
+    art = artifacts[(fmt, "fp32")]
     by_torch = classify(bikes, top=5)
-    by_onnx = classify(bikes, artifact=onnx.path, top=5)
-    assert by_onnx.runtime == "onnxruntime"
-    assert [label for label, _ in by_onnx.top] == [label for label, _ in by_torch.top]
-    for (_, p), (_, q) in zip(by_onnx.top, by_torch.top):
+    by_art = classify(bikes, artifact=art.path, top=5)
+    assert by_art.runtime == runtime
+    assert [label for label, _ in by_art.top] == [label for label, _ in by_torch.top]
+    for (_, p), (_, q) in zip(by_art.top, by_torch.top):
         assert abs(p - q) < 1e-4

@@ -6,9 +6,26 @@ import logging
 import warnings
 
 import pandas as pd
+import pytest
 from rich.console import Console
 
 from edgebench import console as routing
+
+
+@pytest.fixture(autouse=True)
+def fresh_routing():
+    """Each test starts without our handlers (earlier tests in this process attached them to their runs)."""
+    root = logging.getLogger()
+
+    def drop():
+        for h in [h for h in root.handlers if isinstance(h, (routing.ConsoleHandler, routing.RunLogHandler))]:
+            root.removeHandler(h)
+
+    drop()
+    logging.captureWarnings(False)  # pytest swaps warnings.showwarning per test: let setup() install it again
+    yield
+    drop()
+    logging.captureWarnings(False)
 
 
 def test_third_party_records_go_to_the_run_log_and_are_counted(tmp_path, capsys):
@@ -18,7 +35,7 @@ def test_third_party_records_go_to_the_run_log_and_are_counted(tmp_path, capsys)
     warnings.warn("a library's FutureWarning", FutureWarning, stacklevel=1)
     logging.getLogger("edgebench.models.source").warning("resnet_mixed: random weights")
     logging.getLogger("edgebench.models.source").warning("resnet_mixed: random weights")  # said once
-    logging.getLogger("prefect.flow_runs").info("Finished in state Completed()")
+    logging.getLogger("prefect.engine").info("Finished in state Completed()")
     path = routing.log_to(tmp_path)  # what was held before the run folder existed comes first
     logging.getLogger("coremltools").warning("two\nlines")
     err = capsys.readouterr().err

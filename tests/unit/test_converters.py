@@ -246,7 +246,8 @@ def test_plan_artifacts_default_and_narrowed():
     cfg = PipelineConfig(converter_options={"onnx": {"opset": 17}})
     plan = plan_artifacts(cfg)
     assert [(f, p) for f, p, _ in plan] == [("torchscript", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
-                                            ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "w8"), ("tflite", "fp32")]
+                                            ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "w8"), ("tflite", "fp32"),
+                                            ("executorch", "fp32"), ("executorch", "int8")]
     assert dict((f, o) for f, p, o in plan)["onnx"] == {"opset": 17, "dynamic_batch": True, "optimize": True,
                                                         "per_channel": True, "reduce_range": False}
     assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["coreml", "onnx"])] == [("coreml", "fp32"), ("coreml", "fp16"),

@@ -185,3 +185,27 @@ def test_accuracy_drift_is_flagged_like_a_latency_regression():
     (drift,) = findings(85.0)
     assert drift.severity == "error" and "top-1 85.0 % vs baseline 90.0 %" in drift.message
     assert findings(89.5) == []  # within accuracy_drift_points
+
+
+def test_score_outputs_and_judge_drops_flag_only_the_broken_outputs(tmp_path):
+    """The path device outputs take (per-clip logits -> AccuracyResult -> drop and verdict), without a runtime."""
+    from edgebench.config import EvaluationConfig
+    from edgebench.evaluation.evaluate import judge_drops, score_outputs
+    from edgebench.records import Artifact
+
+    videos = tuple(clips_mod.VideoClips(f"v{i}.mp4", i % 4, "", 2) for i in range(40))
+    eset = clips_mod.EvalSet("m", "set", DIRECTIONS, videos, (("bad.mp4", "cannot decode"),), 2, "list.txt")
+    right = np.eye(4, dtype=np.float32)[eset.targets[eset.video_of_clip]] * 5
+    wrong = right.copy()
+    wrong[:40] = np.roll(wrong[:40], 1, axis=1)  # both clips of the first 20 videos now vote for another class
+
+    def result(fmt, runtime, logits):
+        art = Artifact("m", fmt, "fp32", PASSED)
+        return score_outputs(art, runtime, eset, logits, tmp_path / f"{fmt}-{runtime}.npz")
+
+    eager, same, broken = result("pytorch", "torch", right), result("onnx", "aihub:S24", right), result("tflite", "x", wrong)
+    assert eager.top1 == 100.0 and eager.unreadable == 1 and "1 unreadable video(s) skipped: list.txt" in eager.reason
+    judge_drops([eager, same, broken], EvaluationConfig())
+    assert (same.status, same.verdict, same.top1_drop) == (PASSED, PASS, 0.0)
+    assert (broken.status, broken.verdict, broken.top1_drop) == (ACCURACY_FAILED, FAIL, 50.0)
+    assert broken.top1_drop_low > 0 and "beyond the fp32 bound of 0" in broken.reason

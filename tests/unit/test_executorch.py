@@ -8,33 +8,22 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from edgebench.config import CalibrationConfig, ParityConfig
 from edgebench.converters.export import export_artifact
 from edgebench.converters.registry import get_converter
 from edgebench.errors import UserError
-from edgebench.parity import check_parity, reference_outputs
+from edgebench.parity import check_parity
 from edgebench.parity.verdict import tolerance_for
 from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED
 from edgebench.runtimes.registry import get_runtime, runtimes_for
 from tests.unit.artifact_helpers import scratch_dir
+from tests.unit.test_runtimes import inputs, reference  # noqa: F401 - the same parity clips, as fixtures
 
 FMT = "executorch"
 CONVERTER = get_converter(FMT)
 RUNTIME = runtimes_for(FMT)[0].name
-
-
-@pytest.fixture(scope="module")
-def inputs(small_ref):
-    rng = np.random.default_rng(0)
-    return {"video": rng.random((2, *small_ref.inputs[0].shape), dtype=np.float32)}
-
-
-@pytest.fixture(scope="module")
-def reference(small_ref, inputs):
-    return reference_outputs(small_ref, inputs)
 
 
 @pytest.fixture(scope="module")
