@@ -130,6 +130,7 @@ def log_to(run_dir: str | Path) -> Path:
     path = Path(run_dir) / "logs" / WARNINGS_LOG
     _run_log_handler().attach(path)
     logging.captureWarnings(True)
+    _adopt_torch_logs()  # also in a worker's flow run, where `setup` was never called
     return path
 
 

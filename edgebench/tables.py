@@ -25,10 +25,22 @@ def _cell(x, fmt: str) -> str:
     return "" if x is None or pd.isna(x) else format(x, fmt)
 
 
-def _series_label(r, parts: list[str]) -> str:
-    device = "" if r["device"] in ("", "local") else f"@{r['device']}"
-    options = r.get("runtime_options") or ""
-    return " ".join(p for p in [*(str(r[c]) for c in parts), device, str(options) if options else ""] if p)
+def _series_labels(table, parts: list[str]) -> list[str]:
+    """`format precision runtime [@device]`; the runtime options only where they tell two series apart."""
+    import json
+
+    base = [" ".join(p for p in [*(str(r[c]) for c in parts), "" if r["device"] in ("", "local") else f"@{r['device']}"]
+                     if p) for _, r in table.iterrows()]
+    labels = []
+    for label, options in zip(base, table.get("runtime_options", [""] * len(base))):
+        if base.count(label) > 1 and options:
+            try:
+                options = " ".join(f"{k}={v}" for k, v in json.loads(options).items())
+            except (TypeError, ValueError, AttributeError):
+                pass
+            label = f"{label} {options}"
+        labels.append(label)
+    return labels
 
 
 def history_view(table, wide: bool = False, trend_chars: int = 8):
@@ -52,9 +64,9 @@ def history_view(table, wide: bool = False, trend_chars: int = 8):
         shown.add_column(name, justify="right")
     shown.add_column("trend", no_wrap=True)
     shown.add_column("verdict", overflow="fold", max_width=10)
-    for _, r in table.iterrows():
+    for label, (_, r) in zip(_series_labels(table, parts), table.iterrows()):
         delta = _cell(r["delta_p50_pct"], "+.1f")
-        shown.add_row(_series_label(r, parts), str(r["nights"]), _cell(r["latest_p50_ms"], ".1f"),
+        shown.add_row(label, str(r["nights"]), _cell(r["latest_p50_ms"], ".1f"),
                       _cell(r["baseline_p50_ms"], ".1f"), f"{delta}%" if delta else "",
                       str(r["trend"] or "")[-trend_chars:], str(r["verdict"] or ""))
     return shown

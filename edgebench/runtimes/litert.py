@@ -25,11 +25,20 @@ class LiteRTSession(Session):
         for name, detail in zip(self.input_names, self.input_details):
             self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(inputs[name], dtype=detail["dtype"]))
         self.interpreter.invoke()
-        return name_outputs([self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details],
+        return name_outputs([_real(self.interpreter.get_tensor(d["index"]), d) for d in self.output_details],
                             self.output_names)
 
     def close(self) -> None:
         self.interpreter = None
+
+
+def _real(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A quantized output (an int8 file's logits) read as float32 with its own scale and zero point, as
+    TFLite's API documents (`quantization` of the output details); float outputs are returned as they are."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if value.dtype.kind in "iu" and scale:
+        return ((value.astype(np.float32) - zero_point) * np.float32(scale)).astype(np.float32)
+    return value.copy()
 
 
 class LiteRTRuntime(Runtime):

@@ -125,3 +125,13 @@ def test_progress_bars_keep_each_line_once(monkeypatch, capsys):
         assert out.count(f"export resnet_mixed {name} fp32: passed") == 1, out
     progress.say("report done")  # after finish: plain lines again
     assert capsys.readouterr().out.count("report done") == 1
+
+
+def test_history_series_show_runtime_options_only_where_they_differ():
+    from edgebench.tables import history_view
+
+    table = _history(3)
+    table.loc[1, ["format", "runtime"]] = ["onnx", "onnxruntime"]
+    table["runtime_options"] = ['{"xnnpack": false}', '{"graph_optimization": "all"}', ""]
+    text = "\n".join(render(history_view(table), width=200))
+    assert "xnnpack=False" in text and "graph_optimization" not in text  # onnx is alone in its series
