@@ -24,9 +24,16 @@ def _is_onnx(path: Path) -> bool:
         return False
 
 
+def _is_tflite(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return f.read(8)[4:8] == b"TFL3"  # the flatbuffer file identifier LiteRT's schema declares
+
+
 # Content checks, for a file whose name does not end in a registered converter's suffix.
 SNIFFERS: dict[str, Callable[[Path], bool]] = {
-    "tflite": lambda p: p.is_file() and p.open("rb").read(8)[4:8] == b"TFL3",  # the flatbuffer identifier
+    "tflite": _is_tflite,
     "coreml": lambda p: p.is_dir() and (p / "Manifest.json").exists(),  # an .mlpackage folder
     "torchscript": lambda p: p.is_file() and zipfile.is_zipfile(p),  # torch.jit.save writes a zip archive
     "onnx": _is_onnx,

@@ -65,6 +65,8 @@ class LiteRTRuntime(Runtime):
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        from edgebench.runtimes.delegation import delegated_ops
+
         threads = resolve_threads(threads)
         resolver = OpResolverType.AUTO if self.xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         interpreter = Interpreter(model_path=artifact.path, num_threads=threads, experimental_op_resolver_type=resolver)
@@ -76,6 +78,7 @@ class LiteRTRuntime(Runtime):
             "op_resolver": resolver.name,
             "xnnpack": self.xnnpack,
             "delegate_partitions": partitions,  # XNNPACK subgraphs; ops it does not take (CONV_3D) stay on builtin kernels
+            "not_delegated": delegated_ops(interpreter)["not_delegated"],  # op -> count left to builtin kernels
             "tensor_names": [d["name"] for d in interpreter.get_input_details() + interpreter.get_output_details()],
         }
         return LiteRTSession(interpreter, ref, options)

@@ -216,6 +216,10 @@ def test_tflite_has_no_conv3d_and_every_conv_in_xnnpack(lowered_exports, small_r
     xnnpack, builtin = runs[OpResolverType.AUTO], runs[OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES]
     assert xnnpack["delegated"]["CONV_2D"] == 20 and xnnpack["not_delegated"] == {}
     assert builtin["delegated"] == {} and builtin["not_delegated"]["CONV_2D"] == 20  # the counter can say "no"
+    from edgebench.runtimes.litert import LiteRTRuntime
+
+    with LiteRTRuntime().load(a, small_ref, 1) as session:  # rows record what XNNPACK left out
+        assert session.options["not_delegated"] == {}
 
 
 def test_onnx_lowered_has_2d_convs_a_free_batch_and_matches_eager(lowered_exports, small_ref):
