@@ -48,12 +48,6 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-def exit_code(exc: BaseException) -> int:
-    """130/143 for a signal (ours or Prefect's TerminationSignal), 1 otherwise."""
-    signum = getattr(exc, "signum", None) or getattr(exc, "signal", None)
-    return 128 + int(signum) if signum else 1
-
-
 # ---------------------------------------------------------------- the run being guarded
 
 
@@ -171,7 +165,7 @@ def _hard_exit(code: int) -> None:
     isolation.stop_children()
     if _current is not None:
         _current.mark(f"interrupted, exit {code}")
-    stop_ephemeral_server(wait_s=0)
+    kill_ephemeral_server()
     sys.stderr.flush()
     os._exit(code)
 
@@ -217,15 +211,14 @@ def start_ephemeral_server() -> str:
     return server.api_url
 
 
-def stop_ephemeral_server(wait_s: float = 5) -> None:
+def kill_ephemeral_server() -> None:
     if "prefect.server.api.server" not in sys.modules:
         return  # never started here (and importing Prefect would delay a hard exit)
     from prefect.server.api.server import SubprocessASGIServer
 
     for server in list(SubprocessASGIServer._instances.values()):
-        proc = server.server_process
-        if proc is not None and proc.poll() is None:
-            proc.kill() if wait_s == 0 else server.stop()
+        if server.server_process is not None and server.server_process.poll() is None:
+            server.server_process.kill()
 
 
 # ---------------------------------------------------------------- the server watchdog

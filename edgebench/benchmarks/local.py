@@ -237,17 +237,17 @@ def bench_local(
 
 
 def add_speedups(results: list[LatencyResult]) -> list[LatencyResult]:
-    """speedup_vs_eager = eager p50 / row p50 for the same model (in place; also returned).
+    """speedup_vs_eager = eager p50 / row p50 for the same model on the same device (in place; also returned).
 
-    The eager row is runtime "torch", format "pytorch", passed. One on the row's own device is
-    preferred; otherwise the local one, so hub rows read as "x times the local PyTorch eager speed".
-    Rows without a p50 (failed, skipped) or without an eager row get None.
+    The eager row is runtime "torch", format "pytorch", passed. A device without one (a phone) gets
+    None: a speed-up across two devices would mix the devices' speeds with the formats'. Rows without
+    a p50 (failed, skipped) get None too. The one rule: results.csv (reports.rows) applies it as well.
     """
     eager: dict[tuple[str, str], float] = {}
     for r in results:
         if r.runtime == EAGER_RUNTIME and r.format == EAGER_FORMAT and r.status == PASSED and r.p50_ms:
             eager.setdefault((r.model, r.device), r.p50_ms)
     for r in results:
-        base = eager.get((r.model, r.device)) or eager.get((r.model, "local"))
+        base = eager.get((r.model, r.device))
         r.speedup_vs_eager = base / r.p50_ms if base and r.status == PASSED and r.p50_ms else None
     return results

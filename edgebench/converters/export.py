@@ -24,6 +24,7 @@ from edgebench.config import CalibrationConfig, PipelineConfig, stable_hash
 from edgebench.converters.base import Converter
 from edgebench.converters.registry import CONVERTERS, get_converter
 from edgebench.errors import UserError
+from edgebench.hashing import file_sha256, update_with_file
 from edgebench.isolation import IsolatedFailure, Stopped, run_isolated, stopping
 from edgebench.models.calibration import CalibrationSet, make_calibration
 from edgebench.records import EXPORT_FAILED, PASSED, SKIPPED, Artifact, ModelRef, TensorSpec
@@ -70,19 +71,12 @@ def cache_key(ref: ModelRef, fmt: str, precision: str, options: dict[str, Any], 
 def files_sha256(files: list[Path], root: Path) -> str:
     """One file: its plain sha256. Several (a folder): sha256 over sorted relative paths and bytes."""
     if len(files) == 1 and files[0].parent == root:
-        return _file_sha256(files[0], hashlib.sha256()).hexdigest()
+        return file_sha256(files[0])
     h = hashlib.sha256()
     for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        _file_sha256(path, h)
+        update_with_file(h, path)
     return h.hexdigest()
-
-
-def _file_sha256(path: Path, h):
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h
 
 
 def cached_artifact(folder: Path, key: str, converter: Converter) -> Artifact | None:

@@ -102,7 +102,7 @@ def cache_key(file_sha256: str, video: Video, cfg: PreprocessConfig, clips: int)
 
 def cached_clips(video: Video, cfg: PreprocessConfig, clips: int, cache_dir: Path) -> Path:
     """The .npy of this video's clips, decoded only when no cached file has the same key."""
-    from edgebench.models.weights import file_sha256
+    from edgebench.hashing import file_sha256
 
     if not Path(video.path).is_file():
         raise UserError(f"video {video.path}: no such file")

@@ -9,7 +9,6 @@ artifact cache; its sha256 goes into the cache key of every artifact calibrated 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from edgebench.config import CalibrationConfig, PreprocessConfig, stable_hash
 from edgebench.errors import UserError
+from edgebench.hashing import file_sha256
 from edgebench.records import ModelRef, atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -98,7 +98,7 @@ def set_key(ref: ModelRef, cfg: CalibrationConfig, files: list[Path]) -> str:
     """What decides the clips: the model config and input shape, the calibration config, the videos' bytes."""
     return stable_hash({"config": ref.config_hash, "inputs": [list(t.shape) for t in ref.inputs],
                         "calibration": cfg.model_dump(mode="json"),
-                        "videos": [(f.name, _sha256(f)) for f in files]})
+                        "videos": [(f.name, file_sha256(f)) for f in files]})
 
 
 def make_calibration(ref: ModelRef, cfg: CalibrationConfig, cache_dir: Path) -> CalibrationSet:
@@ -120,12 +120,5 @@ def make_calibration(ref: ModelRef, cfg: CalibrationConfig, cache_dir: Path) -> 
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, clips=clips.astype(np.float32))
-    return CalibrationSet(str(path), _sha256(path), source, cfg.clips, cfg.method)
+    return CalibrationSet(str(path), file_sha256(path), source, cfg.clips, cfg.method)
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

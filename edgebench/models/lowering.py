@@ -25,7 +25,6 @@ LOWERED = "2d-lowered"
 THREE_D = "3d"
 RTOL = 1e-4  # max |lowered - 3d| allowed, relative to max |3d output|: fp32 reordering is ~1e-7
 
-
 _ROWS = [False]  # True inside rows_layout(): the static-batch path runs in eager too (the build-time check)
 
 
@@ -248,11 +247,10 @@ def _targets(module: nn.Module) -> bool:
 
 @dataclass
 class LoweringReport:
-    """What the rewrite did: the form, per-module kind, modules kept 3D (why), or why nothing was lowered."""
+    """What the rewrite did: the form, the modules kept 3D (and why), or why nothing was lowered."""
 
     form: str = THREE_D
     reason: str = ""  # why the whole model stays 3D ("" when lowered)
-    kinds: dict[str, int] = field(default_factory=dict)  # lowered op kind -> count
     kept: dict[str, str] = field(default_factory=dict)  # module name -> why it stays 3D
     max_abs_diff: float = 0.0  # lowered vs 3D on the check input
 
@@ -302,7 +300,6 @@ def lower_3d(model: nn.Module, example: torch.Tensor) -> LoweringReport:
             undo.append((parent, attr, old))
         if note:
             report.kept[name] = note
-        report.kinds[_kind(new)] = report.kinds.get(_kind(new), 0) + 1
     why = None
     for layout, context in (("dynamic batch", contextlib.nullcontext), ("static batch", rows_layout)):
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ from torch import nn
 
 from edgebench.config import ModelConfig
 from edgebench.errors import UserError
+from edgebench.hashing import file_sha256
 
 
 def torchvision_weights(cfg: ModelConfig):
@@ -28,14 +28,6 @@ def hub_cache_file(cfg: ModelConfig) -> Path | None:
     url = torchvision_weights(cfg).url
     path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     return path if path.exists() else None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_state_dict_checked(model: nn.Module, path: Path) -> None:

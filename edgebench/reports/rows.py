@@ -47,7 +47,6 @@ _DTYPES = {**{c: "float64" for c in FLOAT_COLUMNS}, **{c: "Int64" for c in INT_C
            **{c: "boolean" for c in BOOL_COLUMNS}}  # fmt: skip
 
 EAGER_FORMAT = "pytorch"
-EAGER_RUNTIME = "torch"
 LOCAL = "local"
 FAILED_STATUSES = (EXPORT_FAILED, RUNTIME_FAILED, PARITY_FAILED, ACCURACY_FAILED)
 # Lower wins when a row's parts disagree: the most severe status names the row.
@@ -76,8 +75,10 @@ def build_rows(run: RunData, history: pd.DataFrame | None = None, runtimes_for: 
 
 def flatten(run: RunData, history: pd.DataFrame | None = None, runtimes_for: RuntimesFor | None = None) -> pd.DataFrame:
     """The rows without the history columns (history only tells which runtimes a failed export would have met)."""
+    from edgebench.benchmarks.local import add_speedups
+
+    add_speedups(run.latency)  # the one speed-up rule; finish_run applied it already, a rebuilt run may not have
     rows = [_row(run, key, parts) for key, parts in _join(run, history, runtimes_for).items()]
-    _fill_speedup(rows)
     _fill_speedup_vs_fp32(rows)
     rank = {f: i for i, f in enumerate(format_order(run))}
     rows.sort(key=lambda r: (r["model"], rank.get(r["format"], len(rank)), r["format"], *(r[c] for c in SERIES[2:])))
@@ -270,13 +271,3 @@ def _fill_speedup_vs_fp32(rows: list[dict]) -> None:
         b = fp32.get((r["model"], r["format"], r["runtime"], r["device"]))
         if r["precision"] != "fp32" and b and r["p50_ms"] and r["p50_ms"] > 0:
             r["speedup_vs_fp32"] = b / r["p50_ms"]
-
-
-def _fill_speedup(rows: list[dict]) -> None:
-    """speedup_vs_eager = eager p50 / p50 on the same model and device, where the benchmark left it empty."""
-    base = {(r["model"], r["device"]): r["p50_ms"] for r in rows
-            if r["format"] == EAGER_FORMAT and r["runtime"] == EAGER_RUNTIME and r["p50_ms"]}  # fmt: skip
-    for r in rows:
-        b = base.get((r["model"], r["device"]))
-        if r["speedup_vs_eager"] is None and b and r["p50_ms"] and r["p50_ms"] > 0:
-            r["speedup_vs_eager"] = b / r["p50_ms"]

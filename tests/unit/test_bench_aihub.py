@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from edgebench.config import AIHubConfig, PipelineConfig
-from edgebench.devices import aihub, hub_client, registry
+from edgebench.devices import hub_client, registry
 from edgebench.devices.aihub import AIHubBackend, upload_path
-from edgebench.devices.base import Device
 from edgebench.devices.hub_client import Scrubber, connect, find_token
 from edgebench.models.inputs import save_inputs
 from edgebench.pipeline import ModelResults, PreparedModel, RunSettings, finish_run

@@ -169,7 +169,7 @@ def test_watchdog_stops_the_run_when_the_api_goes_away(monkeypatch):
     dog.stop()
 
 
-def test_first_signal_stops_the_children_and_raises_with_the_exit_code(monkeypatch, tmp_path):
+def test_first_signal_stops_the_children_and_raises_with_the_exit_code(monkeypatch):
     monkeypatch.setattr(interrupts, "GRACE_S", 3600)  # the hard exit must not end pytest
     before = {s: signal.getsignal(s) for s in interrupts.SIGNALS}
     try:

@@ -281,3 +281,29 @@ def test_tflite_int8_runs_every_conv_in_int8_and_reads_back_float_logits(small_r
     with get_runtime("litert").load(a, small_ref, 1) as s:
         logits = run_clips(s, clips)["logits"]
     assert logits.dtype == np.float32 and np.isfinite(logits).all() and logits.std() > 0  # int8 output, dequantized
+
+
+# ---------------------------------------------------------------- rows and the report's precision table
+
+
+def test_rows_carry_speedup_vs_fp32_and_calibration_and_the_precision_table_shows_them():
+    from edgebench.records import LatencyResult, ParityResult
+    from edgebench.reports.precision import precision_table
+    from edgebench.reports.rows import flatten
+
+    arts = [Artifact("m", "onnx", "fp32", "passed", size_bytes=47 * 2**20),
+            Artifact("m", "onnx", "int8", "passed", size_bytes=12 * 2**20, calibration="random x8 minmax 1234abcd"),
+            Artifact("m", "tflite", "fp32", "passed")]
+    lat = [LatencyResult("m", "pytorch", "fp32", "torch", "local", "passed", p50_ms=400.0),
+           LatencyResult("m", "onnx", "fp32", "onnxruntime", "local", "passed", p50_ms=480.0),
+           LatencyResult("m", "onnx", "int8", "onnxruntime", "local", "passed", p50_ms=160.0),
+           LatencyResult("m", "tflite", "fp32", "litert", "local", "passed", p50_ms=700.0)]
+    par = [ParityResult("m", "onnx", "int8", "onnxruntime", "passed", cosine=0.9996, psnr_db=41.6, top5_agree=1.0)]
+    df = flatten(RunData("r", "t0", "t1", "/o", 2, [], arts, par, lat, config={"formats": {"onnx": [], "tflite": []}}))
+    int8 = df[(df["format"] == "onnx") & (df["precision"] == "int8")].iloc[0]
+    assert int8["speedup_vs_fp32"] == pytest.approx(3.0) and int8["speedup_vs_eager"] == pytest.approx(2.5)
+    assert int8["calibration"] == "random x8 minmax 1234abcd"
+    assert df[df["precision"] == "fp32"]["speedup_vs_fp32"].isna().all()
+    table = precision_table(df)
+    assert [(r["format"], r["precision"]) for r in table] == [("onnx", "fp32"), ("onnx", "int8")]  # tflite: one precision
+    assert table[1]["speedup_vs_fp32"] == "3.00x" and table[1]["size_mb"] == "12.0" and table[1]["psnr_db"] == "41.6"

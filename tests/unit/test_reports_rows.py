@@ -27,6 +27,7 @@ EXPECTED += ["top1", "top5", "top1_drop", "top1_drop_ci", "accuracy"]  # evaluat
 EXPECTED += ["runtime_options", "layers_npu", "layers_gpu", "layers_cpu", "mem_peak_low_mb", "mem_peak_high_mb",
              "job_url"]  # device backends (issue 13), after the accuracy columns
 EXPECTED += ["first_divergent_layer"]  # localization (issue 12)
+EXPECTED += ["speedup_vs_fp32", "calibration"]  # reduced precision (issue 10)
 
 
 def _run(**kw) -> RunData:
