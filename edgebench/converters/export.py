@@ -121,7 +121,8 @@ def mislabelled(precision: str, compute_dtypes: dict[str, int]) -> str | None:
     total = sum(compute_dtypes.values())
     if compute_dtypes.get(want, 0) == total:
         return None
-    return f"{precision}: {compute_dtypes.get(want, 0)} of {total} conv/matmul ops run {want} ({_census_text(compute_dtypes)})"
+    return (f"{precision}: {compute_dtypes.get(want, 0)} of {total} conv/matmul ops run {want} "
+            f"({_census_text(compute_dtypes)})")
 
 
 def _census_text(counts: dict[str, int]) -> str:

@@ -138,7 +138,7 @@ def quantize(fp32: Path, out: Path, calibration: list[dict[str, np.ndarray]], pr
 
 
 def _compute_dtype(node, graph, producers: dict, inits: dict) -> str:
-    """`int8`, `w8a16`, `w8`, `w<bits>a<bits>` or, for a float weight, its float dtype, for one conv/matmul-class node."""
+    """`int8`, `w8a16`, `w8`, `w<bits>a<bits>` or (a float weight) its float dtype, for one conv/matmul node."""
     import onnx
 
     if node.op_type in INTEGER_OPS:

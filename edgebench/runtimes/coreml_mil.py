@@ -454,7 +454,8 @@ class MilSession(Session):
             if op.op_type.startswith("constexpr_"):
                 value = OPS[op.op_type](_Op(op, self.consts))
                 self.consts[op.outputs[0].name] = value.half().float() if _is_fp16(op.outputs[0]) else value
-        self.ops = [op for op in self.function.operations if op.op_type != "const" and not op.op_type.startswith("constexpr_")]
+        self.ops = [op for op in self.function.operations
+                    if op.op_type != "const" and not op.op_type.startswith("constexpr_")]
         self.inputs = dict(self.function.inputs)  # model input name -> Var
         described = [o.name for o in spec.description.output]
         self.outputs = list(zip(described, self.function.outputs))  # model output name -> Var
