@@ -94,11 +94,7 @@ class Artifact:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Artifact":
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("inputs", ()))
-        d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("outputs", ()))
-        return cls(**d)
+        return record_from_dict(cls, d)
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_dict())
@@ -205,6 +201,21 @@ class AccuracyResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def record_from_dict(cls, d: dict):
+    """A record from its to_dict() / JSON form: unknown keys dropped (older and newer files load), tuples restored."""
+    kinds = {f.name: str(f.type) for f in fields(cls)}  # annotations are strings here (postponed evaluation)
+    values = {}
+    for k, v in d.items():
+        if k not in kinds:
+            continue
+        if v is not None and kinds[k].startswith("tuple[TensorSpec"):
+            v = tuple(TensorSpec.from_dict(t) for t in v)
+        elif isinstance(v, list) and kinds[k].startswith("tuple"):
+            v = tuple(v)
+        values[k] = v
+    return cls(**values)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgebench.devices.base import Backend, BenchJob, Measured, skipped
 from edgebench.devices.local import measure_here, runtime_job, runtime_jobs
 from edgebench.errors import reason_of
-from edgebench.records import RUNTIME_FAILED, Artifact, LatencyResult
+from edgebench.records import RUNTIME_FAILED, Artifact, LatencyResult, record_from_dict
 from edgebench.storage import Storage
 
 STORAGE_ENV = "EDGEBENCH_STORAGE"  # an fsspec URL shared by every machine, e.g. s3://bucket/edgebench
@@ -103,6 +103,4 @@ class QueueBackend(Backend):
         if problem:
             row.reason = problem
             return Measured(row)
-        data = storage_for(settings.out).read_json(parameters["result_key"])
-        known = {f.name for f in dataclasses.fields(LatencyResult)}
-        return Measured(LatencyResult(**{k: v for k, v in data.items() if k in known}))
+        return Measured(record_from_dict(LatencyResult, storage_for(settings.out).read_json(parameters["result_key"])))

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from edgebench.config import PreprocessConfig, stable_hash
-from edgebench.errors import UserError
+from edgebench.errors import UserError, reason_of
 from edgebench.evaluation.dataset import Video
 from edgebench.records import atomic_path
 
@@ -71,7 +71,7 @@ def decode(video: Video) -> np.ndarray:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)
                       if f.time is not None and start <= f.time < end]
     except (av.FFmpegError, IndexError) as e:  # IndexError: no video stream
-        raise UserError(f"video {video.path}: cannot decode ({type(e).__name__}: {e})".splitlines()[0]) from None
+        raise UserError(f"video {video.path}: cannot decode ({reason_of(e)})") from None
     if not frames:
         raise UserError(f"video {video.path}: no frames between {start:g} s and {end:g} s")
     return np.stack(frames)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from edgebench.config import PreprocessConfig
-from edgebench.errors import UserError
+from edgebench.errors import UserError, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def decode_frames(path: str | Path) -> np.ndarray:
                 raise UserError(f"video {path}: no video stream")
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     except av.FFmpegError as e:
-        raise UserError(f"video {path}: cannot decode ({type(e).__name__}: {e})".splitlines()[0]) from None
+        raise UserError(f"video {path}: cannot decode ({reason_of(e)})") from None
     if not frames:
         raise UserError(f"video {path}: no decodable frames")
     return np.stack(frames)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from edgebench.config import ModelConfig
-from edgebench.errors import UserError
+from edgebench.errors import UserError, reason_of
 from edgebench.hashing import file_sha256
 
 
@@ -37,7 +37,7 @@ def load_state_dict_checked(model: nn.Module, path: Path) -> None:
     except FileNotFoundError:
         raise UserError(f"weights {path}: no such file") from None
     except Exception as e:  # unpickling errors come in many types
-        raise UserError(f"weights {path}: not a loadable state dict ({type(e).__name__}: {e})".splitlines()[0]) from None
+        raise UserError(f"weights {path}: not a loadable state dict ({reason_of(e)})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
 from edgebench.config import PROJECT_ROOT
-from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData, TensorSpec
+from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData, record_from_dict
 
 SCHEMA = 1
 COMPLETE, INTERRUPTED = "complete", "interrupted"  # run.json `status`
@@ -177,27 +177,9 @@ def run_from_dict(d: dict) -> RunData:
     return RunData(
         run_id=d["run_id"], started_at=d["started_at"], ended_at=d.get("ended_at", ""),
         out_dir=d.get("out_dir", ""), threads=d.get("threads", 0), config=d.get("config") or {},
-        models=[_model_from_dict(m) for m in d.get("models", [])],
+        models=[record_from_dict(ModelRef, m) for m in d.get("models", [])],
         artifacts=[Artifact.from_dict(a) for a in d.get("artifacts", [])],
-        parity=[_from_dict(ParityResult, p) for p in d.get("parity", [])],
-        latency=[_from_dict(LatencyResult, lr) for lr in d.get("latency", [])],
-        accuracy=[_from_dict(AccuracyResult, ar) for ar in d.get("accuracy", [])],
+        parity=[record_from_dict(ParityResult, p) for p in d.get("parity", [])],
+        latency=[record_from_dict(LatencyResult, lr) for lr in d.get("latency", [])],
+        accuracy=[record_from_dict(AccuracyResult, ar) for ar in d.get("accuracy", [])],
     )  # fmt: skip
-
-
-def _from_dict(cls, d: dict):
-    known = cls.__dataclass_fields__
-    d = {k: v for k, v in d.items() if k in known}
-    if d.get("max_abs_index") is not None:
-        d["max_abs_index"] = tuple(d["max_abs_index"])
-    return cls(**d)
-
-
-def _model_from_dict(d: dict) -> ModelRef:
-    d = {k: v for k, v in d.items() if k in ModelRef.__dataclass_fields__}
-    d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("inputs", ()))
-    d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d.get("outputs", ()))
-    d["labels"] = tuple(d.get("labels", ()))
-    if d.get("input_override") is not None:
-        d["input_override"] = tuple(d["input_override"])
-    return ModelRef(**d)

@@ -11,10 +11,10 @@ from playwright import sync_api  # installed by make test; a missing browser fai
 
 from edgebench.config import HistoryConfig
 from edgebench.records import EXPORT_FAILED, PARITY_FAILED
-from edgebench.reports.demo import SERIES_P50, synthetic_run
 from edgebench.reports.history import HistoryStore
 from edgebench.reports.rows import flatten
 from edgebench.reports.writer import write_run_reports
+from tests.synthetic_runs import SERIES_P50, synthetic_run
 
 CHROMIUM = os.environ.get("EDGEBENCH_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

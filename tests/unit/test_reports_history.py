@@ -17,9 +17,9 @@ from sqlalchemy import event
 
 from edgebench.config import HistoryConfig
 from edgebench.errors import UserError
-from edgebench.reports.demo import synthetic_run
 from edgebench.reports.history import HistoryStore, default_url, resolve_url
 from edgebench.reports.rows import COLUMNS, flatten
+from tests.synthetic_runs import synthetic_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from edgebench.reports.demo import synthetic_run
+    from tests.synthetic_runs import synthetic_run
     from edgebench.reports.history import HistoryStore
     from edgebench.reports.rows import flatten
     out, first, n, go = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
@@ -157,7 +157,7 @@ KILLED_CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from sqlalchemy import event
-    from edgebench.reports.demo import synthetic_run
+    from tests.synthetic_runs import synthetic_run
     from edgebench.reports.history import HistoryStore
     from edgebench.reports.rows import flatten
     out, marker = Path(sys.argv[1]), Path(sys.argv[2])

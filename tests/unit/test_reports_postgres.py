@@ -21,11 +21,11 @@ from sqlalchemy import event
 
 from edgebench.config import HistoryConfig
 from edgebench.records import RUNTIME_FAILED
-from edgebench.reports.demo import SERIES_P50, synthetic_run
 from edgebench.reports.history import HistoryStore, default_url
 from edgebench.reports.regressions import BROKE, REGRESSION
 from edgebench.reports.rows import flatten
 from edgebench.reports.writer import history_table, read_results_csv, write_run_reports
+from tests.synthetic_runs import SERIES_P50, synthetic_run
 
 TS = ("torchscript", "fp32", "torchscript")
 ORT = ("onnx", "fp32", "onnxruntime")

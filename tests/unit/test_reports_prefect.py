@@ -8,7 +8,6 @@ import pytest
 
 from edgebench.config import HistoryConfig
 from edgebench.records import PARITY_FAILED
-from edgebench.reports.demo import synthetic_run
 from edgebench.reports.prefect_artifacts import (
     RESULTS_KEY,
     SUMMARY_KEY,
@@ -19,6 +18,7 @@ from edgebench.reports.prefect_artifacts import (
 )
 from edgebench.reports.regressions import evaluate
 from edgebench.reports.rows import flatten
+from tests.synthetic_runs import synthetic_run
 
 
 def tonight():

@@ -9,9 +9,9 @@ import pytest
 
 from edgebench.config import HistoryConfig
 from edgebench.records import EXPORT_FAILED, PARITY_FAILED, RUNTIME_FAILED
-from edgebench.reports.demo import SERIES_P50, synthetic_run
 from edgebench.reports.regressions import BROKE, FIXED, PARITY_DRIFT, REGRESSION, SPEEDUP, evaluate, noise_of
 from edgebench.reports.rows import flatten
+from tests.synthetic_runs import SERIES_P50, synthetic_run
 
 TS = ("torchscript", "fp32", "torchscript")
 ORT = ("onnx", "fp32", "onnxruntime")

@@ -16,8 +16,8 @@ from edgebench.records import (
     ParityResult,
     RunData,
 )
-from edgebench.reports.demo import model_ref, synthetic_run
 from edgebench.reports.rows import COLUMNS, build_rows
+from tests.synthetic_runs import model_ref, synthetic_run
 
 EXPECTED = ("run_id, started_at, model, weights, format, precision, runtime, device, status, reason, size_mb, "
             "export_s, max_abs_err, mean_abs_err, cosine, psnr_db, top1_agree, top5_agree, parity, load_ms, first_ms, "

@@ -13,7 +13,6 @@ import pytest
 from edgebench.config import HistoryConfig
 from edgebench.errors import UserError
 from edgebench.records import EXPORT_FAILED
-from edgebench.reports.demo import SERIES_P50, synthetic_run
 from edgebench.reports.history import HistoryStore
 from edgebench.reports.rows import COLUMNS, flatten
 from edgebench.reports.writer import (
@@ -24,6 +23,7 @@ from edgebench.reports.writer import (
     write_csv_atomic,
     write_run_reports,
 )
+from tests.synthetic_runs import SERIES_P50, synthetic_run
 
 TS = ("torchscript", "fp32", "torchscript")
 EVIL = "<script>alert('pwned')</script>"

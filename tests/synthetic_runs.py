@@ -1,4 +1,4 @@
-"""Synthetic runs (no torch needed): for the report tests and for previewing the report."""
+"""Synthetic runs (no torch needed unless they write artifact files): the report tests' data, and a report preview."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from edgebench.records import (
 )
 
 START = datetime(2026, 11, 1, 2, 0, tzinfo=timezone.utc)
-# (format, precision, runtime) -> typical p50 ms on the 2-core host, from docs/DESIGN.md
+# (format, precision, runtime) -> p50 ms of the order measured on a 2-core AVX2 host (docs/benchmarks.md)
 SERIES_P50 = {
     ("pytorch", "fp32", "torch"): 1270.0,
     ("torchscript", "fp32", "torchscript"): 1240.0,
@@ -35,7 +35,6 @@ OPS = {
     "tflite": {"CONV_3D": 20, "MUL": 20, "ADD": 8, "PAD": 4, "TRANSPOSE": 2, "MEAN": 1, "RESHAPE": 1, "FULLY_CONNECTED": 1},
     "coreml": {"conv": 18, "relu": 17, "add": 8, "reduce_mean": 1, "reshape": 1, "linear": 1},
 }
-SUFFIX = {"torchscript": ".pt", "onnx": ".onnx", "tflite": ".tflite", "coreml": ".mlpackage"}
 
 
 def model_ref(name: str = "resnet_mixed", provenance: str = "random:seed=0") -> ModelRef:
@@ -101,7 +100,9 @@ def _artifact(model, fmt, precision, o, out: Path | None) -> Artifact:
         log_path = str(folder / "export.log")
         Path(log_path).write_text(o.get("log_text", f"exporting {model} to {fmt} {precision}\ndone\n"))
         if status == PASSED:
-            path = str(folder / f"{model}{SUFFIX[fmt]}")
+            from edgebench.converters.registry import get_converter  # imports torch: only when files are written
+
+            path = str(folder / f"{model}{get_converter(fmt).suffix}")
             Path(path).write_bytes(b"\0" * 64)
     return Artifact(model=model, format=fmt, precision=precision, status=status,
                     reason=o.get("export_reason", "" if status == PASSED else "converter crashed"), path=path,
