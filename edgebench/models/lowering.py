@@ -95,7 +95,11 @@ class _Temporal(nn.Module):
                 edge = clip[:1] * 0.0 if pad_value == 0.0 else clip[:1] * 0.0 + pad_value
                 clip = torch.cat([edge] * self.pt + [clip] + [edge] * self.pt)
             for k in range(self.kt):
-                taps[k].append(clip[k * self.dt:k * self.dt + span:self.st])
+                start = k * self.dt
+                if self.st == 1:
+                    taps[k].append(clip[start:start + span])
+                else:  # 1-row slices + a concatenation: XNNPACK takes no STRIDED_SLICE with a stride > 1
+                    taps[k].append(torch.cat([clip[i:i + 1] for i in range(start, start + span, self.st)]))
         return [t[0] if n == 1 else torch.cat(t) for t in taps]
 
     def taps(self, x: torch.Tensor, pad_value: float = 0.0) -> list[torch.Tensor]:
