@@ -33,7 +33,8 @@ def inputs(small_ref):
 
 @pytest.fixture(scope="module")
 def reference(small_ref, inputs):
-    return reference_outputs(small_ref, inputs)
+    # On the thread count the checks use: oneDNN may pick another conv algorithm for 1 and 2 threads.
+    return reference_outputs(small_ref, inputs, threads=1)
 
 
 def _check(artifact, runtime, small_ref, inputs, reference, tol=FP32, **options):
