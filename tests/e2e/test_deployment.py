@@ -63,7 +63,7 @@ def test_adhoc_deployment_runs_to_a_report(served, full_out):
 def test_benchmark_dispatched_to_the_second_worker(served, tmp_path):
     env, state = served
     done = deployment_run(env, "export-and-benchmark/adhoc", "-p", "quick=true", "-p", f"out={tmp_path}",
-                          "-p", 'formats=["onnx"]', "-p", 'devices=["local", "queue:second-host"]',
+                          "-p", 'formats=["onnx"]', "-p", 'precisions=["fp32"]', "-p", 'devices=["local", "queue:second-host"]',
                           "-p", "input_shape=[1, 3, 4, 32, 32]")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = pd.read_csv(tmp_path / "latest" / "results.csv")

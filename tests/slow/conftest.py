@@ -1,4 +1,4 @@
-"""The full 1x3x16x112x112 resnet_mixed and its five default artifacts, exported once per session."""
+"""The full 1x3x16x112x112 resnet_mixed and its default artifacts, exported once per session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The five default artifacts of the full 1x3x16x112x112 resnet_mixed, exported once, each loaded back."""
+"""The default artifacts of the full 1x3x16x112x112 resnet_mixed, exported once, each loaded back."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_five_default_artifacts(artifacts):
-    assert sorted(artifacts) == [("coreml", "fp16"), ("coreml", "fp32"), ("onnx", "fp32"), ("tflite", "fp32"),
-                                 ("torchscript", "fp32")]
-    for a in artifacts.values():
-        assert a.size_bytes > 20_000_000 and len(a.sha256) == 64
+def test_default_artifacts(artifacts):
+    from edgebench.config import PipelineConfig
+
+    assert sorted(artifacts) == sorted((f, p) for f, ps in PipelineConfig().formats.items() for p in ps)
+    for (fmt, precision), a in artifacts.items():
+        fp32 = artifacts[(fmt, "fp32")].size_bytes
+        assert len(a.sha256) == 64 and fp32 > 40_000_000
+        if precision in ("int8", "w8", "w8a16"):  # one byte per weight: about a quarter of fp32
+            assert 0.2 * fp32 < a.size_bytes < 0.3 * fp32, (fmt, precision, a.size_bytes)
+            assert a.compute_dtypes == {precision: 21}, a.compute_dtypes  # 20 convs + the fc, all quantized
 
 
 def test_torchscript_full(artifacts, full_ref):
@@ -52,7 +57,7 @@ def test_tflite_full(artifacts, full_ref):
     runner = Interpreter(model_path=a.path).get_signature_runner()
     out = runner(video=np.random.rand(*full_ref.inputs[0].shape).astype(np.float32))["logits"]
     assert out.shape == (1, 400)
-    assert a.op_census["CONV_3D"] == 20
+    assert a.form == "2d-lowered" and "CONV_3D" not in a.op_census and a.op_census["CONV_2D"] == 20
 
 
 def test_executorch_full(artifacts):
