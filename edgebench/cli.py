@@ -177,7 +177,7 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
         config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
         devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated: local, aihub:<device>, queue:<name>."),
         fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 when a regression is found."),
-        input_shape: Optional[str] = ShapeOpt) -> None:
+        input_shape: Optional[str] = ShapeOpt, weights: Optional[Path] = WeightsOpt) -> None:
     """Run the whole export-and-benchmark flow (Prefect, no server needed); print a summary and the report path."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # our step lines say enough
     from edgebench import interrupts, pipeline
@@ -188,7 +188,8 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
     shape = _shape(input_shape)
     # Everything checked before the flow starts its temporary server: a bad name or shape is one line, exit 2.
     check_run(pipeline.narrow_config(load_pipeline_config(config), _split(formats), devices=_split(devices),
-                                     models=model or None), config, input_shape=shape)
+                                     models=model or None), config, weights=str(weights) if weights else None,
+              input_shape=shape)
     from edgebench.flows.export_and_benchmark import export_and_benchmark
 
     try:  # Ctrl-C / SIGTERM: children killed, run folder marked interrupted, exit 130 / 143
@@ -196,7 +197,8 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
                                     devices=_split(devices), quick=quick, out=str(out) if out else None,
                                     use_cache=not no_cache, fail_on_regression=fail_on_regression,
                                     config_path=str(config) if config else None,
-                                    input_shape=list(shape) if shape else None)
+                                    input_shape=list(shape) if shape else None,
+                                    weights=str(weights) if weights else None)
     except interrupts.Interrupted as e:
         print(f"edgebench: {e}; the run stopped, history and reports/latest untouched", file=sys.stderr)
         raise typer.Exit(e.exit_code) from None

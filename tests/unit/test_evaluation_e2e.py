@@ -122,6 +122,32 @@ def test_a_damaged_artifact_shows_a_significant_drop_and_fails(fixture, evaluate
     assert "beyond the fp32 bound" in judged.reason and judged.confused
 
 
+@pytest.mark.slow
+def test_edgebench_run_with_a_dataset_reports_the_same_accuracy(fixture, evaluated, tmp_path):
+    """`edgebench run` (the Prefect flow) with `evaluation.dataset` in the model YAML: the figures of `evaluate`."""
+    import subprocess
+
+    import yaml
+
+    spec = yaml.safe_load(fixture.model_yaml.read_text())
+    spec["evaluation"]["dataset"] = str(fixture.dataset)
+    model_yaml = tmp_path / "tiny_motion.yaml"
+    model_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = tmp_path / "out"
+    done = subprocess.run([Path(sys.executable).with_name("edgebench"), "run", "--model", str(model_yaml),
+                           "--weights", str(fixture.weights), "--config", str(fixture.pipeline_yaml),
+                           "--formats", "onnx", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = rows_of(out / "latest")
+    evaluated_rows = rows_of(evaluated[0])
+    for key in (("pytorch", "fp32", "torch"), ("onnx", "fp32", "onnxruntime")):
+        assert rows[key]["top1"] == evaluated_rows[key]["top1"] and float(rows[key]["top1"]) >= 90.0, rows[key]
+    assert rows[("onnx", "fp32", "onnxruntime")]["top1_drop_ci"] == "[+0.00, +0.00]"
+    assert float(rows[("onnx", "fp32", "onnxruntime")]["p50_ms"]) > 0  # the same rows carry latency
+    assert "Accuracy on" in (out / "latest" / "report.html").read_text()
+
+
 @pytest.fixture(scope="module")
 def untrained(tmp_path_factory) -> tuple[Path, Path]:
     """The tiny model's YAML and its (untrained) weights: enough to reach the dataset checks."""
