@@ -83,8 +83,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# The flags that decide which kernels the runtimes pick (the CPU changes between sessions here).
+KERNEL_ISA = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve", "i8mm", "bf16")
+
+
+def cpu_isa(cpuinfo: str | None = None) -> list[str]:
+    """The KERNEL_ISA flags /proc/cpuinfo lists for this CPU (x86 `flags`, Arm `Features`); [] elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() in ("flags", "features"):
+                present = set(value.split())
+                return [f for f in KERNEL_ISA if f in present]
+    except OSError:
+        pass
+    return []
+
+
 def host_info() -> dict:
-    """Host name, OS, CPU model and core counts."""
+    """Host name, OS, CPU model, its kernel-relevant ISA flags and core counts."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -94,6 +113,7 @@ def host_info() -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "isa": cpu_isa(),
         "cores": os.cpu_count(),
         "cores_usable": usable,
         "python": sys.version.split()[0],

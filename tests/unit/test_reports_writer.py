@@ -202,3 +202,14 @@ def test_history_command_prints_and_exports_the_series(tmp_path, monkeypatch, ca
     exported = pd.read_csv(tmp_path / "history.csv")
     assert len(exported) > 0 and f"exported to {tmp_path / 'history.csv'}" in out
     assert exported["nights"].max() == 3
+
+
+def test_run_json_names_the_cpu_and_its_kernel_isa():
+    from edgebench.reports.runinfo import cpu_isa, host_info
+
+    x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni amx_tile\n"
+    assert cpu_isa(x86) == ["avx2", "fma", "avx512f", "avx512_vnni", "amx_tile"]
+    assert cpu_isa("processor\t: 0\nFeatures\t: fp asimd sve i8mm\n") == ["asimd", "sve", "i8mm"]
+    assert cpu_isa("flags\t: fpu sse2\n") == []  # an AVX-less CPU says so: nothing invented
+    host = host_info()
+    assert host["cpu"] and isinstance(host["isa"], list)
