@@ -220,7 +220,7 @@ class PipelineConfig(Strict):
         "torchscript": ["fp32"],
         "onnx": ["fp32", "int8"],
         "coreml": ["fp32", "fp16", "w8"],
-        "tflite": ["fp32"],
+        "tflite": ["fp32", "int8"],
         "executorch": ["fp32", "int8"],
     }
     converter_options: dict[str, dict[str, Any]] = {}

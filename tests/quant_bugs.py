@@ -74,6 +74,23 @@ def onnx_stem_channels_reversed(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
+def tflite_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> None:
+    """One CONV_2D's per-channel filter scales multiplied by `factor` in the .tflite flatbuffer (int8 weights kept)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(Path(src).read_bytes(), 0)
+    conv_code = schema.BuiltinOperator.CONV_2D
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    graph = model.subgraphs[0]
+    conv = [op for op in graph.operators if codes[op.opcodeIndex] == conv_code][conv_index]
+    quant = graph.tensors[conv.inputs[1]].quantization
+    quant.scale = [float(v) * factor for v in quant.scale]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    Path(dst).write_bytes(builder.Output())
+
+
 def conv_names(path: Path) -> list[str]:
     """Node names of the Conv nodes of an ONNX file, in graph order."""
     import onnx

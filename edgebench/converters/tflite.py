@@ -9,6 +9,7 @@ fails to legalize), measured (docs/converters.md).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -141,10 +142,71 @@ def _op_name(model, op) -> str:
     return "CUSTOM:" + (code.CustomCode() or b"?").decode() if name == "CUSTOM" else name
 
 
+def _data_first_quantizer():
+    """litert-torch's PT2EQuantizer, except that a torch.cat shares the observer of its first input that is
+    not a zero padding frame (`x[:1] * 0.0`, the 2D-lowered form's time padding) instead of input 0's.
+
+    TFLite's int8 CONCATENATION needs one scale for all inputs; the stock annotation takes input 0's
+    observer, and when input 0 is a padding frame it has seen only zeros: the whole clip was then clipped
+    to [0, 2^-12] (logits 16x too small, PSNR 12 dB against 44 dB for the same PT2E module in torch).
+    Zeros lose nothing under the data's scale (min-max ranges always hold 0).
+    """
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+    from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    aten = torch.ops.aten
+    views = {aten.transpose.int, aten.flatten.using_ints, aten.view.default, aten.reshape.default,
+             aten.permute.default, aten.unflatten.int, aten.slice.Tensor}
+
+    def zero_frame(model, node) -> bool:
+        """`x * 0.0` (the quantizer has made the 0.0 a tensor attribute by now)."""
+        if not isinstance(node, torch.fx.Node) or node.target != aten.mul.Tensor:
+            return False
+        factor = node.args[1]
+        if isinstance(factor, torch.fx.Node) and factor.op == "get_attr":
+            factor = functools.reduce(getattr, factor.target.split("."), model)
+        return isinstance(factor, (int, float, torch.Tensor)) and bool((torch.as_tensor(factor) == 0).all())
+
+    def observed(node):
+        """The node itself or, through views, the producer whose output is observed (None if there is none)."""
+        while isinstance(node, torch.fx.Node):
+            made = node.meta.get("quantization_annotation")
+            if made is not None and made.output_qspec is not None:
+                return node
+            node = node.args[0] if node.target in views and node.args else None
+        return None
+
+    class DataFirst(PT2EQuantizer):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:  # a padding frame keeps its source's scale (converted as zeros of it)
+                source = observed(node.args[0]) if zero_frame(model, node) else None
+                if source is not None:
+                    made = node.meta["quantization_annotation"]
+                    made.input_qspec_map[node.args[0]] = SharedQuantizationSpec(source)
+                    made.output_qspec = SharedQuantizationSpec(source)
+            for node in model.graph.nodes:
+                if node.op != "call_function" or node.target != aten.cat.default:
+                    continue
+                inputs = [i for i in node.args[0] if isinstance(i, torch.fx.Node)]
+                first = next((i for i in inputs if not zero_frame(model, i)), inputs[0])
+                source = observed(first)  # its scale, unchanged: a requantization across views fails to convert
+                own = SharedQuantizationSpec(source) if source is not None else get_input_act_qspec(self.global_config)
+                shared = SharedQuantizationSpec((first, node))
+                node.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map={i: own if i is first else shared for i in inputs}, output_qspec=shared,
+                    _annotated=True)
+            return model
+
+    return DataFirst()
+
+
 def pt2e_int8(model: nn.Module, example, clips: list[np.ndarray]):
     """litert-torch's PT2E static int8 quantization, min-max observed over `clips`: (quantized module, QuantConfig)."""
     import torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.observer import MinMaxObserver
@@ -154,7 +216,7 @@ def pt2e_int8(model: nn.Module, example, clips: list[np.ndarray]):
         raise ValueError("tflite int8: no calibration clips")
     config = get_symmetric_quantization_config(is_per_channel=True)
     act = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-    quantizer = PT2EQuantizer().set_global(replace(config, input_activation=act, output_activation=act))
+    quantizer = _data_first_quantizer().set_global(replace(config, input_activation=act, output_activation=act))
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
     with torch.no_grad():
         for clip in clips:

@@ -102,6 +102,41 @@ class _Temporal(nn.Module):
                     taps[k].append(torch.cat([clip[i:i + 1] for i in range(start, start + span, self.st)]))
         return [t[0] if n == 1 else torch.cat(t) for t in taps]
 
+    def span(self, k: int) -> tuple[int, int, int]:
+        """Tap k's (first output frame, count, first input frame): the output frames whose input is in the clip."""
+        offset = k * self.dt - self.pt  # output frame t reads input frame t*st + offset
+        first = max(0, -(offset // self.st))
+        last = min(self.frames_out - 1, (self.frames_in - 1 - offset) // self.st)
+        return first, last - first + 1, first * self.st + offset
+
+    def frames(self, x: torch.Tensor, n: int | None, start: int, count: int) -> torch.Tensor:
+        """Input frames start, start + st, ... (count of them) of every clip, folded."""
+        if start == 0 and count == self.frames_in and self.st == 1:
+            return x
+        index = range(start, start + count * self.st, self.st)
+        if n is None:  # a gather, as in _gathered: a fresh tensor keeps the batch free in torch.export
+            clips = x.unflatten(0, (-1, self.frames_in))
+            return clips.index_select(1, torch.tensor(list(index), device=x.device)).flatten(0, 1)
+        rows = []
+        for c in range(n):
+            clip = x if n == 1 else x[c * self.frames_in:(c + 1) * self.frames_in]
+            rows.append(clip[start:start + count] if self.st == 1 else torch.cat([clip[i:i + 1] for i in index]))
+        return rows[0] if n == 1 else torch.cat(rows)
+
+    def placed(self, y: torch.Tensor, n: int | None, first: int, count: int) -> torch.Tensor:
+        """y (count frames per clip) as output frames first .. first + count - 1, zero frames around it."""
+        after = self.frames_out - first - count
+        if first == 0 and after == 0:
+            return y
+        if n is None:
+            return F.pad(y.unflatten(0, (-1, count)), (0, 0, 0, 0, 0, 0, first, after)).flatten(0, 1)
+        clips = []
+        for c in range(n):
+            part = y if n == 1 else y[c * count:(c + 1) * count]
+            zero = part[:1] * 0.0  # a row of the tensor, not a constant: litert-torch keeps it NHWC
+            clips.append(torch.cat([zero] * first + [part] + [zero] * after))
+        return clips[0] if n == 1 else torch.cat(clips)
+
     def taps(self, x: torch.Tensor, pad_value: float = 0.0) -> list[torch.Tensor]:
         """kt folded tensors (N*T_out, C, H, W): tap k holds input frame t*st - pt + k*dt for output frame t."""
         if self._trivial():
@@ -122,34 +157,50 @@ class _Temporal(nn.Module):
         return taps[0] if self.kt == 1 else torch.cat(taps, dim=1)
 
 
+STACK_BELOW_CHANNELS = 16  # stacking copies kt x the input: worth it for thin inputs only (docs/converters.md)
+
+
 class FoldedConv3d(_Temporal):
-    """A Conv3d as one Conv2d over the kt shifted frames stacked on channels (groups > 1: kt Conv2d summed)."""
+    """A Conv3d as 2D convs: one over the kt shifted frames stacked on channels (thin inputs), else kt summed.
+
+    Stacked: one deep Conv2d, the input copied kt times (cheap for a stem's 3 channels). Summed (wider
+    inputs, groups > 1): tap k's Conv2d runs on just the input frames it reads, its output is put in
+    place with zero frames, and the kt outputs are added: no input copy and no conv over padding frames.
+    """
 
     def __init__(self, conv: nn.Conv3d, frames_in: int, frames_out: int):
         (kt, kh, kw), (st, sh, sw) = conv.kernel_size, conv.stride
         (pt, ph, pw), (dt, dh, dw) = (0, 0, 0) if conv.padding == "valid" else conv.padding, conv.dilation
         super().__init__(frames_in, frames_out, kt, st, pt, dt)
         self.stride2d, self.padding2d, self.dilation2d, self.groups = (sh, sw), (ph, pw), (dh, dw), conv.groups
+        self.summed = kt > 1 and (conv.groups > 1 or conv.in_channels >= STACK_BELOW_CHANNELS)
         w = conv.weight.detach()  # (O, C/g, kt, kh, kw)
-        if self.groups == 1:  # tap k, channel c -> input channel k*C + c, as torch.cat lays them out
+        if self.summed:  # one (O, C/g, kh, kw) parameter per tap: no indexing op left in the exported graph
+            taps = [w[:, :, k].clone(memory_format=torch.contiguous_format) for k in range(kt)]
+            self.weight = nn.ParameterList([nn.Parameter(t, requires_grad=False) for t in taps])
+        else:  # tap k, channel c -> input channel k*C + c, as torch.cat lays them out
             w = w.permute(0, 2, 1, 3, 4).reshape(w.shape[0], kt * w.shape[1], kh, kw)
-        else:
-            w = w.permute(2, 0, 1, 3, 4).contiguous()  # (kt, O, C/g, kh, kw): one grouped Conv2d per tap
-        self.weight = nn.Parameter(w.clone(), requires_grad=False)
+            self.weight = nn.Parameter(w.clone(), requires_grad=False)
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-        self.kind = "conv2d" if kt == 1 else (f"conv2d<-{kt} taps stacked" if self.groups == 1 else f"conv2d x{kt} summed")
+        self.kind = "conv2d" if kt == 1 else (f"conv2d x{kt} summed" if self.summed else f"conv2d<-{kt} taps stacked")
 
     def _conv(self, x, weight, bias):
         return F.conv2d(x, weight, bias, self.stride2d, self.padding2d, self.dilation2d, self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = fold(x)
-        if self.groups == 1:
+        if not self.summed:
             return self._conv(self.stacked(x), self.weight, self.bias)
-        taps = self.taps(x)
-        out = self._conv(taps[0], self.weight[0], self.bias)
-        for k in range(1, self.kt):
-            out = out + self._conv(taps[k], self.weight[k], None)
+        n, spans = static_clips(x, self.frames_in), [self.span(k) for k in range(self.kt)]
+        full = next((k for k, (first, count, _) in enumerate(spans) if count == self.frames_out), None)
+        out = None
+        for k, (first, count, start) in enumerate(spans):
+            if count > 0:
+                y = self._conv(self.frames(x, n, start, count), self.weight[k], self.bias if k == full else None)
+                y = self.placed(y, n, first, count)
+                out = y if out is None else out + y
+        if self.bias is not None and full is None:  # no tap covers every output frame: the bias on its own
+            out = out + self.bias.reshape(1, -1, 1, 1)
         return out
 
 
@@ -189,7 +240,10 @@ class FoldedMean(GlobalMean):
         channels, n = x.shape[1], static_clips(x, self.frames)
         if n is None:
             return x.unflatten(0, (-1, self.frames)).mean(dim=(1, 3, 4)).reshape(-1, channels, 1, 1, 1)
-        means = [x[c * self.frames:(c + 1) * self.frames].mean(dim=(0, 2, 3), keepdim=True) for c in range(n)]
+        # spatial mean, then the mean over the clip's frames: one MEAN over (batch, H, W) comes out of
+        # litert-torch's int8 path divided by T*H*W twice (logits 16x too small at 4x2x2, measured)
+        spatial = x.mean(dim=(2, 3), keepdim=True)
+        means = [spatial[c * self.frames:(c + 1) * self.frames].mean(dim=0, keepdim=True) for c in range(n)]
         return (means[0] if n == 1 else torch.cat(means)).reshape(n, channels, 1, 1, 1)
 
 

@@ -78,12 +78,15 @@ def _resolve(scope: str, index: dict[str, int]) -> int | None:
 
 def by_scope(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, Pair]:
     """Reference index -> the last artifact tensor (topologically) recorded under its module path or an alias
-    whose shape agrees: a module's output is the last op inside it."""
+    whose shape agrees: a module's output is the last op inside it. An add after a fitting tensor of the same
+    module counts too: a lowered Conv3d with summed taps (models/lowering.py) ends in the adds of its convs."""
     index = {n: i for i, t in enumerate(ref_taps) for n in (t.name, *t.aliases)}
     pairs: dict[int, Pair] = {}
     for art in art_taps:
         i = _resolve(art.scope, index)
-        if i is not None and _fits(ref_taps[i], art) and (p := _pair(ref_taps, i, art, "scope")) is not None:
+        if i is None or not (_fits(ref_taps[i], art) or (i in pairs and art.kind == "add")):
+            continue
+        if (p := _pair(ref_taps, i, art, "scope")) is not None:
             pairs[i] = p
     return pairs
 
@@ -114,6 +117,20 @@ def share_fused(ref_taps: list[RefTap], pairs: dict[int, Pair]) -> None:
             pairs[j] = Pair(other, p.art, p.method, p.value, p.ref.value, f"fused {p.art.fused}: compared with {p.ref.name}")
         elif other.kind == p.art.fused and p.ref.kind == p.art.kind:  # the conv was paired: the relu after it too
             pairs[j] = Pair(other, p.art, p.method, p.value, other.value)
+
+
+def share_summed_relu(ref_taps: list[RefTap], pairs: dict[int, Pair]) -> None:
+    """A lowered Conv3d with summed taps ends in adds; when the converter fused the ReLU after it into the last
+    add, that add is recorded under the ReLU's path and the conv's own path ends in a partial sum. The conv
+    then takes the ReLU's tensor, compared with the ReLU's values, as a conv with a fused ReLU does."""
+    for j, q in list(pairs.items()):
+        i = _next_kinded(ref_taps, j, -1)
+        if i is None or q.ref.kind != "relu" or q.art.kind != "add" or q.art.fused != "relu":
+            continue
+        conv, p = ref_taps[i], pairs.get(i)
+        if conv.kind == "conv" and (p is None or p.art.kind == "add") and conv.value.shape == q.ref.value.shape \
+                and np.array_equal(np.maximum(conv.value, 0), q.ref.value):  # the ReLU takes this conv's output
+            pairs[i] = Pair(conv, q.art, q.method, q.value, q.ref.value, f"fused relu: compared with {q.ref.name}")
 
 
 def _group(ref_taps: list[RefTap], i: int) -> list[int]:
@@ -195,6 +212,7 @@ def map_taps(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> tuple[list[
     wanted = [i for i, t in enumerate(ref_taps) if t.kind in ORDERED_KINDS]
     pairs = by_scope(ref_taps, art_taps)
     share_fused(ref_taps, pairs)
+    share_summed_relu(ref_taps, pairs)
     if sum(i in pairs for i in wanted) < SCOPE_SHARE * len(wanted):
         pairs = by_order(ref_taps, art_taps)
         share_fused(ref_taps, pairs)

@@ -9,6 +9,7 @@ from edgebench.config import ParityConfig, Tolerance
 from edgebench.parity import check_parity, reference_outputs
 from edgebench.parity.verdict import tolerance_for
 from edgebench.records import PASSED
+from tests import CONVS_3D
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ def test_coreml_fp32_program_matches_torch_tightly(full_ref, artifacts, clips, r
     r = check_parity(artifacts[("coreml", "fp32")], "coreml-mil", full_ref, clips, reference,
                      FP32_TIGHT, threads=0)
     assert r.status == PASSED, r.reason
-    assert r.runtime_options["op_census"]["conv"] == 20
+    assert r.runtime_options["op_census"]["conv"] == CONVS_3D
 
 
 def test_coreml_fp16_program_passes_the_fp16_tolerance(full_ref, artifacts, clips, reference):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests import CONVS_3D, CONVS_LOWERED
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +18,8 @@ def test_default_artifacts(artifacts):
         assert len(a.sha256) == 64 and fp32 > 40_000_000
         if precision in ("int8", "w8", "w8a16"):  # one byte per weight: about a quarter of fp32
             assert 0.2 * fp32 < a.size_bytes < 0.3 * fp32, (fmt, precision, a.size_bytes)
-            assert a.compute_dtypes == {precision: 21}, a.compute_dtypes  # 20 convs + the fc, all quantized
+            convs = CONVS_LOWERED if a.form == "2d-lowered" else CONVS_3D
+            assert a.compute_dtypes == {precision: convs + 1}, a.compute_dtypes  # the convs + the fc, all quantized
 
 
 def test_torchscript_full(artifacts, full_ref):
@@ -45,7 +47,7 @@ def test_coreml_full(artifacts):
         spec = ct.models.MLModel(a.path, skip_model_load=True).get_spec()
         assert [i.name for i in spec.description.input] == ["video"]
         assert [o.name for o in spec.description.output] == ["logits"]
-        assert "batch_norm" not in a.op_census and a.op_census["conv"] == 20
+        assert "batch_norm" not in a.op_census and a.op_census["conv"] == CONVS_3D
     assert fp16.size_bytes < 0.6 * fp32.size_bytes
     assert fp16.op_census.get("cast") == 2  # float32 in and out, fp16 inside
 
@@ -57,12 +59,12 @@ def test_tflite_full(artifacts, full_ref):
     runner = Interpreter(model_path=a.path).get_signature_runner()
     out = runner(video=np.random.rand(*full_ref.inputs[0].shape).astype(np.float32))["logits"]
     assert out.shape == (1, 400)
-    assert a.form == "2d-lowered" and "CONV_3D" not in a.op_census and a.op_census["CONV_2D"] == 20
+    assert a.form == "2d-lowered" and "CONV_3D" not in a.op_census and a.op_census["CONV_2D"] == CONVS_LOWERED
 
 
 def test_executorch_full(artifacts):
     a = artifacts[("executorch", "fp32")]
-    assert a.form == "2d-lowered" and a.op_census["xnnpack:XNNConv2d"] == 20 and "aten::convolution" not in a.op_census
+    assert a.form == "2d-lowered" and a.op_census["xnnpack:XNNConv2d"] == CONVS_LOWERED and "aten::convolution" not in a.op_census
 
 
 @pytest.mark.parametrize("fmt,runtime", [("onnx", "onnxruntime"), ("executorch", "executorch")])

@@ -19,6 +19,7 @@ from edgebench.converters.registry import CONVERTERS, get_converter
 from edgebench.errors import UserError
 from edgebench.records import Artifact
 from tests.fault_converters import Tiny
+from tests import CONVS_3D, CONVS_LOWERED
 
 REAL = [("torchscript", "fp32"), ("onnx", "fp32"), ("coreml", "fp32"), ("tflite", "fp32")]
 TIMEOUT_S = 600
@@ -64,7 +65,7 @@ def test_torchscript_loads_and_matches(exported, small_ref):
         out = module(example_input(small_ref)).numpy()
     np.testing.assert_allclose(out, _eager(small_ref), atol=1e-4)
     assert [t.name for t in a.inputs] == ["video"] and [t.name for t in a.outputs] == ["logits"]  # from the ref
-    assert a.op_census["aten::_convolution"] == 20 and "prim::Constant" not in a.op_census
+    assert a.op_census["aten::_convolution"] == CONVS_3D and "prim::Constant" not in a.op_census
 
 
 def test_onnx_loads_in_onnxruntime_with_names(exported, small_ref):
@@ -87,7 +88,7 @@ def test_onnx_loads_in_onnxruntime_with_names(exported, small_ref):
     (out2,) = session.run(None, {"video": np.concatenate([x, x])})  # dynamic batch
     assert out2.shape == (2, 400)
     assert a.inputs[0].shape == (-1, 3, 4, 32, 32)
-    assert a.op_census["Conv"] == 20
+    assert a.op_census["Conv"] == CONVS_LOWERED
 
 
 def test_coreml_package_has_names_labels_and_no_batch_norm(exported, small_ref):
@@ -102,7 +103,7 @@ def test_coreml_package_has_names_labels_and_no_batch_norm(exported, small_ref):
     assert [i.name for i in spec.description.input] == ["video"]
     assert [o.name for o in spec.description.output] == ["logits"]
     assert labels_of(Path(a.path)) == small_ref.labels and len(small_ref.labels) == 400
-    assert "batch_norm" not in a.op_census and a.op_census["conv"] == 20
+    assert "batch_norm" not in a.op_census and a.op_census["conv"] == CONVS_3D
     assert a.size_bytes == sum(p.stat().st_size for p in Path(a.path).rglob("*") if p.is_file())
 
 
@@ -116,7 +117,7 @@ def test_tflite_loads_in_litert_with_signature_names(exported, small_ref):
     assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["video"], "outputs": ["logits"]}}
     out = interpreter.get_signature_runner()(video=example_input(small_ref).numpy())["logits"]
     np.testing.assert_allclose(out, _eager(small_ref), atol=1e-4)
-    assert a.op_census["CONV_2D"] == 20 and "CONV_3D" not in a.op_census  # the 2D-lowered form (models/lowering.py)
+    assert a.op_census["CONV_2D"] == CONVS_LOWERED and "CONV_3D" not in a.op_census  # the 2D-lowered form (models/lowering.py)
     assert "BATCH_NORM" not in json.dumps(a.op_census)
 
 
@@ -247,14 +248,14 @@ def test_plan_artifacts_default_and_narrowed():
     plan = plan_artifacts(cfg)
     assert [(f, p) for f, p, _ in plan] == [("torchscript", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
                                             ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "w8"), ("tflite", "fp32"),
-                                            ("executorch", "fp32"), ("executorch", "int8")]
+                                            ("tflite", "int8"), ("executorch", "fp32"), ("executorch", "int8")]
     assert dict((f, o) for f, p, o in plan)["onnx"] == {"opset": 17, "dynamic_batch": True, "optimize": True,
                                                         "per_channel": True, "reduce_range": False}
     assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["coreml", "onnx"])] == [("coreml", "fp32"), ("coreml", "fp16"),
                                                                                 ("coreml", "w8"), ("onnx", "fp32"),
                                                                                 ("onnx", "int8")]
-    assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["tflite,onnx"])] == [("tflite", "fp32"), ("onnx", "fp32"),
-                                                                            ("onnx", "int8")]
+    assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["tflite,onnx"])] == [("tflite", "fp32"), ("tflite", "int8"),
+                                                                            ("onnx", "fp32"), ("onnx", "int8")]
     only_onnx = PipelineConfig(formats={"onnx": ["fp32"]})
     assert [(f, p) for f, p, _ in plan_artifacts(only_onnx, ["tflite"])] == [("tflite", "fp32")]
 

@@ -20,6 +20,7 @@ from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED
 from edgebench.runtimes.registry import get_runtime, runtimes_for
 from tests.unit.artifact_helpers import scratch_dir
 from tests.unit.test_runtimes import inputs, reference  # noqa: F401 - the same parity clips, as fixtures
+from tests import CONVS_LOWERED
 
 FMT = "executorch"
 CONVERTER = get_converter(FMT)
@@ -56,9 +57,9 @@ def test_fp32_artifact_is_delegated_to_xnnpack(exported, small_ref):
     census = a.op_census
     assert a.form == "2d-lowered" and a.size_bytes > 4 * 11_000_000  # 11.7 M float32 weights inside
     assert census["delegate_calls"] >= 1 and census["xnnpack_delegated_nodes"] > 20
-    assert census["xnnpack:XNNConv2d"] == 20 and census["xnnpack:XNNFullyConnected"] == 1
+    assert census["xnnpack:XNNConv2d"] == CONVS_LOWERED and census["xnnpack:XNNFullyConnected"] == 1
     assert "aten::convolution" not in census  # every conv went to XNNPACK
-    assert a.compute_dtypes == {"float32": 21}
+    assert a.compute_dtypes == {"float32": CONVS_LOWERED + 1}
     assert [t.shape for t in a.inputs] == [t.shape for t in small_ref.inputs]  # the ref's names: a .pte has none
 
 
@@ -75,8 +76,8 @@ def test_fp32_parity_passes_and_threads_take_effect(exported, small_ref, inputs,
 
 def test_int8_artifact_is_int8_and_passes_the_int8_tolerance(exported, small_ref, inputs, reference):
     a = exported["int8"]
-    assert a.compute_dtypes == {"int8": 21} and a.calibration.startswith("random")
-    assert a.op_census["xnnpack:XNNConv2d"] == 20
+    assert a.compute_dtypes == {"int8": CONVS_LOWERED + 1} and a.calibration.startswith("random")
+    assert a.op_census["xnnpack:XNNConv2d"] == CONVS_LOWERED
     assert a.size_bytes < exported["fp32"].size_bytes / 3
     r = _check(a, small_ref, inputs, reference)
     assert r.status == PASSED, r.reason

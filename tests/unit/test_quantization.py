@@ -17,7 +17,7 @@ from edgebench.converters.registry import CONVERTERS
 from edgebench.errors import UserError
 from edgebench.models.calibration import make_calibration, preprocess_for, video_clips
 from edgebench.records import SKIPPED, Artifact, RunData
-from tests import quant_bugs
+from tests import CONVS_3D, CONVS_LOWERED, quant_bugs
 
 TIMEOUT_S = 600
 TOLERANCES = PipelineConfig().parity.tolerances
@@ -153,9 +153,9 @@ def onnx_q(small_ref, cache, calib_cfg) -> dict[str, Artifact]:
 
 
 def test_onnx_quantized_artifacts_say_what_runs_quantized(onnx_q):
-    assert onnx_q["fp32"].compute_dtypes == {"float32": 21} and onnx_q["fp32"].calibration == ""
-    assert onnx_q["int8"].compute_dtypes == {"int8": 21}
-    assert onnx_q["w8a16"].compute_dtypes == {"w8a16": 21}
+    assert onnx_q["fp32"].compute_dtypes == {"float32": CONVS_LOWERED + 1} and onnx_q["fp32"].calibration == ""
+    assert onnx_q["int8"].compute_dtypes == {"int8": CONVS_LOWERED + 1}
+    assert onnx_q["w8a16"].compute_dtypes == {"w8a16": CONVS_LOWERED + 1}
     assert onnx_q["int8"].calibration.startswith("video:bikes.mp4,carphone_pristine.mp4 x4 minmax ")
     assert onnx_q["int8"].options["calibration_method"] == "minmax"
     assert onnx_q["int8"].size_bytes < onnx_q["fp32"].size_bytes / 3
@@ -206,8 +206,9 @@ def test_onnx_garbage_calibration_fails_and_a_float_layer_is_mislabelled(onnx_q,
     partial = tmp_path / "partial.onnx"
     quantize(fp32, partial, calib, "int8", opts, exclude=(quant_bugs.conv_names(fp32)[8],))
     dtypes = OnnxConverter().compute_dtypes(partial)
-    assert dtypes == {"int8": 20, "float32": 1}
-    assert mislabelled("int8", dtypes) == "int8: 20 of 21 conv/matmul ops run int8 (float32 1, int8 20)"
+    assert dtypes == {"int8": CONVS_LOWERED, "float32": 1}
+    assert mislabelled("int8", dtypes) == (f"int8: {CONVS_LOWERED} of {CONVS_LOWERED + 1} conv/matmul ops run int8 "
+                                           f"(float32 1, int8 {CONVS_LOWERED})")
 
 
 # ---------------------------------------------------------------- Core ML w8 on coreml-mil
@@ -223,7 +224,7 @@ def coreml_w8(small_ref, cache) -> Artifact:
 def test_coreml_w8_holds_int8_weights_and_passes_on_coreml_mil(coreml_w8, small_ref, clips, reference):
     from edgebench.runtimes.registry import get_runtime
 
-    assert coreml_w8.compute_dtypes == {"w8": 21} and coreml_w8.calibration == ""
+    assert coreml_w8.compute_dtypes == {"w8": CONVS_3D + 1} and coreml_w8.calibration == ""
     assert coreml_w8.op_census["constexpr_affine_dequantize"] == 21
     for kind in (None, "scale", "stem"):
         with get_runtime("coreml-mil").load(coreml_w8, small_ref, 1) as s:
@@ -267,20 +268,35 @@ def test_coreml_mil_dequantizes_as_coremltools_does():
 # ---------------------------------------------------------------- TFLite int8 (PT2E on the 2D-lowered form)
 
 
-@pytest.mark.slow  # litert-torch's conversion takes about a minute even at the small shape
-def test_tflite_int8_runs_every_conv_in_int8_and_reads_back_float_logits(small_ref, cache, calib_cfg, clips):
-    """Parity is not asserted: at this shape it fails (PSNR 9 dB, docs/converters.md), which is why tflite
-    int8 is not in the default config; a run that asks for it gets that parity_failed row."""
-    from edgebench.parity.check import run_clips
+@pytest.mark.slow  # litert-torch's conversion takes about half a minute even at the small shape
+def test_tflite_int8_is_all_int8_passes_parity_and_injected_bugs_fail(small_ref, cache, calib_cfg, clips, reference,
+                                                                       tmp_path):
+    """PT2E int8 of the 2D-lowered form on real clips: every conv int8, float logits read back, parity passing
+    (it failed at 12 dB until the padding frames stopped setting the concatenations' scale: converters/tflite.py);
+    a wrong filter scale and a garbage calibration fail."""
+    from edgebench.converters.tflite import TFLiteConverter
     from edgebench.runtimes.registry import get_runtime
 
     a = export_artifact(small_ref, "tflite", "int8", {}, cache, TIMEOUT_S, calibration=calib_cfg)
     assert a.ok, f"{a.reason}\n{Path(a.log_path).read_text()[-3000:]}"
-    assert a.compute_dtypes == {"int8": 21} and a.calibration.startswith("video:")
-    assert a.op_census["CONV_2D"] == 20 and "CONV_3D" not in a.op_census
-    with get_runtime("litert").load(a, small_ref, 1) as s:
-        logits = run_clips(s, clips)["logits"]
-    assert logits.dtype == np.float32 and np.isfinite(logits).all() and logits.std() > 0  # int8 output, dequantized
+    assert a.compute_dtypes == {"int8": CONVS_LOWERED + 1} and a.calibration.startswith("video:")
+    assert a.op_census["CONV_2D"] == CONVS_LOWERED and "CONV_3D" not in a.op_census
+    litert = get_runtime("litert")
+    with litert.load(a, small_ref, 1) as s:
+        good = _judge(s, clips, reference, "int8")
+        assert s.run({"video": clips["video"][0]})["logits"].dtype == np.float32  # int8 output, dequantized
+    assert good.status == "passed", (good.reason, good.metrics)
+
+    scaled = tmp_path / "scale.tflite"
+    quant_bugs.tflite_wrong_scale(Path(a.path), scaled)
+    garbage = tmp_path / "garbage.tflite"
+    calib = make_calibration(small_ref, calib_cfg, cache).load(small_ref)
+    TFLiteConverter().export(small_ref.build(lowered=True), small_ref, "int8", {"strict_export": False}, garbage,
+                             calibration=quant_bugs.garbage(calib))
+    for bad in (scaled, garbage):
+        with litert.load(replace(a, path=str(bad)), small_ref, 1) as s:
+            v = _judge(s, clips, reference, "int8")
+        assert v.status == "parity_failed", f"{bad.name} passed: {v.metrics}"
 
 
 # ---------------------------------------------------------------- rows and the report's precision table
