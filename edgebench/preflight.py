@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from edgebench.config import CONFIG_DIR, PipelineConfig
 from edgebench.errors import UserError
 from edgebench.records import ModelRef
+
+log = logging.getLogger(__name__)
 
 
 def config_path_of(path: str | Path | None) -> Path:
@@ -30,6 +33,11 @@ def check_config(config: PipelineConfig, config_path: str | Path | None = None) 
     missing = [p for p in precisions if p not in config.parity.tolerances]
     if missing:
         raise UserError(f"{where}: field 'parity.tolerances': no tolerance for precision {', '.join(missing)}")
+    calibrated = sorted({p for fmt, ps in config.formats.items() for p in ps if p in get_converter(fmt).calibrated})
+    if calibrated and config.calibration.videos:  # parity always judges random clips too (random_clips >= 1)
+        log.warning("%s: %s calibrate on video clips but parity also judges %d random clips, where a correct file "
+                    "calibrated on video reaches about 29 dB and fails (docs/parity.md); leave calibration.videos "
+                    "empty to calibrate on random clips", where, "/".join(calibrated), config.parity.random_clips)
 
 
 def check_models(names: list[str], weights: str | None = None,

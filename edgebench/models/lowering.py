@@ -240,8 +240,8 @@ class FoldedMean(GlobalMean):
         channels, n = x.shape[1], static_clips(x, self.frames)
         if n is None:
             return x.unflatten(0, (-1, self.frames)).mean(dim=(1, 3, 4)).reshape(-1, channels, 1, 1, 1)
-        # spatial mean, then the mean over the clip's frames: one MEAN over (batch, H, W) comes out of
-        # litert-torch's int8 path divided by T*H*W twice (logits 16x too small at 4x2x2, measured)
+        # the spatial mean first: a global average pool, which XNNPACK takes (ExecuTorch delegates it;
+        # one mean over (frames, H, W) stayed on the portable kernels), then the mean over the clip's frames
         spatial = x.mean(dim=(2, 3), keepdim=True)
         means = [spatial[c * self.frames:(c + 1) * self.frames].mean(dim=0, keepdim=True) for c in range(n)]
         return (means[0] if n == 1 else torch.cat(means)).reshape(n, channels, 1, 1, 1)

@@ -323,3 +323,20 @@ def test_rows_carry_speedup_vs_fp32_and_calibration_and_the_precision_table_show
     table = precision_table(df)
     assert [(r["format"], r["precision"]) for r in table] == [("onnx", "fp32"), ("onnx", "int8")]  # tflite: one precision
     assert table[1]["speedup_vs_fp32"] == "3.00x" and table[1]["size_mb"] == "12.0" and table[1]["psnr_db"] == "41.6"
+
+
+def test_video_calibration_judged_on_random_clips_is_warned(caplog):
+    """int8 bounds assume calibration and parity clips of one kind (docs/parity.md): a config that mixes them
+    gets a warning at the start of a run; the default (random calibration, random parity) gets none."""
+    import logging
+
+    from edgebench.preflight import check_config
+
+    with caplog.at_level(logging.WARNING, logger="edgebench.preflight"):
+        check_config(PipelineConfig())
+        assert caplog.records == []
+        check_config(PipelineConfig(calibration=CalibrationConfig(videos=["clips/"])))
+        assert "calibrate on video clips but parity also judges 3 random clips" in caplog.text
+        caplog.clear()
+        check_config(PipelineConfig(formats={"onnx": ["fp32"]}, calibration=CalibrationConfig(videos=["clips/"])))
+        assert caplog.records == []  # nothing calibrated, nothing to warn about
