@@ -64,6 +64,25 @@ def _triple(v) -> tuple[int, int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
 
 
+def _clip(x: torch.Tensor, c: int, n: int, frames: int) -> torch.Tensor:
+    """Clip c of n in a folded tensor of `frames` rows per clip."""
+    return x if n == 1 else x[c * frames:(c + 1) * frames]
+
+
+def _rows(clip: torch.Tensor, start: int, count: int, step: int) -> torch.Tensor:
+    """Rows start, start + step, ... (count of them): a slice, or 1-row slices concatenated (XNNPACK takes
+    no STRIDED_SLICE with a stride > 1)."""
+    if step == 1:
+        return clip[start:start + count]
+    return torch.cat([clip[i:i + 1] for i in range(start, start + count * step, step)])
+
+
+def _padding_row(like: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+    """One padding frame made from a row of the tensor (x * 0): no constant that litert-torch must lay out."""
+    zero = like[:1] * 0.0
+    return zero if value == 0.0 else zero + value
+
+
 class _Temporal(nn.Module):
     """Shared by the lowered ops: the kt temporally shifted (strided) frame sets of a folded input."""
 
@@ -87,19 +106,14 @@ class _Temporal(nn.Module):
 
     def _row_taps(self, x: torch.Tensor, n: int, pad_value: float) -> list[torch.Tensor]:
         """Static batch: the kt taps as 4D row slices and concatenations (litert-torch keeps them NHWC)."""
-        span = (self.frames_out - 1) * self.st + 1
         taps: list[list[torch.Tensor]] = [[] for _ in range(self.kt)]
         for c in range(n):
-            clip = x if n == 1 else x[c * self.frames_in:(c + 1) * self.frames_in]
-            if self.pt:  # padding frames made from a row of the clip (x * 0): no constant that needs a layout
-                edge = clip[:1] * 0.0 if pad_value == 0.0 else clip[:1] * 0.0 + pad_value
+            clip = _clip(x, c, n, self.frames_in)
+            if self.pt:
+                edge = _padding_row(clip, pad_value)
                 clip = torch.cat([edge] * self.pt + [clip] + [edge] * self.pt)
             for k in range(self.kt):
-                start = k * self.dt
-                if self.st == 1:
-                    taps[k].append(clip[start:start + span])
-                else:  # 1-row slices + a concatenation: XNNPACK takes no STRIDED_SLICE with a stride > 1
-                    taps[k].append(torch.cat([clip[i:i + 1] for i in range(start, start + span, self.st)]))
+                taps[k].append(_rows(clip, k * self.dt, self.frames_out, self.st))
         return [t[0] if n == 1 else torch.cat(t) for t in taps]
 
     def span(self, k: int) -> tuple[int, int, int]:
@@ -113,14 +127,10 @@ class _Temporal(nn.Module):
         """Input frames start, start + st, ... (count of them) of every clip, folded."""
         if start == 0 and count == self.frames_in and self.st == 1:
             return x
-        index = range(start, start + count * self.st, self.st)
         if n is None:  # a gather, as in _gathered: a fresh tensor keeps the batch free in torch.export
-            clips = x.unflatten(0, (-1, self.frames_in))
-            return clips.index_select(1, torch.tensor(list(index), device=x.device)).flatten(0, 1)
-        rows = []
-        for c in range(n):
-            clip = x if n == 1 else x[c * self.frames_in:(c + 1) * self.frames_in]
-            rows.append(clip[start:start + count] if self.st == 1 else torch.cat([clip[i:i + 1] for i in index]))
+            index = torch.tensor(range(start, start + count * self.st, self.st), device=x.device)
+            return x.unflatten(0, (-1, self.frames_in)).index_select(1, index).flatten(0, 1)
+        rows = [_rows(_clip(x, c, n, self.frames_in), start, count, self.st) for c in range(n)]
         return rows[0] if n == 1 else torch.cat(rows)
 
     def placed(self, y: torch.Tensor, n: int | None, first: int, count: int) -> torch.Tensor:
@@ -132,8 +142,8 @@ class _Temporal(nn.Module):
             return F.pad(y.unflatten(0, (-1, count)), (0, 0, 0, 0, 0, 0, first, after)).flatten(0, 1)
         clips = []
         for c in range(n):
-            part = y if n == 1 else y[c * count:(c + 1) * count]
-            zero = part[:1] * 0.0  # a row of the tensor, not a constant: litert-torch keeps it NHWC
+            part = _clip(y, c, n, count)
+            zero = _padding_row(part)
             clips.append(torch.cat([zero] * first + [part] + [zero] * after))
         return clips[0] if n == 1 else torch.cat(clips)
 
@@ -243,7 +253,7 @@ class FoldedMean(GlobalMean):
         # the spatial mean first: a global average pool, which XNNPACK takes (ExecuTorch delegates it;
         # one mean over (frames, H, W) stayed on the portable kernels), then the mean over the clip's frames
         spatial = x.mean(dim=(2, 3), keepdim=True)
-        means = [spatial[c * self.frames:(c + 1) * self.frames].mean(dim=0, keepdim=True) for c in range(n)]
+        means = [_clip(spatial, c, n, self.frames).mean(dim=0, keepdim=True) for c in range(n)]
         return (means[0] if n == 1 else torch.cat(means)).reshape(n, channels, 1, 1, 1)
 
 

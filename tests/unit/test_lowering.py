@@ -98,6 +98,20 @@ def test_a_user_model_with_an_odd_mix_is_lowered_and_equal():
         assert mismatch(got, want) is None, mismatch(got, want)
 
 
+def test_a_summed_conv_no_tap_of_which_covers_every_frame_keeps_its_bias():
+    """kt = 2 with temporal padding 1: T + 1 output frames, each tap reaches T of them, so the bias is added apart."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv3d(16, 8, (2, 3, 3), padding=(1, 1, 1)), nn.AdaptiveAvgPool3d(1), nn.Flatten()).eval()
+    x = torch.rand(2, 16, 5, 8, 8)
+    want = _reference(model, x)
+    assert lower_3d(model, x[:1]).form == LOWERED and op_mix(model)["conv2d x2 summed"] == 1
+    for got in _both_paths(model, x):
+        assert mismatch(got, want) is None, mismatch(got, want)
+    model[0].bias.data += 1.0  # the negative control: the bias does count
+    for got in _both_paths(model, x):
+        assert "max |lowered - 3d|" in mismatch(got, want)
+
+
 def test_negative_control_a_wrongly_reshaped_weight_is_caught():
     model, x, want = _odd()
     stem = copy.deepcopy(model.stem)
