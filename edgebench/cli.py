@@ -186,10 +186,11 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
     from edgebench.preflight import check_run
 
     shape = _shape(input_shape)
-    # Everything checked before the flow starts its temporary server: a bad name or shape is one line, exit 2.
+    # Everything checked before the flow starts: a bad name or shape is one line, exit 2. The temporary server
+    # starts during the models' forward passes, after the cheap checks.
     check_run(pipeline.narrow_config(load_pipeline_config(config), _split(formats), devices=_split(devices),
                                      models=model or None), config, weights=str(weights) if weights else None,
-              input_shape=shape)
+              input_shape=shape, meanwhile=interrupts.server_starting)
     from edgebench.flows.export_and_benchmark import export_and_benchmark
 
     try:  # Ctrl-C / SIGTERM: children killed, run folder marked interrupted, exit 130 / 143

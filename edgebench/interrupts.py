@@ -211,6 +211,35 @@ def start_ephemeral_server() -> str:
     return server.api_url
 
 
+@contextmanager
+def server_starting() -> Iterator[None]:
+    """The temporary server starts in a thread while the block runs; leaving the block waits for it.
+
+    `edgebench run` wraps its preflight forward passes with this: the server's start-up (about 7 s,
+    its own process) and the model checks (torch's imports, one forward pass) overlap. The start is
+    awaited even when the block fails, so the server is registered and atexit stops it.
+    """
+    if api_url():
+        yield
+        return
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            start_ephemeral_server()
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+            failure.append(e)
+
+    thread = threading.Thread(target=start, name="edgebench-server-start", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
+
+
 def kill_ephemeral_server() -> None:
     if "prefect.server.api.server" not in sys.modules:
         return  # never started here (and importing Prefect would delay a hard exit)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
+from typing import Callable, ContextManager
 
 from edgebench.config import CONFIG_DIR, PipelineConfig
 from edgebench.errors import UserError
@@ -55,11 +57,17 @@ def check_models(names: list[str], weights: str | None = None,
 
 
 def check_run(config: PipelineConfig, config_path: str | Path | None = None, weights: str | None = None,
-              input_shape: tuple[int, ...] | None = None) -> list[ModelRef]:
-    """Model names and YAMLs (cheap), the config, then every model's forward pass; the first problem is a UserError."""
+              input_shape: tuple[int, ...] | None = None,
+              meanwhile: Callable[[], ContextManager] = contextlib.nullcontext) -> list[ModelRef]:
+    """Model names and YAMLs (cheap), the config, then every model's forward pass; the first problem is a UserError.
+
+    The forward passes run inside `meanwhile()`: `edgebench run` starts Prefect's server there, once
+    the cheap checks have passed, so the two slow starts overlap.
+    """
     from edgebench.models.registry import load_model_config
 
     for name in config.models:
         load_model_config(name)
     check_config(config, config_path)
-    return check_models(list(config.models), weights, input_shape)
+    with meanwhile():
+        return check_models(list(config.models), weights, input_shape)

@@ -1,4 +1,4 @@
-"""ExecuTorch's Python runtime (executorch.runtime, the portable_lib pybindings): a .pte on the CPU, XNNPACK inside."""
+"""ExecuTorch's compiled runtime (the pybindings' `_C` extension): a .pte on the CPU, XNNPACK inside."""
 
 from __future__ import annotations
 
@@ -12,10 +12,24 @@ from edgebench.runtimes.base import Runtime, Session, name_outputs, resolve_thre
 XNNPACK_BACKEND = "XnnpackBackend"  # the delegate id the converter's partitioner writes into the .pte
 
 
+def _pybindings():
+    """The compiled runtime itself, imported without `executorch.runtime` and `portable_lib`.
+
+    Both wrap the same `_C` extension, but `portable_lib` imports `executorch.exir` (the whole compiler,
+    about 5 s) for one warning class: every parity and benchmark child would pay that for nothing.
+    torch comes first: the extension links against libtorch.
+    """
+    import torch  # noqa: F401
+    from executorch.extension.pybindings import _C
+
+    return _C
+
+
 class ExecuTorchSession(Session):
     """The program's `forward` method, fed by position in the model's input order (a .pte keeps no names)."""
 
-    def __init__(self, method, ref: ModelRef, options: dict[str, Any]):
+    def __init__(self, program, method, ref: ModelRef, options: dict[str, Any]):
+        self.program = program  # owns the method's memory
         self.method = method
         self.inputs = [(t.name, np.dtype(t.dtype)) for t in ref.inputs]
         self.output_names = [t.name for t in ref.outputs]
@@ -25,16 +39,16 @@ class ExecuTorchSession(Session):
         import torch
 
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=dtype)) for n, dtype in self.inputs]
-        return name_outputs([v.numpy().copy() for v in self.method.execute(args)], self.output_names)
+        return name_outputs([v.numpy().copy() for v in self.method(args)], self.output_names)
 
     def close(self) -> None:
-        self.method = None
+        self.method = self.program = None
 
 
 class ExecuTorchRuntime(Runtime):
-    """`executorch`: Runtime.get().load_program(path).load_method("forward"); threads through the
-    pybindings' process-wide threadpool (`_unsafe_reset_threadpool`), which XNNPACK takes when the method
-    loads, read back with `_threadpool_get_thread_count`."""
+    """`executorch`: `_load_program(path).load_method("forward")` (what `executorch.runtime.Runtime` does);
+    threads through the pybindings' process-wide threadpool (`_unsafe_reset_threadpool`), which XNNPACK
+    takes when the method loads, read back with `_threadpool_get_thread_count`."""
 
     name = "executorch"
     formats = frozenset({"executorch"})
@@ -42,29 +56,26 @@ class ExecuTorchRuntime(Runtime):
 
     def unavailable_reason(self) -> str | None:
         try:
-            from executorch.runtime import Runtime as ETRuntime
-
-            backends = ETRuntime.get().backend_registry
+            pybindings = _pybindings()
         except (ImportError, OSError) as e:  # e.g. the compiled runtime built against another torch
             return f"executorch runtime cannot be loaded ({type(e).__name__}: {e})"
-        if not backends.is_available(XNNPACK_BACKEND):
+        if not pybindings._is_available(XNNPACK_BACKEND):  # noqa: SLF001
             return f"executorch runtime has no {XNNPACK_BACKEND} registered"
         return None
 
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session:
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime as ETRuntime
-
+        pybindings = _pybindings()
         threads = resolve_threads(threads)
         # Reset before the method loads: the XNNPACK delegate binds the pool when it builds its runtime.
-        portable_lib._unsafe_reset_threadpool(threads)  # noqa: SLF001 - the only thread control the pybindings offer
-        runtime = ETRuntime.get()
-        method = runtime.load_program(artifact.path).load_method("forward")
-        if method is None:
-            raise RuntimeError(f"{artifact.path} has no forward method")
+        pybindings._unsafe_reset_threadpool(threads)  # noqa: SLF001 - the only thread control the pybindings offer
+        program = pybindings._load_program(  # noqa: SLF001
+            str(artifact.path), program_verification=pybindings.Verification.InternalConsistency)
+        names = {program.get_method_name(i) for i in range(program.num_methods())}
+        if "forward" not in names:
+            raise RuntimeError(f"{artifact.path} has no forward method (it has {', '.join(sorted(names)) or 'none'})")
         options = {
             "threads": threads,
-            "threadpool_threads": portable_lib._threadpool_get_thread_count(),  # noqa: SLF001 - read back
-            "backends": runtime.backend_registry.registered_backend_names,
+            "threadpool_threads": pybindings._threadpool_get_thread_count(),  # noqa: SLF001 - read back
+            "backends": pybindings._get_registered_backend_names(),  # noqa: SLF001
         }
-        return ExecuTorchSession(method, ref, options)
+        return ExecuTorchSession(program, program.load_method("forward"), ref, options)

@@ -23,7 +23,8 @@ MODEL_10 = ("name: tiny10\nsource: torchvision:mc3_18\ninputs: [{name: video, sh
 
 @pytest.fixture
 def no_flow(monkeypatch):
-    """Starting the flow (and with it Prefect's temporary server) fails the test: checks come first."""
+    """Starting the flow fails the test: checks come first. The temporary server's start (refused here too)
+    may begin only once the cheap checks passed, during the models' forward passes, and never hides their error."""
     from edgebench import interrupts
 
     def refuse(*args, **kwargs):

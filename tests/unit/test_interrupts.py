@@ -204,3 +204,46 @@ def test_second_signal_exits_at_once():
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 130, done.stderr
     assert done.stdout.splitlines() == ["first: 130"]
+
+
+def _slow_start(log: list, fail: bool = False):
+    def start():
+        log.append(("start", threading.current_thread().name))
+        time.sleep(0.3)
+        log.append(("started", time.monotonic()))
+        if fail:
+            raise RuntimeError("server would not start")
+        return "http://127.0.0.1:1/api"
+    return start
+
+
+def test_server_starts_while_the_block_runs_and_is_awaited(monkeypatch):
+    log: list = []
+    monkeypatch.setattr(interrupts, "api_url", lambda: None)
+    monkeypatch.setattr(interrupts, "start_ephemeral_server", _slow_start(log))
+    with interrupts.server_starting():
+        log.append(("block", threading.current_thread().name))
+    left = time.monotonic()
+    assert log[0][0] in {"start", "block"} and {e[0] for e in log} == {"start", "block", "started"}
+    assert dict(log)["start"] != threading.current_thread().name  # in its own thread
+    assert dict(log)["started"] <= left  # leaving the block waited for the start
+
+
+def test_a_failed_server_start_is_raised_after_the_block_and_a_failed_block_wins(monkeypatch):
+    log: list = []
+    monkeypatch.setattr(interrupts, "api_url", lambda: None)
+    monkeypatch.setattr(interrupts, "start_ephemeral_server", _slow_start(log, fail=True))
+    with pytest.raises(RuntimeError, match="would not start"):
+        with interrupts.server_starting():
+            pass
+    with pytest.raises(UserError, match="bad shape"):  # the user's error is the one reported
+        with interrupts.server_starting():
+            raise UserError("bad shape")
+    assert [e[0] for e in log].count("started") == 2  # awaited both times, also after the failure
+
+
+def test_no_server_start_when_an_api_is_configured(monkeypatch):
+    monkeypatch.setattr(interrupts, "api_url", lambda: "http://127.0.0.1:4200/api")
+    monkeypatch.setattr(interrupts, "start_ephemeral_server", lambda: pytest.fail("started a server"))
+    with interrupts.server_starting():
+        pass
