@@ -69,6 +69,11 @@ def _clip(x: torch.Tensor, c: int, n: int, frames: int) -> torch.Tensor:
     return x if n == 1 else x[c * frames:(c + 1) * frames]
 
 
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Per-clip parts back in one folded tensor (no concatenation for a single clip)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def _rows(clip: torch.Tensor, start: int, count: int, step: int) -> torch.Tensor:
     """Rows start, start + step, ... (count of them): a slice, or 1-row slices concatenated (XNNPACK takes
     no STRIDED_SLICE with a stride > 1)."""
@@ -114,7 +119,7 @@ class _Temporal(nn.Module):
                 clip = torch.cat([edge] * self.pt + [clip] + [edge] * self.pt)
             for k in range(self.kt):
                 taps[k].append(_rows(clip, k * self.dt, self.frames_out, self.st))
-        return [t[0] if n == 1 else torch.cat(t) for t in taps]
+        return [_joined(t) for t in taps]
 
     def span(self, k: int) -> tuple[int, int, int]:
         """Tap k's (first output frame, count, first input frame): the output frames whose input is in the clip."""
@@ -131,7 +136,7 @@ class _Temporal(nn.Module):
             index = torch.tensor(range(start, start + count * self.st, self.st), device=x.device)
             return x.unflatten(0, (-1, self.frames_in)).index_select(1, index).flatten(0, 1)
         rows = [_rows(_clip(x, c, n, self.frames_in), start, count, self.st) for c in range(n)]
-        return rows[0] if n == 1 else torch.cat(rows)
+        return _joined(rows)
 
     def placed(self, y: torch.Tensor, n: int | None, first: int, count: int) -> torch.Tensor:
         """y (count frames per clip) as output frames first .. first + count - 1, zero frames around it."""
@@ -145,7 +150,7 @@ class _Temporal(nn.Module):
             part = _clip(y, c, n, count)
             zero = _padding_row(part)
             clips.append(torch.cat([zero] * first + [part] + [zero] * after))
-        return clips[0] if n == 1 else torch.cat(clips)
+        return _joined(clips)
 
     def taps(self, x: torch.Tensor, pad_value: float = 0.0) -> list[torch.Tensor]:
         """kt folded tensors (N*T_out, C, H, W): tap k holds input frame t*st - pt + k*dt for output frame t."""
@@ -254,7 +259,7 @@ class FoldedMean(GlobalMean):
         # one mean over (frames, H, W) stayed on the portable kernels), then the mean over the clip's frames
         spatial = x.mean(dim=(2, 3), keepdim=True)
         means = [_clip(spatial, c, n, self.frames).mean(dim=0, keepdim=True) for c in range(n)]
-        return (means[0] if n == 1 else torch.cat(means)).reshape(n, channels, 1, 1, 1)
+        return _joined(means).reshape(n, channels, 1, 1, 1)
 
 
 class Kept3d(nn.Module):
