@@ -63,13 +63,12 @@ def gflop(conv: nn.Conv2d, out_shape: tuple[int, ...]) -> float:
     return 2 * n * c_out * h * w * conv.in_channels // conv.groups * kh * kw / 1e9
 
 
-def litert_conv(conv: nn.Conv2d, shape: tuple[int, ...], folder: Path, threads: int):
-    """The one-conv TFLite file (NHWC in and out) loaded in LiteRT's interpreter with XNNPACK, input set."""
+def litert_conv(conv: nn.Conv2d, shape: tuple[int, ...], path: Path, threads: int):
+    """The one-conv TFLite file (NHWC in and out) at `path`, loaded in LiteRT's interpreter (XNNPACK), input set."""
     import litert_torch
     from ai_edge_litert.interpreter import Interpreter
 
     x = torch.rand(shape).permute(0, 2, 3, 1).contiguous()
-    path = folder / f"conv{len(list(folder.iterdir()))}.tflite"
     nhwc = litert_torch.to_channel_last_io(copy.deepcopy(conv), args=[0], outputs=[0]).eval()
     with contextlib.redirect_stdout(io.StringIO()):  # litert-torch prints a progress line per stage
         litert_torch.convert(nhwc, (x,)).export(str(path))
@@ -102,6 +101,9 @@ def main() -> int:
     torch.set_num_threads(opts.threads)
     ref = resolve_model(opts.model)
     convs = distinct_convs(ref.build(lowered=True), example_input(ref))
+    if not convs:
+        print(f"{ref.name}: the lowered form has no 2D convs (`edgebench info` says what stayed 3D)", file=sys.stderr)
+        return 2
     print(f"{ref.name} 2d-lowered: {sum(n for *_, n in convs)} conv calls, {len(convs)} distinct; "
           f"{opts.rounds} interleaved rounds, {opts.threads} threads")
     print(f"{'conv':34} {'runs':>4} {'share':>6} {'torch ms':>9} {'LiteRT ms':>9} {'x torch':>7} "
@@ -109,9 +111,9 @@ def main() -> int:
     totals = np.zeros(2)
     with tempfile.TemporaryDirectory(prefix="edgebench-convs-") as tmp, torch.no_grad():
         rows = []
-        for conv, shape, runs in convs:
+        for i, (conv, shape, runs) in enumerate(convs):
             x = torch.rand(shape)
-            interpreter = litert_conv(conv, shape, Path(tmp), opts.threads)
+            interpreter = litert_conv(conv, shape, Path(tmp) / f"conv{i}.tflite", opts.threads)
             seconds = interleaved([lambda c=conv, x=x: c(x), interpreter.invoke], opts.rounds)
             rows.append((conv, shape, runs, seconds, gflop(conv, tuple(conv(x).shape))))
         flops = sum(runs * g for _, _, runs, _, g in rows)
