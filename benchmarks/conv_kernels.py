@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import io
 import statistics
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgebench.models.info import count_flops
 from edgebench.models.lowering import FoldedConv3d
 from edgebench.models.source import example_input, resolve_model
 
@@ -57,19 +57,13 @@ def distinct_convs(module: nn.Module, example: torch.Tensor) -> list[tuple[nn.Co
     return [tuple(v) for v in seen.values()]
 
 
-def gflop(conv: nn.Conv2d, out_shape: tuple[int, ...]) -> float:
-    n, c_out, h, w = out_shape
-    kh, kw = conv.kernel_size
-    return 2 * n * c_out * h * w * conv.in_channels // conv.groups * kh * kw / 1e9
-
-
 def litert_conv(conv: nn.Conv2d, shape: tuple[int, ...], path: Path, threads: int):
     """The one-conv TFLite file (NHWC in and out) at `path`, loaded in LiteRT's interpreter (XNNPACK), input set."""
     import litert_torch
     from ai_edge_litert.interpreter import Interpreter
 
     x = torch.rand(shape).permute(0, 2, 3, 1).contiguous()
-    nhwc = litert_torch.to_channel_last_io(copy.deepcopy(conv), args=[0], outputs=[0]).eval()
+    nhwc = litert_torch.to_channel_last_io(conv, args=[0], outputs=[0]).eval()
     with contextlib.redirect_stdout(io.StringIO()):  # litert-torch prints a progress line per stage
         litert_torch.convert(nhwc, (x,)).export(str(path))
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
@@ -115,7 +109,7 @@ def main() -> int:
             x = torch.rand(shape)
             interpreter = litert_conv(conv, shape, Path(tmp) / f"conv{i}.tflite", opts.threads)
             seconds = interleaved([lambda c=conv, x=x: c(x), interpreter.invoke], opts.rounds)
-            rows.append((conv, shape, runs, seconds, gflop(conv, tuple(conv(x).shape))))
+            rows.append((conv, shape, runs, seconds, count_flops(conv, x) / 1e9))
         flops = sum(runs * g for _, _, runs, _, g in rows)
         for conv, shape, runs, (t_torch, t_lite), g in rows:
             totals += runs * np.array([t_torch, t_lite])
