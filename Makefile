@@ -38,8 +38,9 @@ run: setup
 test: setup
 	$(BIN)/pytest
 
+# Unit tests only (pure logic, no toolchain in a child): under two minutes.
 test-fast: setup
-	$(BIN)/pytest -m "not slow and not e2e"
+	$(BIN)/pytest tests/unit -m unit
 
 harness-check: setup
 	$(BIN)/python benchmarks/harness_check.py

@@ -1,4 +1,10 @@
-"""Shared fixtures: the small model spec unit tests use, and the real clips in ../shared/data."""
+"""Shared fixtures (the small model spec, the real clips in ../shared/data) and the layer markers.
+
+A test's folder is its layer, and the layer is its marker, so `pytest -m integration` and the Makefile's
+`test-fast` (tests/unit only) select by layer: unit = pure logic in seconds, integration = real toolchains and
+runtimes in child processes on small shapes, flows = prefect_test_harness, slow = the full-size model,
+e2e = a real Prefect server and workers, browser = the HTML report in Chromium.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SMALL_SHAPE = (1, 3, 4, 32, 32)
+LAYERS = ("unit", "integration", "flows", "slow", "e2e", "browser")  # folders under tests/, one marker each
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every test with the layer of its folder (declared in pyproject.toml's markers)."""
+    for item in items:
+        layer = item.path.relative_to(ROOT / "tests").parts[0]
+        if layer in LAYERS:
+            item.add_marker(layer)
 
 
 @pytest.fixture(scope="session")

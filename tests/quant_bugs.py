@@ -1,6 +1,6 @@
 """Quantization bugs injected into real quantized artifacts: the negative controls of the int8 / w8 / w8a16 bounds.
 
-Used by tests/unit/test_quantization.py (small shapes) and benchmarks/quantization_noise.py (full model).
+Used by tests/integration/test_quantization.py (small shapes) and benchmarks/quantization_noise.py (full model).
 """
 
 from __future__ import annotations

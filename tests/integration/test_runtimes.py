@@ -19,7 +19,7 @@ from edgebench.parity.verdict import tolerance_for
 from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED
 from edgebench.runtimes.registry import RUNTIMES, get_runtime, runtimes_for
 from edgebench.runtimes.torch_eager import eager_artifact
-from tests.unit.artifact_helpers import make_artifact, scratch_dir
+from tests.integration.artifact_helpers import make_artifact, scratch_dir
 
 FP32 = tolerance_for(ParityConfig(), "fp32")
 FP16 = tolerance_for(ParityConfig(), "fp16")

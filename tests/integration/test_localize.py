@@ -31,7 +31,7 @@ def exported(small_ref, tmp_path_factory):
     """fp32 exports of the small resnet_mixed, in this process (the pipeline's child adds only start-up), each
     from the form its converter exports, recorded in Artifact.form as the pipeline does."""
     from edgebench.models.source import lowering_report
-    from tests.unit.artifact_helpers import export, wrap
+    from tests.integration.artifact_helpers import export, wrap
 
     folder = tmp_path_factory.mktemp("localize-artifacts")
     out = {}
@@ -141,7 +141,7 @@ def test_torchscript_graph_taps_name_the_altered_conv(small_ref, tmp_path):
     import torch
 
     from edgebench.parity.localize import localize
-    from tests.unit.artifact_helpers import export, wrap
+    from tests.integration.artifact_helpers import export, wrap
 
     x = {"video": np.random.default_rng(1).random(SMALL_SHAPE, dtype=np.float32)}
     module = small_ref.build()

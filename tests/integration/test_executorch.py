@@ -18,8 +18,8 @@ from edgebench.parity import check_parity
 from edgebench.parity.verdict import tolerance_for
 from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED
 from edgebench.runtimes.registry import get_runtime, runtimes_for
-from tests.unit.artifact_helpers import scratch_dir
-from tests.unit.test_runtimes import inputs, reference  # noqa: F401 - the same parity clips, as fixtures
+from tests.integration.artifact_helpers import scratch_dir
+from tests.integration.test_runtimes import inputs, reference  # noqa: F401 - the same parity clips, as fixtures
 from tests import CONVS_LOWERED
 
 FMT = "executorch"
