@@ -231,6 +231,21 @@ def _print_summary(results_csv: Path) -> None:
 
     if results_csv.exists():
         console.print(run_summary(read_results_csv(results_csv)))
+        _print_limit(results_csv.with_name("run.json"))
+
+
+def _print_limit(run_json: Path) -> None:
+    """The host's limit the summary's `% peak` is taken against (run.json's host.peak)."""
+    import json
+
+    from edgebench.benchmarks.peak import describe_limit
+
+    try:
+        peak = json.loads(run_json.read_text()).get("host", {}).get("peak")
+    except (OSError, ValueError):
+        return
+    if peak is not None:
+        console.print(f"limit: {describe_limit(peak)}", highlight=False)
 
 
 @app.command()

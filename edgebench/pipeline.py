@@ -292,9 +292,23 @@ def finish_run(settings: RunSettings, results: list[ModelResults]):
         latency=latency,
         config={**settings.config.model_dump(mode="json"), "quick": settings.quick},
         accuracy=[a for r in results for a in r.accuracy],
+        peak=host_limit(settings, latency),
     )
     return write_run_reports(run, Path(settings.out), settings.config.history,
                              runtimes_for=lambda fmt: parity_runtimes(fmt, settings.config))
+
+
+def host_limit(settings: RunSettings, latency: list[LatencyResult]) -> dict:
+    """This host's matrix-multiply peak per precision (cached per host), when a row was timed here; else {}."""
+    from edgebench.benchmarks.peak import host_peak
+    from edgebench.reports.rows import LOCAL
+
+    if not any(lr.p50_ms and (lr.device or LOCAL) == LOCAL for lr in latency):
+        return {}
+    peak = host_peak(settings.threads, log_path=settings.run_dir / "logs" / "peak.log")
+    if "error" in peak:
+        log.warning("no %% of peak in this run's rows: %s", peak["error"])
+    return peak
 
 
 def run_model_sequential(name: str, settings: RunSettings, weights: str | None = None,

@@ -260,3 +260,4 @@ class RunData:
     latency: list[LatencyResult] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # the resolved PipelineConfig
     accuracy: list[AccuracyResult] = field(default_factory=list)
+    peak: dict[str, Any] = field(default_factory=dict)  # this host's limit per precision (benchmarks.peak), {} when unmeasured

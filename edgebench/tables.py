@@ -5,6 +5,7 @@ from __future__ import annotations
 from edgebench.records import PASSED, SKIPPED
 
 _STYLES = {PASSED: "green", SKIPPED: "dim"}
+_BAND_STYLES = {"high": "green", "mid": "yellow", "low": "red"}  # % of the host's peak (benchmarks.peak.band)
 
 
 def number(x: float | None, fmt: str) -> str:
@@ -73,17 +74,31 @@ def history_view(table, wide: bool = False, trend_chars: int = 8):
 
 
 def run_summary(df):
-    """The end of `edgebench run`: format, precision, runtime, status, p50, speed-up and parity per row."""
+    """The end of `edgebench run`: format, precision, runtime, status, p50, speed-up, % of peak, parity per row
+    (80 columns: the GMAC/s behind the share are in results.csv and the report)."""
     from rich import box
     from rich.table import Table
 
     shown = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     for name, justify in [("format", "left"), ("precision", "left"), ("runtime", "left"), ("status", "left"),
-                          ("p50 ms", "right"), ("speed-up", "right"), ("parity", "left")]:
-        shown.add_column(name, justify=justify)
+                          ("p50 ms", "right"), ("speed-up", "right"), ("% peak", "right"), ("parity", "left")]:
+        # 80 columns: a hub device's long runtime label folds, a status is never cut
+        shown.add_column(name, justify=justify, no_wrap=name == "status", overflow="fold")
     for _, r in df.iterrows():
         runtime = str(r["runtime"] or "") + ("" if r["device"] in ("", "local") else f" @ {r['device']}")
         speedup = _cell(r["speedup_vs_eager"], ".2f")
         shown.add_row(str(r["format"]), str(r["precision"]), runtime, status_cell(str(r["status"])),
-                      _cell(r["p50_ms"], ".1f"), f"{speedup}x" if speedup else "", str(r["parity"] or ""))
+                      _cell(r["p50_ms"], ".1f"), f"{speedup}x" if speedup else "", peak_cell(r["pct_of_peak"]),
+                      str(r["parity"] or ""))
     return shown
+
+
+def peak_cell(pct) -> str:
+    """`% of peak` in rich markup, coloured by its band: an 80 % row and a 30 % row differ at a glance."""
+    from edgebench.benchmarks.peak import band
+
+    text = _cell(pct, ".0f")
+    if not text:
+        return ""
+    style = _BAND_STYLES[band(float(pct))]
+    return f"[{style}]{text} %[/{style}]"

@@ -29,6 +29,9 @@ SERIES_P50 = {
     ("coreml", "fp32", "coreml"): None,  # exported, cannot predict on Linux
     ("coreml", "fp16", "coreml"): None,
 }
+FLOPS = 86.69e9  # mc3_18's FLOPs per clip as torch counts them (edgebench info)
+PEAK = {"peaks": {"fp32": {"gmacs": 60.0, "kernel": "synthetic fp32 GEMM"}, "int8": {"gmacs": 240.0, "kernel": "synthetic int8 GEMM"}},
+        "threads": 2, "measured_at": "2026-11-01T01:00:00Z", "cached": True}  # a made-up host limit: eager at 57 %, LiteRT at 36 %
 OPS = {
     "torchscript": {"aten::conv3d": 18, "aten::relu": 17, "aten::add": 8, "aten::mean": 1, "aten::linear": 1},
     "onnx": {"Conv": 18, "Relu": 17, "Add": 8, "ReduceMean": 1, "Gemm": 1, "Reshape": 1},
@@ -45,7 +48,7 @@ def model_ref(name: str = "resnet_mixed", provenance: str = "random:seed=0") -> 
 
 def synthetic_run(night: int = 0, *, model: str = "resnet_mixed", p50: dict | None = None, overrides: dict | None = None,
                   out_dir: Path | None = None, provenance: str = "random:seed=0", iqr_frac: float = 0.01,
-                  start: datetime = START, config: dict | None = None) -> RunData:  # fmt: skip
+                  start: datetime = START, config: dict | None = None, peak: dict | None = None) -> RunData:  # fmt: skip
     """One night's records; `p50` and `overrides` ({(format, precision, runtime): {field: value}}) shape the night.
 
     Override fields: export_status, export_reason, parity_status, parity_reason, latency_status, latency_reason,
@@ -62,7 +65,7 @@ def synthetic_run(night: int = 0, *, model: str = "resnet_mixed", p50: dict | No
                                                                   "coreml": ["fp32", "fp16"], "tflite": ["fp32"]},
                                      "parity": {"tolerances": {"fp32": {"max_abs_err": 1e-3, "min_top1_agree": 1.0},
                                                                "fp16": {"min_psnr_db": 30.0}}},
-                                     "history": {"baseline_nights": 7}})  # fmt: skip
+                                     "history": {"baseline_nights": 7}}, peak=peak or {})  # fmt: skip
     eager_p50 = p50[("pytorch", "fp32", "torch")]
     for (fmt, precision, runtime), ms in p50.items():
         o = overrides.get((fmt, precision, runtime), {})
@@ -86,7 +89,7 @@ def synthetic_run(night: int = 0, *, model: str = "resnet_mixed", p50: dict | No
             model, fmt, precision, runtime, "local", status, reason=o.get("latency_reason", ""),
             load_ms=120.0, first_ms=ms * 1.3, warmup_runs=2, runs=10, min_ms=ms * 0.97, mean_ms=ms * 1.01,
             p50_ms=ms, p90_ms=ms * 1.04, p99_ms=ms * 1.07, std_ms=iqr / 1.35, iqr_ms=iqr, noisy=iqr / ms > 0.1,
-            fps=1000.0 / ms, peak_rss_mb=850.0, threads=2, speedup_vs_eager=eager_p50 / ms if fmt != "pytorch" else 1.0,
+            fps=1000.0 / ms, gflops=FLOPS / ms / 1e6, peak_rss_mb=850.0, threads=2, speedup_vs_eager=eager_p50 / ms if fmt != "pytorch" else 1.0,
         ))  # fmt: skip
     return run
 

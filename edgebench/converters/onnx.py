@@ -2,7 +2,10 @@
 
 int8 and w8a16 are onnxruntime.quantization's static QDQ quantization of that fp32 file:
 quant_pre_process (shape inference, graph optimization), then quantize_static with per-channel
-int8 weights and uint8 (int8) or uint16 (w8a16) activations calibrated on the given clips.
+int8 weights and uint8 (int8) or uint16 (w8a16) activations calibrated on the given clips. By
+default the quantized files are exported with a static batch: the 2D-lowered form then moves frames
+with 4-D Slice/Concat/Add only, which ONNX Runtime's NHWC transformer keeps in NHWC, where the
+dynamic-batch form's 5-D Reshape/Pad/Gather cost a Transpose pair around every QLinearConv.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ _BITS = {"INT8": 8, "UINT8": 8, "INT16": 16, "UINT16": 16, "INT4": 4, "UINT4": 4
 
 class OnnxConverter(Converter):
     """Options: opset (18), dynamic_batch (axis 0 of every input and output is named `batch`),
+    static_batch_quantized (int8 / w8a16 files keep the model's batch whatever dynamic_batch says),
     optimize (the exporter's onnxscript graph optimizer), per_channel (int8 weights per output channel),
     reduce_range (7-bit weights, for x86 CPUs without VNNI)."""
 
@@ -43,7 +47,8 @@ class OnnxConverter(Converter):
     library = "onnx"
 
     def default_options(self) -> dict[str, Any]:
-        return {"opset": 18, "dynamic_batch": True, "optimize": True, "per_channel": True, "reduce_range": False}
+        return {"opset": 18, "dynamic_batch": True, "static_batch_quantized": True, "optimize": True,
+                "per_channel": True, "reduce_range": False}
 
     def versions(self) -> dict[str, str]:
         return {**super().versions(), "onnxscript": package_version("onnxscript"),
@@ -54,6 +59,8 @@ class OnnxConverter(Converter):
         if precision == "fp32":
             self._export_fp32(model, ref, options, out)
             return
+        if options["static_batch_quantized"]:  # the layout-friendly form (module docstring, docs/converters.md)
+            options = {**options, "dynamic_batch": False}
         with tempfile.TemporaryDirectory(prefix="fp32-", dir=Path(out).parent) as tmp:
             fp32 = Path(tmp) / "model.fp32.onnx"
             self._export_fp32(model, ref, options, fp32)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from edgebench.benchmarks.peak import describe_limit
 from edgebench.records import RunData
 from edgebench.reports import charts
 from edgebench.reports.precision import precision_table
@@ -46,7 +47,7 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
         models.append({
             "name": name, "weights": ref.provenance if ref else "", "random": bool(ref and ref.random_weights),
             "inputs": ", ".join(f"{t.name} {'x'.join(map(str, t.shape))} {t.dtype}" for t in (ref.inputs if ref else ())),
-            "matrix": status_matrix(mdf, list(dict.fromkeys(df["format"]))),  # rows come in config order
+            "matrix": status_matrix(mdf, list(dict.fromkeys(df["format"])), run.peak),  # rows come in config order
             "latency": charts.latency_chart(mdf), "parity": charts.parity_chart(mdf, tolerances),
             "counts": _counts(mdf), "accuracy": accuracy_section(run, name),
             "precisions": precision_table(mdf),
@@ -55,7 +56,7 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
         "title": f"edgebench {', '.join(m['name'] for m in models) or 'run'} {run.started_at[:10]}",
         "run": {"run_id": run.run_id, "started_at": run.started_at, "ended_at": run.ended_at,
                 "duration": _duration(info.get("duration_s")), "threads": run.threads},
-        "host": info.get("host") or {}, "versions": _ordered(info.get("versions") or {}, ["python", *key_packages()]),
+        "host": info.get("host") or {}, "limit": describe_limit(run.peak), "versions": _ordered(info.get("versions") or {}, ["python", *key_packages()]),
         "packages": info.get("packages") or {}, "git_commit": info.get("git_commit", "unknown"),
         "git_dirty": info.get("git_dirty"), "models": models,
         "random_models": [m["name"] for m in models if m["random"]],
@@ -88,7 +89,7 @@ def localization_charts(run: RunData, run_dir: Path) -> list[dict]:
     return out
 
 
-def status_matrix(df: pd.DataFrame, formats: list[str]) -> dict:
+def status_matrix(df: pd.DataFrame, formats: list[str], peak: dict | None = None) -> dict:
     """Rows (format, precision) x columns (runtime [@ device]); each cell a status with its reason."""
     def col_of(r):
         return (r["runtime"] or "(no runtime)") + (f" @ {r['device']}" if r["device"] and r["device"] != "local" else "")
@@ -109,10 +110,26 @@ def status_matrix(df: pd.DataFrame, formats: list[str]) -> dict:
             "regression": charts.truthy(r["regression"]),
             "reason": reason[:REASON_SHORT] + ("…" if len(reason) > REASON_SHORT else ""),
             "reason_full": reason if len(reason) > REASON_SHORT else "",
+            "peak": peak_gauge(r, peak),
         }  # fmt: skip
     return {"columns": [c[2] for c in cols],
             "rows": [{"label": "pytorch eager" if f == EAGER_FORMAT else f"{f} {p}",
                       "cells": [cells.get((f, p, c[2])) for c in cols]} for f, p in rows]}  # fmt: skip
+
+
+def peak_gauge(r, peak: dict | None) -> dict | None:
+    """A matrix cell's GMAC/s and share of its precision's peak, with the band its bar is coloured by."""
+    from edgebench.benchmarks.peak import band, peak_for
+
+    if pd.isna(r["gmacs"]):
+        return None
+    limit = peak_for(peak, r["precision"]) if pd.notna(r["pct_of_peak"]) else None
+    text = f"{r['gmacs']:,.0f} GMAC/s"
+    if limit is None:
+        return {"text": text, "pct": None, "band": "", "title": ""}
+    pct = float(r["pct_of_peak"])
+    return {"text": f"{text} · {pct:.0f} % of {limit[0]} peak", "pct": min(pct, 100.0), "band": band(pct),
+            "title": f"{limit[0]} peak {limit[1]['gmacs']:,.0f} GMAC/s by {limit[1]['kernel']}"}
 
 
 def accuracy_section(run: RunData, model: str) -> dict:
@@ -138,11 +155,12 @@ def results_table(df: pd.DataFrame, run: RunData, run_dir: Path) -> dict:
     paths = {(a.model, a.format, a.precision): a.path for a in run.artifacts if a.path}
     rows = []
     for _, r in df.iterrows():
-        cells = [{"text": _num(r[c], c), "sort": _sort_value(r[c]), "cls": _cell_class(c, r), "href": None}
+        cells = [{"text": _num(r[c], c), "sort": _sort_value(r[c]), "cls": _cell_class(c, r), "href": None,
+                  "style": f"--pct:{min(float(r[c]), 100.0):.0f}%" if c == "pct_of_peak" and pd.notna(r[c]) else ""}
                  for c in TABLE_COLUMNS]
         path = paths.get((r["model"], r["format"], r["precision"]))
         cells.append({"text": Path(path).name if path else "", "sort": Path(path).name if path else "",
-                      "cls": "", "href": link(path, run_dir) if path else None})  # fmt: skip
+                      "cls": "", "href": link(path, run_dir) if path else None, "style": ""})  # fmt: skip
         rows.append({"status": r["status"], "cells": cells})
     return {"columns": TABLE_COLUMNS + ["artifact"], "rows": rows}
 
@@ -244,6 +262,10 @@ def _num(v, column: str = "") -> str:
         return f"{v:+.1f} %"
     if column in ("speedup_vs_eager",):
         return f"{v:.2f}x"
+    if column == "pct_of_peak":
+        return f"{v:.0f} %"
+    if column == "gmacs":
+        return f"{v:,.1f}"
     if column.endswith("_ms"):
         return charts.fmt_ms(float(v))
     return f"{v:,.2f}" if abs(v) < 1000 else f"{v:,.0f}"
@@ -266,4 +288,8 @@ def _cell_class(column: str, r) -> str:
         return "bad"
     if column == "reason":
         return "reason"
+    if column == "pct_of_peak" and pd.notna(r[column]):
+        from edgebench.benchmarks.peak import band
+
+        return f"num pk pk-{band(float(r[column]))}"
     return "num" if column in COLUMNS and column not in ("model", "format", "precision", "runtime", "device", "parity") else ""

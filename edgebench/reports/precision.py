@@ -6,7 +6,7 @@ import pandas as pd
 
 from edgebench.reports.rows import EAGER_FORMAT
 
-FIELDS = ["size_mb", "p50_ms", "speedup_vs_eager", "speedup_vs_fp32", "cosine", "psnr_db", "top5_agree"]
+FIELDS = ["size_mb", "p50_ms", "speedup_vs_eager", "speedup_vs_fp32", "pct_of_peak", "cosine", "psnr_db", "top5_agree"]
 
 
 def precision_table(df: pd.DataFrame) -> list[dict]:
@@ -26,6 +26,8 @@ def _text(field: str, v) -> str:
         return ""
     if field.startswith("speedup"):
         return f"{v:.2f}x"
+    if field == "pct_of_peak":
+        return f"{v:.0f} %"
     if field == "cosine":
         return f"{v:.6f}"
     if field in ("psnr_db", "p50_ms", "size_mb"):

@@ -33,6 +33,7 @@ COLUMNS = [
     "runtime_options", "layers_npu", "layers_gpu", "layers_cpu", "mem_peak_low_mb", "mem_peak_high_mb", "job_url",
     "first_divergent_layer",
     "speedup_vs_fp32", "calibration",
+    "gmacs", "pct_of_peak",
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
                   "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
@@ -216,6 +217,7 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
         row["runs"] = lr.runs or None
         row["speedup_vs_eager"] = lr.speedup_vs_eager
         row.update(_device_fields(lr))
+        row.update(_limit_fields(lr, run.peak, device))
     if ar is not None:
         from edgebench.evaluation.stats import ci_text
 
@@ -234,6 +236,18 @@ def _device_fields(lr: LatencyResult) -> dict:
         "mem_peak_low_mb": low, "mem_peak_high_mb": high,
         "job_url": (lr.extra.get("jobs") or {}).get("profile", ""),
     }
+
+
+def _limit_fields(lr: LatencyResult, peak: dict, device: str) -> dict:
+    """gmacs: the model's MACs (as `edgebench info` counts them) per second at p50, in billions; pct_of_peak:
+    that against this host's peak for the row's precision (benchmarks.peak.PEAK_OF), for rows timed on this host."""
+    from edgebench.benchmarks.peak import peak_for
+
+    if not lr.gflops:
+        return {}
+    gmacs = lr.gflops / 2  # a multiply-add is 2 FLOPs
+    limit = peak_for(peak, lr.precision) if device == LOCAL else None
+    return {"gmacs": gmacs, "pct_of_peak": 100.0 * gmacs / limit[1]["gmacs"] if limit else None}
 
 
 def _status(art, pr, lr, ar=None) -> tuple[str, str]:

@@ -85,7 +85,7 @@ def cpu_model() -> str:
 
 # The flags that decide which kernels the runtimes pick (the CPU changes between sessions here).
 KERNEL_ISA = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-              "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve", "i8mm", "bf16")
+              "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "asimd", "sve", "i8mm", "bf16")
 
 
 def cpu_isa(cpuinfo: str | None = None) -> list[str]:
@@ -157,7 +157,7 @@ def build_run_info(run: RunData, findings=(), summary: dict | None = None, files
         "duration_s": duration_s(run.started_at, run.ended_at),
         "threads": run.threads,
         "out_dir": run.out_dir,
-        "host": host_info(),
+        "host": {**host_info(), "peak": run.peak},  # the limit beside the ISA flags it was measured with
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
         "versions": library_versions(),
@@ -189,6 +189,7 @@ def run_to_dict(run: RunData) -> dict:
         "parity": [p.to_dict() for p in run.parity],
         "latency": [lr.to_dict() for lr in run.latency],
         "accuracy": [ar.to_dict() for ar in run.accuracy],
+        "peak": run.peak,
     }  # fmt: skip
 
 
@@ -202,4 +203,5 @@ def run_from_dict(d: dict) -> RunData:
         parity=[record_from_dict(ParityResult, p) for p in d.get("parity", [])],
         latency=[record_from_dict(LatencyResult, lr) for lr in d.get("latency", [])],
         accuracy=[record_from_dict(AccuracyResult, ar) for ar in d.get("accuracy", [])],
+        peak=d.get("peak") or {},
     )  # fmt: skip

@@ -14,7 +14,7 @@ from edgebench.records import EXPORT_FAILED, PARITY_FAILED
 from edgebench.reports.history import HistoryStore
 from edgebench.reports.rows import flatten
 from edgebench.reports.writer import write_run_reports
-from tests.synthetic_runs import SERIES_P50, synthetic_run
+from tests.synthetic_runs import PEAK, SERIES_P50, synthetic_run
 
 CHROMIUM = os.environ.get("EDGEBENCH_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,7 +33,7 @@ def report(tmp_path_factory) -> Path:
     with HistoryStore.open(out) as store:
         for n, rel in enumerate(NOISE):
             store.write_run(flatten(synthetic_run(n, p50={TS: SERIES_P50[TS] * (1 + rel), ORT: SERIES_P50[ORT] * (1 - rel)})))
-    run = synthetic_run(9, out_dir=out / "work", p50={TS: SERIES_P50[TS] * 1.2}, overrides={
+    run = synthetic_run(9, out_dir=out / "work", p50={TS: SERIES_P50[TS] * 1.2}, peak=PEAK, overrides={
         ("tflite", "fp32", "litert"): {"parity_status": PARITY_FAILED, "max_abs_err": 2e-3},
         ("coreml", "fp16", "coreml"): {"export_status": EXPORT_FAILED,
                                        "export_reason": "ValueError: op <script>alert(1)</script> not supported",
@@ -98,6 +98,17 @@ def test_report_in_chromium(report, browser, tmp_path):
     assert matrix.locator("td.st-export_failed").count() == 1
     assert "<script>alert(1)</script>" in matrix.locator("td.st-export_failed .cell-reason").inner_text()
     assert matrix.locator("td.st-parity_failed").count() == 1
+
+    # the host's limit in the header; each timed row's share of it, coloured by band, a gauge as wide as the share
+    assert "fp32 60 GMAC/s (synthetic fp32 GEMM)" in page.locator("#limit").inner_text()
+    eager, litert = (matrix.locator("tr", has_text=label).locator(".cell-peak") for label in ("pytorch eager", "tflite fp32"))
+    assert "57 % of fp32 peak" in eager.inner_text() and "36 % of fp32 peak" in litert.inner_text()
+    assert "pk-high" in eager.get_attribute("class") and "pk-mid" in litert.get_attribute("class")
+    colours = [el.evaluate("e => getComputedStyle(e.querySelector('.gauge i')).backgroundColor") for el in (eager, litert)]
+    filled = [el.locator(".gauge i").bounding_box()["width"] / el.locator(".gauge").bounding_box()["width"]
+              for el in (eager, litert)]
+    assert colours[0] != colours[1] and filled == pytest.approx([0.57, 0.36], abs=0.02)
+    assert page.locator("#results-table td.pk.pk-high").count() >= 1 and page.locator("#results-table td.pk.pk-mid").count() >= 1
 
     # charts drawn: latency bars with whiskers, parity bars with tolerance marks, trend lines
     assert page.locator("svg.latency rect.bar").count() == 4

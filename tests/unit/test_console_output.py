@@ -94,16 +94,20 @@ def test_run_summary_columns():
 
     df = pd.DataFrame([
         {"format": "pytorch", "precision": "fp32", "runtime": "torch", "device": "local", "status": "passed",
-         "p50_ms": 459.9, "speedup_vs_eager": 1.0, "parity": ""},
+         "p50_ms": 459.9, "speedup_vs_eager": 1.0, "gmacs": 94.2, "pct_of_peak": 81.0, "parity": ""},
         {"format": "onnx", "precision": "fp32", "runtime": "onnxruntime", "device": "local", "status": "passed",
-         "p50_ms": 55.4, "speedup_vs_eager": 8.3, "parity": "passed"},
+         "p50_ms": 55.4, "speedup_vs_eager": 8.3, "gmacs": 31.0, "pct_of_peak": 27.0, "parity": "passed"},
         {"format": "tflite", "precision": "fp32", "runtime": "litert", "device": "galaxy-s24", "status": "export_failed",
-         "p50_ms": float("nan"), "speedup_vs_eager": float("nan"), "parity": ""},
+         "p50_ms": float("nan"), "speedup_vs_eager": float("nan"), "gmacs": float("nan"), "pct_of_peak": float("nan"),
+         "parity": ""},
     ])  # fmt: skip
     lines = [line for line in render(run_summary(df)) if line.strip()]
-    assert lines[0].split() == ["format", "precision", "runtime", "status", "p50", "ms", "speed-up", "parity"]
-    assert any(line.split() == ["onnx", "fp32", "onnxruntime", "passed", "55.4", "8.30x", "passed"] for line in lines)
-    assert any("litert @ galaxy-s24" in line and "export_failed" in line and "nan" not in line for line in lines)
+    assert lines[0].split() == ["format", "precision", "runtime", "status", "p50", "ms", "speed-up", "%", "peak", "parity"]
+    assert any(line.split() == ["onnx", "fp32", "onnxruntime", "passed", "55.4", "8.30x", "27", "%", "passed"]
+               for line in lines)
+    assert all(len(line) <= 80 for line in lines)  # a hub device's runtime label folds onto a second line
+    assert any("litert @" in line and "export_failed" in line and "nan" not in line for line in lines)
+    assert any(line.split() == ["galaxy-s24"] for line in lines)
 
 
 def test_progress_bars_keep_each_line_once(monkeypatch, capsys):
