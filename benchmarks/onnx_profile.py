@@ -16,7 +16,7 @@ import json
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -24,20 +24,18 @@ import numpy as np
 TRACKED = ("Transpose", "QuantizeLinear", "DequantizeLinear", "QLinearConv", "Conv")
 
 
-def profile(path: Path, runs: int, threads: int, options: dict[str, str] | None = None) -> dict:
+def profile(path: Path, runs: int, threads: int) -> dict:
     """{"ms": median latency, "share": {op: fraction of kernel time}, "nodes": {op: count after optimization}}."""
-    import onnx
     import onnxruntime as ort
+
+    from edgebench.runtimes.onnxruntime import optimized_census
 
     with tempfile.TemporaryDirectory(prefix="onnx-profile-") as tmp:
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         so.enable_profiling, so.profile_file_prefix = True, str(Path(tmp) / "profile")
         so.log_severity_level = 3
-        for key, value in (options or {}).items():
-            so.add_session_config_entry(key, value)
         session = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
         rng = np.random.default_rng(0)
         feed = {i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
@@ -49,7 +47,7 @@ def profile(path: Path, runs: int, threads: int, options: dict[str, str] | None 
             session.run(None, feed)
             seconds.append(time.perf_counter() - start)
         events = json.loads(Path(session.end_profiling()).read_text())
-        nodes = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath, load_external_data=False).graph.node)
+    nodes = optimized_census(path, threads)
     per_op: dict[str, float] = defaultdict(float)
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):

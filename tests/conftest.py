@@ -26,6 +26,15 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(layer)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def peak_cache(tmp_path_factory):
+    """The host's limit measured by tests stays in the session: a busy test host must not become the cached peak."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EDGEBENCH_PEAK_DIR", str(tmp_path_factory.mktemp("peak")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def bikes() -> Path:
     path = SHARED_DATA / "bikes.mp4"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,3 +75,19 @@ class OnnxRuntimeRuntime(Runtime):
             "available_providers": ort.get_available_providers(),
         }
         return OnnxRuntimeSession(session, options)
+
+
+def optimized_census(path: str | Path, threads: int = 1) -> dict[str, int]:
+    """Op types of the graph ONNX Runtime actually runs (after its QDQ fusions and NHWC layout transformer)."""
+    import tempfile
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="ort-optimized-") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.log_severity_level = threads, 3
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+        return dict(Counter(n.op_type for n in onnx.load(so.optimized_model_filepath, load_external_data=False).graph.node))

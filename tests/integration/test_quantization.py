@@ -211,6 +211,26 @@ def test_onnx_garbage_calibration_fails_and_a_float_layer_is_mislabelled(onnx_q,
                                            f"(float32 1, int8 {CONVS_LOWERED})")
 
 
+def test_onnx_int8_runs_its_convs_without_layout_round_trips(onnx_q, small_ref, cache, calib_cfg, tmp_path):
+    """The static-batch int8 file: ONNX Runtime keeps every QLinearConv in NHWC (the input's and the tail's
+    Transposes only, Q/DQ only at the float ends). Negative control: the dynamic-batch form of main before
+    issue 27 (quantized from the fp32 artifact) costs a Transpose pair around the convs."""
+    import onnx
+
+    from edgebench.runtimes.onnxruntime import optimized_census
+
+    stored = {n.op_type for n in onnx.load(onnx_q["int8"].path).graph.node}
+    assert not stored & {"Gather", "Pad"}, stored  # frames move by Slice/Concat on the folded tensor
+    ran = optimized_census(onnx_q["int8"].path)
+    assert ran["QLinearConv"] == CONVS_LOWERED and ran.get("Transpose", 0) <= 3, ran
+    assert ran.get("QuantizeLinear", 0) <= 2 and ran.get("DequantizeLinear", 0) <= 2, ran
+
+    dynamic = tmp_path / "dynamic.int8.onnx"
+    opts = {**OnnxConverter().merge_options({}), "calibration_method": "minmax"}
+    quantize(Path(onnx_q["fp32"].path), dynamic, make_calibration(small_ref, calib_cfg, cache).load(small_ref), "int8", opts)
+    assert optimized_census(dynamic).get("Transpose", 0) >= CONVS_LOWERED - 4
+
+
 # ---------------------------------------------------------------- Core ML w8 on coreml-mil
 
 
