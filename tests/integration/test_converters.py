@@ -250,7 +250,8 @@ def test_plan_artifacts_default_and_narrowed():
                                             ("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "w8"), ("tflite", "fp32"),
                                             ("tflite", "int8"), ("executorch", "fp32"), ("executorch", "int8")]
     assert dict((f, o) for f, p, o in plan)["onnx"] == {"opset": 17, "dynamic_batch": True, "optimize": True,
-                                                        "per_channel": True, "reduce_range": False}
+                                                        "per_channel": True, "reduce_range": False,
+                                                        "static_batch_quantized": True}
     assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["coreml", "onnx"])] == [("coreml", "fp32"), ("coreml", "fp16"),
                                                                                 ("coreml", "w8"), ("onnx", "fp32"),
                                                                                 ("onnx", "int8")]

@@ -32,6 +32,10 @@ def test_litert_with_and_without_xnnpack_gives_two_rows_with_their_options(tmp_p
     assert json.loads(lite.loc["litert", "runtime_options"]) == {"xnnpack": True}
     assert json.loads(lite.loc["litert-no-xnnpack", "runtime_options"]) == {"xnnpack": False}
     assert (lite["p50_ms"].astype(float) > 0).all()
+    # the end of the run measured this host's limit (a fresh cache in tests): every timed row has its share
+    peak = json.loads(paths.run_json.read_text())["host"]["peak"]
+    assert peak["cached"] is False and {"fp32", "int8"} <= set(peak["peaks"])
+    assert (lite["pct_of_peak"].astype(float) > 0).all() and (lite["gmacs"].astype(float) > 0).all()
 
 
 def test_queue_round_trip_without_prefect(monkeypatch, tmp_path):
