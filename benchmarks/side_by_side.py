@@ -1,6 +1,6 @@
 """Time a run's artifacts against PyTorch eager interleaved (A/B/C, B/C/A, ...), and print per-round ratios.
 
-    .venv/bin/python benchmarks/side_by_side.py RUN_DIR [--rounds 20] [--threads 2]
+    .venv/bin/python benchmarks/side_by_side.py RUN_DIR [--rounds 20] [--threads 2] [--also onnx:int8:OLD.onnx]
 
 One persistent child per (artifact, runtime) holds a loaded Session; the parent asks one child at a
 time for one inference, rotating the order every round. Host drift (this machine's speed moves by
@@ -56,14 +56,32 @@ def rows_of(run_dir: Path) -> tuple[ModelRef, list[tuple[Artifact, str]]]:
     return ref, rows
 
 
+def also_rows(specs: list[str], rows: list[tuple[Artifact, str]]) -> list[tuple[Artifact, str]]:
+    """`FORMAT:PRECISION:PATH` files timed in the same rounds (e.g. another build of one artifact), on the
+    runtime of the run's own row of that format and precision."""
+    from dataclasses import replace
+
+    extra = []
+    for spec in specs:
+        fmt, precision, path = spec.split(":", 2)
+        base = next(((a, rt) for a, rt in rows if (a.format, a.precision) == (fmt, precision)), None)
+        if base is None or not Path(path).is_file():
+            raise SystemExit(f"side_by_side: --also {spec}: no {fmt} {precision} row in the run, or no such file")
+        extra.append((replace(base[0], path=str(Path(path).resolve()), precision=f"{precision}*"), base[1]))
+    return extra
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (reports/latest, or reports/runs/<id>)")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--also", action="append", default=[], metavar="FORMAT:PRECISION:PATH",
+                        help="another file of a row's format and precision, timed in the same rounds (its row: PRECISION*)")
     opts = parser.parse_args()
     ref, rows = rows_of(opts.run_dir.resolve())
+    rows += also_rows(opts.also, rows)
     ctx = mp.get_context("spawn")
     pipes, procs = [], []
     for artifact, runtime in rows:
