@@ -20,10 +20,12 @@ import time
 from pathlib import Path
 
 from edgebench.config import PROJECT_ROOT
-from edgebench.evaluation.clips import decode, make_clips, to_model_input
+from edgebench.evaluation.clips import decode
 from edgebench.evaluation.dataset import Video
 from edgebench.models.registry import load_model_config
+from edgebench.models.sampling import describe
 from edgebench.models.source import resolve_model
+from edgebench.models.video import sample_clips, to_model_input
 from edgebench.runtimes.registry import get_runtime
 from edgebench.runtimes.torch_eager import eager_artifact
 
@@ -41,9 +43,9 @@ def main() -> None:
     decode_s = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        clips = make_clips(decode(video), pre, args.clips)
+        clips = sample_clips(decode(video), pre, args.clips)
         decode_s.append(time.perf_counter() - start)
-    frames = len(decode(video))
+    frames = len(decode(video).frames)
     ref = resolve_model("resnet_mixed")
     session = get_runtime("torch").load(eager_artifact(ref), ref, args.threads)
     x = to_model_input(clips[:1])  # 1 x 3 x 16 x 112 x 112
@@ -54,7 +56,7 @@ def main() -> None:
         session.run({"video": x})
         forward_s.append(time.perf_counter() - start)
     d, f = statistics.median(decode_s), statistics.median(forward_s)
-    print(f"video {Path(args.video).name}: {frames} frames; {args.clips} clips of {pre.frames} frames")
+    print(f"video {Path(args.video).name}: {frames} frames; {args.clips} clips ({describe(pre)})")
     print(f"decode + clips: {d:.2f} s per video (median of {args.repeats}, no cache)")
     print(f"eager forward:  {f:.2f} s per clip (median of {args.repeats}, threads {session.options['threads']})")
     print(f"100 videos, first runtime (decode + {args.clips} clips each): {100 * (d + args.clips * f) / 60:.1f} min")

@@ -30,10 +30,9 @@ TARGET = 1.5
 def parity_inputs(ref: ModelRef, videos: list[Path], random: int = 3) -> dict[str, np.ndarray]:
     """`random` seeded random clips plus 2 clips from each video (the parity clips of docs/parity.md)."""
     from edgebench.models.inputs import random_clips
-    from edgebench.models.registry import load_model_config
-    from edgebench.models.video import read_clips
+    from edgebench.models.video import preprocess_of, read_clips
 
-    pre = load_model_config(ref.config_path).preprocess
+    pre = preprocess_of(ref)
     parts = [random_clips(ref, random, 0)] + [read_clips(v, pre, 2)[:, None] for v in videos]
     return {ref.inputs[0].name: np.concatenate(parts)}
 

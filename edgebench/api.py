@@ -43,8 +43,12 @@ def _names(value: str | Sequence[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else list(value) if value else None
 
 
+def _paths(value: str | Path | Sequence[str | Path] | None) -> list[str] | None:
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value] if value else None
+
+
 def _settings(config, out, quick: bool, use_cache: bool, models=None, formats=None, runtimes=None, devices=None,
-              input_shape=None, weights=None):
+              input_shape=None, weights=None, calibration=None):
     """Logging routed, the config narrowed and checked with every model: a run's settings, nothing written yet."""
     import multiprocessing
 
@@ -59,7 +63,8 @@ def _settings(config, out, quick: bool, use_cache: bool, models=None, formats=No
     if not logging.getLogger().handlers:  # the caller configured no logging: the command line's routing
         setup()
     cfg = pipeline.narrow_config(load_pipeline_config(Path(config) if config else None), _names(formats),
-                                 runtimes=_names(runtimes), devices=_names(devices), models=_names(models))
+                                 runtimes=_names(runtimes), devices=_names(devices), models=_names(models),
+                                 calibration=_paths(calibration))
     check_run(cfg, config, weights, input_shape)
     return pipeline.new_run(cfg, out, quick=quick, use_cache=use_cache)
 
@@ -78,17 +83,20 @@ def run(models: str | Sequence[str] | None = None, formats: str | Sequence[str] 
         runtimes: Sequence[str] | None = None, devices: Sequence[str] | None = None, quick: bool = False,
         out: str | Path | None = None, config: str | Path | None = None,
         input_shape: Sequence[int] | None = None, weights: str | Path | None = None,
-        use_cache: bool = True, parity: bool = True, bench: bool = True) -> RunResult:
+        use_cache: bool = True, parity: bool = True, bench: bool = True,
+        calibration: str | Path | Sequence[str | Path] | None = None) -> RunResult:
     """Export, check and benchmark the configured (or given) models; every report written, records returned.
 
     Arguments narrow configs/pipeline.yaml (or `config`) the way the command-line options do;
-    `input_shape` replaces the first input's shape (small shapes for fast checks).
+    `input_shape` replaces the first input's shape (small shapes for fast checks); `calibration`
+    replaces calibration.videos (files, folders, <label>/<video> trees, CSV manifests).
     """
     from edgebench import pipeline
     from edgebench.console import log_to
 
     shape, weights = tuple(input_shape) if input_shape else None, str(weights) if weights else None
-    settings = _settings(config, out, quick, use_cache, models, formats, runtimes, devices, shape, weights)
+    settings = _settings(config, out, quick, use_cache, models, formats, runtimes, devices, shape, weights,
+                         calibration)
     log_to(settings.run_dir)
     return _finish(settings, [pipeline.run_model_sequential(name, settings, weights, shape, parity=parity, bench=bench)
                               for name in settings.config.models])
@@ -113,7 +121,8 @@ def check(artifact: str | Path, model: str = "resnet_mixed", precision: str = "f
 def evaluate(model: str = "resnet_mixed", dataset: str | Path | None = None, clips_per_video: int | None = None,
              max_videos: int | None = None, formats: str | Sequence[str] | None = None,
              runtimes: Sequence[str] | None = None, out: str | Path | None = None, config: str | Path | None = None,
-             weights: str | Path | None = None, use_cache: bool = True) -> RunResult:
+             weights: str | Path | None = None, use_cache: bool = True,
+             calibration: str | Path | Sequence[str | Path] | None = None) -> RunResult:
     """`edgebench evaluate`: every artifact's top-1/top-5 on a labelled video set against eager (`accuracy`)."""
     from edgebench import pipeline
     from edgebench.console import log_to
@@ -123,7 +132,8 @@ def evaluate(model: str = "resnet_mixed", dataset: str | Path | None = None, cli
     if not dataset and not load_model_config(model).evaluation.dataset:
         raise UserError(f"evaluate: no dataset for {model}: pass dataset= or set evaluation.dataset in its model YAML")
     weights = str(weights) if weights else None
-    settings = _settings(config, out, False, use_cache, model, formats, runtimes, weights=weights)
+    settings = _settings(config, out, False, use_cache, model, formats, runtimes, weights=weights,
+                         calibration=calibration)
     log_to(settings.run_dir)
     chosen = {"dataset": str(dataset) if dataset else None, "clips_per_video": clips_per_video, "max_videos": max_videos}
     return _finish(settings, [pipeline.run_model_sequential(model, settings, weights, parity=False, bench=False,

@@ -43,6 +43,8 @@ def info(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt) -> None:
     for spec in facts["outputs"]:
         console.print(f"output       {spec}")
     console.print(f"labels       {facts['labels']}")
+    console.print(f"sampling     {facts['sampling']}" + ("" if facts["sampling_declared"] else
+                  " (the default: the model YAML declares no preprocess.sampling; docs/evaluation.md)"))
     console.print(f"weights      {facts['weights']}")
     why = f" ({facts['form_reason']})" if facts["form_reason"] else ""
     console.print(f"export form  {facts['form']}{why}; the eager baseline runs the 3d form")
@@ -85,6 +87,8 @@ ConfigOpt = typer.Option(None, "--config", help="Pipeline YAML (default: configs
 NoCacheOpt = typer.Option(False, "--no-cache", help="Export again even when a cached artifact matches.")
 QuickOpt = typer.Option(False, "--quick", help="The short benchmark budget, for development.")
 ShapeOpt = typer.Option(None, "--input-shape", help="Override the input shape, e.g. 1,3,4,32,32 (for fast checks).")
+CalibrationOpt = typer.Option(None, "--calibration", help="Calibrate int8/w8a16 on these videos instead of "
+                              "calibration.videos: files, folders, <label>/<video> trees or CSV manifests (repeatable).")
 
 
 def _split(value: Optional[str]) -> Optional[list[str]]:
@@ -101,14 +105,14 @@ def _shape(value: Optional[str]) -> Optional[tuple[int, ...]]:
 
 
 def _settings(config: Optional[Path], formats: Optional[str], out: Optional[Path], quick: bool, no_cache: bool,
-              runtimes: Optional[str] = None, devices: Optional[str] = None):
+              runtimes: Optional[str] = None, devices: Optional[str] = None, calibration: Optional[list[str]] = None):
     from edgebench import pipeline
     from edgebench.config import load_pipeline_config
 
     from edgebench.preflight import check_config
 
     cfg = pipeline.narrow_config(load_pipeline_config(config), _split(formats), runtimes=_split(runtimes),
-                                 devices=_split(devices))
+                                 devices=_split(devices), calibration=calibration)
     check_config(cfg, config)
     return pipeline.new_run(cfg, out, quick=quick, use_cache=not no_cache)
 
@@ -123,12 +127,12 @@ def _checked_model(model: str, weights: Optional[Path], input_shape: Optional[st
 @app.command()
 def export(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: Optional[str] = FormatsOpt,
            out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
-           input_shape: Optional[str] = ShapeOpt) -> None:
+           input_shape: Optional[str] = ShapeOpt, calibration: Optional[list[str]] = CalibrationOpt) -> None:
     """Export the configured formats and precisions (cached) and print a table of the artifacts."""
     from edgebench import pipeline
     from edgebench.converters.export import export_table
 
-    settings = _settings(config, formats, out, False, no_cache)
+    settings = _settings(config, formats, out, False, no_cache, calibration=calibration)
     ref = _checked_model(model, weights, input_shape)
     artifacts = [pipeline.export_one(ref, f, p, o, settings) for f, p, o in pipeline.planned_exports(settings.config)]
     console.print(export_table(artifacts))
@@ -139,12 +143,12 @@ def export(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats:
 def parity(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: Optional[str] = FormatsOpt,
            runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated runtimes to keep."),
            out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
-           input_shape: Optional[str] = ShapeOpt) -> None:
+           input_shape: Optional[str] = ShapeOpt, calibration: Optional[list[str]] = CalibrationOpt) -> None:
     """Export (cached), then compare every artifact on every runtime with the PyTorch reference."""
     from edgebench import pipeline
     from edgebench.parity.table import parity_table
 
-    settings = _settings(config, formats, out, False, no_cache, runtimes)
+    settings = _settings(config, formats, out, False, no_cache, runtimes, calibration=calibration)
     _checked_model(model, weights, input_shape)
     log_to(settings.run_dir)
     result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, _shape(input_shape),
@@ -177,7 +181,8 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
         config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
         devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated: local, aihub:<device>, queue:<name>."),
         fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 1 when a regression is found."),
-        input_shape: Optional[str] = ShapeOpt, weights: Optional[Path] = WeightsOpt) -> None:
+        input_shape: Optional[str] = ShapeOpt, weights: Optional[Path] = WeightsOpt,
+        calibration: Optional[list[str]] = CalibrationOpt) -> None:
     """Run the whole export-and-benchmark flow (Prefect, no server needed); print a summary and the report path."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # our step lines say enough
     from edgebench import interrupts, pipeline
@@ -189,7 +194,8 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
     # Everything checked before the flow starts: a bad name or shape is one line, exit 2. The temporary server
     # starts during the models' forward passes, after the cheap checks.
     check_run(pipeline.narrow_config(load_pipeline_config(config), _split(formats), devices=_split(devices),
-                                     models=model or None), config, weights=str(weights) if weights else None,
+                                     models=model or None, calibration=calibration), config,
+              weights=str(weights) if weights else None,
               input_shape=shape, meanwhile=interrupts.server_starting)
     from edgebench.flows.export_and_benchmark import export_and_benchmark
 
@@ -199,7 +205,7 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
                                     use_cache=not no_cache, fail_on_regression=fail_on_regression,
                                     config_path=str(config) if config else None,
                                     input_shape=list(shape) if shape else None,
-                                    weights=str(weights) if weights else None)
+                                    weights=str(weights) if weights else None, calibration=calibration or None)
     except interrupts.Interrupted as e:
         print(f"edgebench: {e}; the run stopped, history and reports/latest untouched", file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
@@ -303,7 +309,8 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
              max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="A class-balanced subset."),
              formats: Optional[str] = FormatsOpt,
              runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated runtimes to keep."),
-             out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt) -> None:
+             out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
+             calibration: Optional[list[str]] = CalibrationOpt) -> None:
     """Export (cached), then score every artifact on every runtime on a labelled video set, against eager."""
     from edgebench import pipeline
     from edgebench.evaluation.table import accuracy_table
@@ -311,7 +318,7 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
 
     if not dataset and not load_model_config(model).evaluation.dataset:
         raise UserError(f"evaluate: no dataset for {model}: pass --dataset or set evaluation.dataset in its model YAML")
-    settings = _settings(config, formats, out, False, no_cache, runtimes)
+    settings = _settings(config, formats, out, False, no_cache, runtimes, calibration=calibration)
     chosen = {"dataset": dataset, "clips_per_video": clips_per_video, "max_videos": max_videos}
     result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, parity=False,
                                            bench=False, evaluate=True, evaluation=chosen)

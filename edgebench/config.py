@@ -35,14 +35,34 @@ class TensorConfig(Strict):
     dtype: str = "float32"
 
 
-class PreprocessConfig(Strict):
-    """torchvision VideoClassification: resize, center crop, [0, 1], then mean/std."""
+# Which frames make a clip (edgebench/models/sampling.py, docs/evaluation.md): `uniform` spreads the frames
+# evenly over the video (K clips: K equal segments); `consecutive` takes runs of consecutive frames, after
+# resampling to `fps` when set (K clips: evenly spaced starts), as torchvision's video reference does.
+Sampling = Literal["uniform", "consecutive"]
+DEFAULT_SAMPLING: Sampling = "consecutive"  # a YAML without preprocess.sampling gets this (`edgebench info` says so)
 
-    frames: int = 16
+
+class PreprocessConfig(Strict):
+    """Temporal sampling, then torchvision VideoClassification: resize, center crop, [0, 1], then mean/std."""
+
+    sampling: Sampling = DEFAULT_SAMPLING
+    fps: float | None = Field(None, gt=0)  # consecutive only: resample the video to this frame rate first
+    frames: int = Field(16, ge=1)
     resize: tuple[int, int] = (128, 171)
     crop: int = 112
     mean: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
     std: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+
+    @model_validator(mode="after")
+    def _fps_needs_consecutive(self) -> "PreprocessConfig":
+        if self.fps is not None and self.sampling != "consecutive":
+            raise ValueError("fps applies to sampling: consecutive (uniform spreads the frames over the whole video)")
+        return self
+
+    @property
+    def sampling_declared(self) -> bool:
+        """Whether the YAML says which sampling its weights expect (else DEFAULT_SAMPLING applies)."""
+        return "sampling" in self.model_fields_set
 
 
 class ExportFriendlyConfig(Strict):
@@ -56,7 +76,7 @@ class EvaluationConfig(Strict):
     """Accuracy on a labelled video set (docs/evaluation.md): clips, subset and the allowed top-1 drop."""
 
     dataset: str | None = None  # <root>/<label>/<video> folder or a CSV manifest (path,label[,start_s,end_s])
-    clips_per_video: int = Field(5, ge=1)  # spaced uniformly through each video; softmax averaged over them
+    clips_per_video: int = Field(5, ge=1)  # evenly spaced by the model's sampler; softmax averaged over them
     max_videos: int | None = Field(None, ge=1)  # a class-balanced subset, for quick nights
     # Largest allowed top-1 drop against eager, in points; a verdict fails only when the whole 95 % interval is beyond it.
     bounds: dict[str, float] = {"fp32": 0.0, "fp16": 0.2, "int8": 1.0, "w8": 1.0, "w8a16": 0.5}
@@ -97,9 +117,9 @@ class Tolerance(Strict):
 
 
 class ParityConfig(Strict):
-    random_clips: int = Field(3, ge=1)
+    random_clips: int = Field(3, ge=0)  # 0: judge on the video's clips alone (int8 calibrated on video)
     seed: int = 0
-    video: str | None = None
+    video: str | None = None  # its clips come from the model's sampler (preprocess.sampling)
     video_clips: int = Field(2, ge=1)
     # Measured and argued in docs/parity.md: fp32 runtimes reach 134-141 dB, fp16 Core ML programs 75-77 dB;
     # single-weight conversion bugs land at 35-63 dB. fp16 has no top-1 gate: a near-tie may flip legitimately.
@@ -113,6 +133,12 @@ class ParityConfig(Strict):
         "w8": Tolerance(min_cosine=0.9995, min_psnr_db=40.0, min_top5_agree=0.8),  # weight-only: 45-47 dB
         "w8a16": Tolerance(min_cosine=0.998, min_psnr_db=33.0, min_top5_agree=0.8),
     }
+
+    @model_validator(mode="after")
+    def _some_clip(self) -> "ParityConfig":
+        if self.random_clips == 0 and not self.video:
+            raise ValueError("random_clips: 0 needs parity.video (no clip would be judged)")
+        return self
 
 
 class LocalizeConfig(Strict):
@@ -141,7 +167,7 @@ CalibrationMethod = Literal["minmax", "entropy", "percentile"]
 class CalibrationConfig(Strict):
     """Clips the int8 / w8a16 exports calibrate on: from `videos` (files or folders), else seeded random."""
 
-    videos: list[str] = []  # video files or folders of them; empty: seeded random clips (rows say so)
+    videos: list[str] = []  # files, folders, <label>/<video> trees, CSV manifests; empty: seeded random (rows say so)
     clips: int = Field(8, ge=1)
     seed: int = 0
     method: CalibrationMethod = "minmax"  # a converter that does not offer it skips the precision, saying so

@@ -9,9 +9,8 @@ import numpy as np
 
 from edgebench.converters.registry import CONVERTERS
 from edgebench.errors import UserError
-from edgebench.models.registry import load_model_config
 from edgebench.models.source import resolve_model
-from edgebench.models.video import read_clips
+from edgebench.models.video import preprocess_of, read_clips
 from edgebench.records import Artifact, ModelRef
 
 # Artifact file suffix -> format, for an --artifact given without its artifact.json.
@@ -69,9 +68,10 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 def classify(video: Path, model: str = "resnet_mixed", weights: str | None = None,
              artifact: Path | None = None, top: int = 5) -> Classification:
-    """Top labels with probabilities for one clip sampled uniformly over the whole video."""
+    """Top labels with probabilities for the video's first clip by the model's sampler (preprocess.sampling):
+    the clip `evaluate --clips-per-video 1` scores."""
     ref = resolve_model(model, weights)
-    clip = read_clips(video, load_model_config(ref.config_path).preprocess, clips=1)  # 1 x C x T x H x W
+    clip = read_clips(video, preprocess_of(ref), clips=1)  # 1 x C x T x H x W
     art = artifact_from_path(artifact, ref) if artifact else None
     runtime, session = _session_for(art, ref)
     with session:

@@ -106,8 +106,9 @@ def new_run(config: PipelineConfig, out: str | Path | None = None, quick: bool =
 
 def narrow_config(config: PipelineConfig, formats: list[str] | None = None, precisions: list[str] | None = None,
                   runtimes: list[str] | None = None, devices: list[str] | None = None,
-                  models: list[str] | None = None) -> PipelineConfig:
-    """The config with the CLI's or the flow's narrowing applied; unknown names are UserErrors."""
+                  models: list[str] | None = None, calibration: list[str] | None = None) -> PipelineConfig:
+    """The config with the CLI's or the flow's narrowing applied (`calibration`: videos replacing
+    calibration.videos); unknown names are UserErrors."""
     from edgebench.devices.registry import parse_devices
 
     chosen = dict(config.formats)
@@ -128,6 +129,8 @@ def narrow_config(config: PipelineConfig, formats: list[str] | None = None, prec
         update["devices"] = [d.label for d in parse_devices(devices)]
     if models:
         update["models"] = list(models)
+    if calibration:
+        update["calibration"] = config.calibration.model_copy(update={"videos": list(calibration)})
     return config.model_copy(update=update)
 
 

@@ -36,10 +36,18 @@ def check_config(config: PipelineConfig, config_path: str | Path | None = None) 
     if missing:
         raise UserError(f"{where}: field 'parity.tolerances': no tolerance for precision {', '.join(missing)}")
     calibrated = sorted({p for fmt, ps in config.formats.items() for p in ps if p in get_converter(fmt).calibrated})
-    if calibrated and config.calibration.videos:  # parity always judges random clips too (random_clips >= 1)
-        log.warning("%s: %s calibrate on video clips but parity also judges %d random clips, where a correct file "
-                    "calibrated on video reaches about 29 dB and fails (docs/parity.md); leave calibration.videos "
-                    "empty to calibrate on random clips", where, "/".join(calibrated), config.parity.random_clips)
+    if calibrated and config.calibration.videos:
+        from edgebench.models.calibration import calibration_videos
+
+        try:
+            calibration_videos(config.calibration.videos)  # listing only: a missing path fails before any work
+        except UserError as e:
+            raise UserError(f"{where}: {e}") from None
+        if config.parity.random_clips:
+            log.warning("%s: %s calibrate on video clips but parity also judges %d random clips, where a correct "
+                        "file calibrated on video reaches about 29 dB and fails (docs/parity.md); set "
+                        "parity.random_clips: 0 with a parity.video, or leave calibration.videos empty",
+                        where, "/".join(calibrated), config.parity.random_clips)
 
 
 def check_models(names: list[str], weights: str | None = None,

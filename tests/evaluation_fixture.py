@@ -107,26 +107,27 @@ def write_pipeline_yaml(folder: Path) -> Path:
 def training_clips(root: Path, clips: int) -> tuple[np.ndarray, np.ndarray]:
     """Clips (float [0, 1]) and targets of every video under root, through edgebench's clip sampling."""
     from edgebench.config import PreprocessConfig
-    from edgebench.evaluation.clips import decode, make_clips, to_model_input
+    from edgebench.evaluation.clips import decode
     from edgebench.evaluation.dataset import load_dataset
+    from edgebench.models.video import sample_clips, to_model_input
 
     pre = PreprocessConfig(frames=8, resize=(32, 32), crop=32)
     xs, ys = [], []
     for v in load_dataset(root, DIRECTIONS):
-        c = to_model_input(make_clips(decode(v), pre, clips))
+        c = to_model_input(sample_clips(decode(v), pre, clips))
         xs.append(c)
         ys += [v.target] * len(c)
     return np.concatenate(xs), np.array(ys)
 
 
-def train(x: np.ndarray, y: np.ndarray, steps: int = 60, seed: int = 0):
-    """The tiny net trained with Adam on normalized (x, y); returns it with its training accuracy."""
+def train(x: np.ndarray, y: np.ndarray, steps: int = 60, seed: int = 0, factory=None):
+    """The tiny net (or `factory()`) trained with Adam on normalized (x, y); returns it with its training accuracy."""
     import torch
 
     from tests.evaluation_model import tiny_video_net
 
     torch.manual_seed(seed)
-    model = tiny_video_net()
+    model = (factory or tiny_video_net)()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     xt, yt = (torch.from_numpy(x) - MEAN[0]) / STD[0], torch.from_numpy(y)  # what Normalized does inside
     g = torch.Generator().manual_seed(seed)

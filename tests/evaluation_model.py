@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 DIRECTIONS = ("moving right", "moving left", "moving down", "moving up")
+BLINKS = ("blinking fast", "blinking slow", "steady")  # the classes of tests/sampling_fixture.py
 
 
 class TinyVideoNet(nn.Module):
@@ -22,3 +23,8 @@ class TinyVideoNet(nn.Module):
 
 def tiny_video_net() -> nn.Module:
     return TinyVideoNet()
+
+
+def blink_net() -> nn.Module:
+    """The same net for the three blinking-disk classes (tests/sampling_fixture.py)."""
+    return TinyVideoNet(len(BLINKS))

@@ -1,4 +1,4 @@
-"""K clips per video through the model's own preprocessing, decoded once and cached as uint8 arrays."""
+"""K clips per video through the model's own sampler and preprocessing, decoded once and cached as uint8 arrays."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from edgebench.config import PreprocessConfig, stable_hash
-from edgebench.errors import UserError, reason_of
+from edgebench.errors import UserError
 from edgebench.evaluation.dataset import Video
+from edgebench.models import sampling
 from edgebench.records import atomic_path
 
+if TYPE_CHECKING:
+    from edgebench.models.video import DecodedVideo
+
 log = logging.getLogger(__name__)
-SAMPLING = "uniform-starts-v1"  # part of the cache key: a change of the sampling below invalidates cached clips
 
 
 @dataclass(frozen=True)
@@ -52,52 +55,18 @@ class EvalSet:
         return np.repeat(np.arange(len(self.videos)), [v.clips for v in self.videos])
 
 
-def clip_starts(total: int, frames: int, clips: int) -> np.ndarray:
-    """First frame of each of `clips` runs of `frames` consecutive frames, spaced uniformly over the video."""
-    return np.linspace(0, max(total - frames, 0), clips).round().astype(int)
+def decode(video: Video) -> DecodedVideo:
+    """The video's frames, only those inside its time window when it has one, and its frame rate."""
+    from edgebench.models.video import decode_video
 
-
-def decode(video: Video) -> np.ndarray:
-    """The video's frames (T x H x W x 3 uint8), only those inside its time window when it has one."""
-    from edgebench.models.video import decode_frames
-
-    if video.start_s is None and video.end_s is None:
-        return decode_frames(video.path)
-    import av
-
-    start, end = video.start_s or 0.0, video.end_s if video.end_s is not None else float("inf")
-    try:
-        with av.open(video.path) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)
-                      if f.time is not None and start <= f.time < end]
-    except (av.FFmpegError, IndexError) as e:  # IndexError: no video stream
-        raise UserError(f"video {video.path}: cannot decode ({reason_of(e)})") from None
-    if not frames:
-        raise UserError(f"video {video.path}: no frames between {start:g} s and {end:g} s")
-    return np.stack(frames)
-
-
-def make_clips(frames: np.ndarray, cfg: PreprocessConfig, clips: int) -> np.ndarray:
-    """`clips` clips of cfg.frames consecutive frames, resized and cropped: uint8 N x 3 x T x crop x crop."""
-    from edgebench.models.video import preprocess
-
-    if len(frames) < cfg.frames:  # a short video is looped to fill one clip, as the parity clips are
-        frames = np.concatenate([frames] * (cfg.frames // len(frames) + 1))
-    index = clip_starts(len(frames), cfg.frames, clips)[:, None] + np.arange(cfg.frames)
-    used, where = np.unique(index, return_inverse=True)  # resize each frame once, even where clips overlap
-    pixels = preprocess(frames[used], cfg)  # 3 x U x crop x crop, float k / 255
-    u8 = np.rint(pixels * 255.0).astype(np.uint8)
-    return np.stack([u8[:, where.reshape(index.shape)[i]] for i in range(len(index))])
-
-
-def to_model_input(clips_u8: np.ndarray) -> np.ndarray:
-    """uint8 clips back to the float32 [0, 1] values the preprocessing produced (k / 255, exactly)."""
-    return clips_u8.astype(np.float32) / np.float32(255.0)
+    return decode_video(video.path, video.start_s, video.end_s)
 
 
 def cache_key(file_sha256: str, video: Video, cfg: PreprocessConfig, clips: int) -> str:
+    """What decides a video's clips: its bytes, the preprocessing (sampling and fps included), the clip count,
+    the time window and the sampler's version."""
     return stable_hash({"file": file_sha256, "preprocess": cfg.model_dump(mode="json"), "clips": clips,
-                        "window": [video.start_s, video.end_s], "sampling": SAMPLING})
+                        "window": [video.start_s, video.end_s], "sampler": sampling.VERSION})
 
 
 def cached_clips(video: Video, cfg: PreprocessConfig, clips: int, cache_dir: Path) -> Path:
@@ -109,7 +78,9 @@ def cached_clips(video: Video, cfg: PreprocessConfig, clips: int, cache_dir: Pat
     key = cache_key(file_sha256(Path(video.path)), video, cfg, clips)
     path = Path(cache_dir) / key[:2] / f"{key}.npy"
     if not path.exists():
-        arr = make_clips(decode(video), cfg, clips)
+        from edgebench.models.video import sample_clips
+
+        arr = sample_clips(decode(video), cfg, clips)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, arr)

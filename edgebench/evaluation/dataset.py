@@ -36,7 +36,7 @@ def load_dataset(source: str | Path, labels: tuple[str, ...], max_videos: int | 
         raise UserError(f"dataset {source}: the model has no labels list to match the dataset's labels against")
     if not source.exists():
         raise UserError(f"dataset {source}: no such file or folder")
-    entries = _read_manifest(source) if source.is_file() else _read_folders(source)
+    entries = read_entries(source)
     if not entries:
         raise UserError(f"dataset {source}: no videos found (expected <root>/<label>/<video> with video files "
                         "such as .mp4 or .avi, or a CSV manifest path,label[,start_s,end_s])")
@@ -65,6 +65,11 @@ def balanced_subset(videos: list[Video], count: int) -> list[Video]:
             elif len(chosen) < count:
                 chosen.append(v)
     return sorted(chosen, key=lambda v: (v.target, v.path))
+
+
+def read_entries(source: Path) -> list[tuple[str, str, float | None, float | None]]:
+    """(path, label, start_s, end_s) of every video of a CSV manifest (a file) or a folder-per-class tree."""
+    return _read_manifest(source) if source.is_file() else _read_folders(source)
 
 
 def _read_folders(root: Path) -> list[tuple[str, str, None, None]]:

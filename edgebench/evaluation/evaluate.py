@@ -12,7 +12,7 @@ import numpy as np
 from edgebench.config import EvaluationConfig
 from edgebench.errors import UserError
 from edgebench.evaluation import stats
-from edgebench.evaluation.clips import EvalSet, build_eval_set, to_model_input
+from edgebench.evaluation.clips import EvalSet, build_eval_set
 from edgebench.evaluation.dataset import load_dataset
 from edgebench.evaluation.score import score_logits
 from edgebench.isolation import IsolatedFailure, run_isolated
@@ -70,6 +70,8 @@ def run_logits(artifact: Artifact, runtime_name: str, ref: ModelRef, eset: EvalS
 
 def iter_clips(eset: EvalSet) -> Iterator[np.ndarray]:
     """Every clip (3 x T x H x W float32 in [0, 1]) in the order score_outputs expects; one video in memory at a time."""
+    from edgebench.models.video import to_model_input
+
     for v in eset.videos:
         yield from to_model_input(np.load(v.clips_path))
 

@@ -134,10 +134,11 @@ def export_and_benchmark(
     config_path: str | None = None,
     input_shape: list[int] | None = None,
     weights: str | None = None,
+    calibration: list[str] | None = None,
 ) -> str:
     """Export every configured model and format, check parity, benchmark, report; returns the HTML path."""
     config = pipeline.narrow_config(load_pipeline_config(Path(config_path) if config_path else None),
-                                    formats, precisions, runtimes, devices, models)
+                                    formats, precisions, runtimes, devices, models, calibration)
     settings = pipeline.new_run(config, out, quick=quick or budget == "quick", use_cache=use_cache)
     log_to(settings.run_dir)  # other libraries' warnings: <run_dir>/logs/warnings.log, counted in the report
     interrupts.begin_run(settings)  # sweeps dead runs' temporary cache folders, watches the server

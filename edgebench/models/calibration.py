@@ -1,14 +1,19 @@
-"""Calibration clips for int8 / w8a16 exports: real video through the model's preprocessing, or seeded random.
+"""Calibration clips for int8 / w8a16 exports: real video through the model's sampler, or seeded random.
 
-Never the parity clips: parity samples `frames` indices spread over equal segments of its video
-and draws random clips from `default_rng(parity.seed)`; calibration takes windows of consecutive
-frames at seeded random starts and draws from a separate random stream, so the two cannot coincide.
-The set is saved once per (model inputs, calibration config, video files) as an .npz in the
+`calibration.videos` names video files, folders of them, folder-per-class trees (`<root>/<label>/<video>`)
+and evaluate's CSV manifests (`path,label[,start_s,end_s]`). The clips are picked class-balanced and
+seeded: the classes in turn, each class's videos in a seeded order; each picked video gives clips of
+the model's own sampling (`preprocess.sampling`, models/sampling.py) at seeded random places, as a
+training loader would draw them. Parity and evaluation take evenly spaced clips of the same sampler,
+so the two are of one kind without being the same clips; the random clips come from a separate
+stream (`RANDOM_STREAM`), never parity's `default_rng(parity.seed)`.
+The set is saved once per (model inputs, calibration config, chosen videos) as an .npz in the
 artifact cache; its sha256 goes into the cache key of every artifact calibrated on it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +21,12 @@ import numpy as np
 
 from edgebench.config import CalibrationConfig, PreprocessConfig, stable_hash
 from edgebench.errors import UserError
+from edgebench.evaluation.dataset import VIDEO_SUFFIXES, Video, read_entries
 from edgebench.hashing import file_sha256
 from edgebench.records import ModelRef, atomic_path
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-RANDOM_STREAM = 0xCA11B  # second entropy word: calibration's random clips are never parity's default_rng(seed)
+RANDOM_STREAM = 0xCA11B  # second entropy word: calibration's random draws are never parity's default_rng(seed)
+LOOSE = ""  # the class of video files given one by one or lying loose in a folder
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,7 @@ class CalibrationSet:
 
     path: str
     sha256: str
-    source: str  # "video:bikes.mp4,carphone_pristine.mp4" | "random"
+    source: str  # "video:bikes.mp4,carphone_pristine.mp4" | "video:12 videos of 4 classes from train" | "random"
     clips: int
     method: str
 
@@ -45,47 +51,58 @@ class CalibrationSet:
         return [{ref.inputs[0].name: clip} for clip in clips]
 
 
-def video_files(entries: list[str]) -> list[Path]:
-    """The configured files, and the video files inside configured folders (sorted); a missing one is a UserError."""
-    found: list[Path] = []
+def calibration_videos(entries: list[str]) -> list[Video]:
+    """Every video the entries name, with its class: files, folders (loose videos and <label>/<video> subfolders)
+    and CSV manifests; a missing path or one that holds no video is a UserError."""
+    found: list[Video] = []
     for entry in entries:
         path = Path(entry).expanduser()
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-            if not inside:
-                raise UserError(f"calibration.videos: folder {entry} holds no video ({', '.join(VIDEO_SUFFIXES)})")
-            found += inside
+        if path.is_file() and path.suffix.lower() == ".csv":
+            rows = read_entries(path)
         elif path.is_file():
-            found.append(path)
+            rows = [(str(path), LOOSE, None, None)]
+        elif path.is_dir():
+            loose = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+                           and not p.name.startswith("."))
+            rows = [(str(p), LOOSE, None, None) for p in loose] + read_entries(path)
         else:
             raise UserError(f"calibration.videos: no such file or folder {entry}")
-    return found
+        if not rows:
+            raise UserError(f"calibration.videos: {entry} holds no video (neither video files nor <label>/<video> "
+                            f"subfolders; suffixes {', '.join(sorted(VIDEO_SUFFIXES))})")
+        found += [Video(p, label, -1, start, end) for p, label, start, end in rows]
+    classes = sorted({v.label for v in found})
+    return [Video(v.path, v.label, classes.index(v.label), v.start_s, v.end_s) for v in found]
 
 
-def preprocess_for(ref: ModelRef, pre: PreprocessConfig) -> PreprocessConfig:
-    """The model's preprocessing, with frames and crop taken from the input shape when it is overridden (tests)."""
-    _, _, frames, height, _ = ref.inputs[0].shape
-    if (frames, height) == (pre.frames, pre.crop):
-        return pre
-    scale = height / pre.crop
-    resize = (max(height, round(pre.resize[0] * scale)), max(height, round(pre.resize[1] * scale)))
-    return pre.model_copy(update={"frames": frames, "crop": height, "resize": resize})
-
-
-def video_clips(files: list[Path], pre: PreprocessConfig, count: int, seed: int) -> np.ndarray:
-    """`count` clips, round robin over the files: `pre.frames` consecutive frames at seeded random starts."""
-    from edgebench.models.video import decode_frames, preprocess
-
+def pick_videos(videos: list[Video], count: int, seed: int) -> list[tuple[Video, int]]:
+    """Which videos the `count` clips come from and how many from each: the classes in turn, each class's videos
+    in a seeded order, starting over when a class runs out (a video picked twice gives two clips)."""
     rng = np.random.default_rng([seed, RANDOM_STREAM])
-    decoded = [decode_frames(f) for f in files]
-    clips = []
+    by_class: dict[int, list[Video]] = {}
+    for v in videos:
+        by_class.setdefault(v.target, []).append(v)
+    orders = [[vs[i] for i in rng.permutation(len(vs))] for _, vs in sorted(by_class.items())]
+    uses: Counter[Video] = Counter()
     for i in range(count):
-        frames = decoded[i % len(decoded)]
-        if len(frames) < pre.frames:
-            frames = np.concatenate([frames] * (pre.frames // len(frames) + 1))
-        start = int(rng.integers(0, len(frames) - pre.frames + 1))
-        clips.append(preprocess(frames[start:start + pre.frames], pre)[None])  # batch axis of 1
-    return np.stack(clips)
+        order = orders[i % len(orders)]
+        uses[order[(i // len(orders)) % len(order)]] += 1
+    return list(uses.items())
+
+
+def video_clips(picks: list[tuple[Video, int]], pre: PreprocessConfig, seed: int) -> np.ndarray:
+    """The picked videos' clips through the model's sampler at seeded random places: N x 1 x 3 x T x crop x crop."""
+    from edgebench.models.video import decode_video, sample_clips, to_model_input
+
+    rng = np.random.default_rng([seed, RANDOM_STREAM, 1])
+    parts = []
+    for video, count in picks:
+        try:
+            decoded = decode_video(video.path, video.start_s, video.end_s)
+        except UserError as e:
+            raise UserError(f"calibration.videos: {e}") from None
+        parts.append(to_model_input(sample_clips(decoded, pre, count, rng)))
+    return np.concatenate(parts)[:, None]  # each clip gets a batch axis of 1
 
 
 def random_clips(ref: ModelRef, count: int, seed: int) -> np.ndarray:
@@ -94,31 +111,42 @@ def random_clips(ref: ModelRef, count: int, seed: int) -> np.ndarray:
     return rng.random((count, *ref.inputs[0].shape), dtype=np.float32)
 
 
-def set_key(ref: ModelRef, cfg: CalibrationConfig, files: list[Path]) -> str:
-    """What decides the clips: the model config and input shape, the calibration config, the videos' bytes."""
+def describe(picks: list[tuple[Video, int]], entries: list[str]) -> str:
+    """Where the clips came from, for rows: the files when few and unlabelled, else counts of videos and classes."""
+    paths = sorted({v.path for v, _ in picks})
+    classes = {v.label for v, _ in picks} - {LOOSE}
+    if not classes and len(paths) <= 3:
+        return "video:" + ",".join(Path(p).name for p in paths)
+    sources = ",".join(Path(e).name for e in entries)
+    return f"video:{len(paths)} videos of {len(classes) or 1} classes from {sources}"
+
+
+def set_key(ref: ModelRef, cfg: CalibrationConfig, pre: PreprocessConfig | None, picks: list[tuple[Video, int]]) -> str:
+    """What decides the clips: the model config and input shape, the sampler, the calibration config, the picked
+    videos' bytes and windows."""
+    from edgebench.models import sampling
+
     return stable_hash({"config": ref.config_hash, "inputs": [list(t.shape) for t in ref.inputs],
+                        "preprocess": pre.model_dump(mode="json") if pre else None, "sampler": sampling.VERSION,
                         "calibration": cfg.model_dump(mode="json"),
-                        "videos": [(f.name, file_sha256(f)) for f in files]})
+                        "videos": [(Path(v.path).name, file_sha256(Path(v.path)), v.start_s, v.end_s, n)
+                                   for v, n in picks]})
 
 
 def make_calibration(ref: ModelRef, cfg: CalibrationConfig, cache_dir: Path) -> CalibrationSet:
     """The calibration set for `ref`, made once and saved under <cache_dir>/<model>/calibration-<key>.npz."""
-    from edgebench.models.registry import load_model_config
+    from edgebench.models.video import preprocess_of
 
-    files = video_files(cfg.videos)
-    path = Path(cache_dir) / ref.name / f"calibration-{set_key(ref, cfg, files)[:16]}.npz"
-    source = "video:" + ",".join(f.name for f in files) if files else "random"
+    picks = pick_videos(calibration_videos(cfg.videos), cfg.clips, cfg.seed) if cfg.videos else []
+    pre = preprocess_of(ref) if picks else None  # random clips need no sampler
+    path = Path(cache_dir) / ref.name / f"calibration-{set_key(ref, cfg, pre, picks)[:16]}.npz"
     if not path.exists():
-        if files:
-            clips = video_clips(files, preprocess_for(ref, load_model_config(ref.config_path).preprocess),
-                                cfg.clips, cfg.seed)
-        else:
-            clips = random_clips(ref, cfg.clips, cfg.seed)
+        clips = video_clips(picks, pre, cfg.seed) if picks else random_clips(ref, cfg.clips, cfg.seed)
         if clips.shape[1:] != tuple(ref.inputs[0].shape):
             raise UserError(f"calibration: clips of shape {clips.shape[1:]} do not fit input "
                             f"{ref.inputs[0].name} {ref.inputs[0].shape}")
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, clips=clips.astype(np.float32))
-    return CalibrationSet(str(path), file_sha256(path), source, cfg.clips, cfg.method)
-
+    return CalibrationSet(str(path), file_sha256(path), describe(picks, cfg.videos) if picks else "random",
+                          cfg.clips, cfg.method)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from edgebench.models import sampling
 from edgebench.models.registry import load_model_config
 from edgebench.models.lowering import op_mix
 from edgebench.models.source import build_base, example_input, lowering_report
@@ -22,7 +23,8 @@ def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 def model_info(ref: ModelRef) -> dict:
     """Parameters of the source model and of its export-friendly form, FLOPs, I/O, weights."""
-    base, _ = build_base(load_model_config(ref.config_path), Path(ref.config_path), ref.weights_path)
+    cfg = load_model_config(ref.config_path)
+    base, _ = build_base(cfg, Path(ref.config_path), ref.weights_path)
     friendly = ref.build()
     flops = count_flops(friendly, example_input(ref))
     return {
@@ -36,6 +38,8 @@ def model_info(ref: ModelRef) -> dict:
         "outputs": [f"{t.name} {'x'.join(map(str, t.shape))} {t.dtype}" for t in ref.outputs],
         "weights": ref.provenance,
         "labels": len(ref.labels),
+        "sampling": sampling.describe(cfg.preprocess),
+        "sampling_declared": cfg.preprocess.sampling_declared,
         **export_form(ref),
     }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgebench.config import ParityConfig
+from edgebench.errors import UserError
 from edgebench.records import ModelRef
 
 
@@ -18,17 +19,17 @@ def random_clips(ref: ModelRef, count: int, seed: int) -> np.ndarray:
 
 
 def make_inputs(ref: ModelRef, cfg: ParityConfig) -> dict[str, np.ndarray]:
-    """{"<input name>": clips x input shape}: random clips first, then clips from the video, if any."""
-    from edgebench.models.registry import load_model_config
-
+    """{"<input name>": clips x input shape}: seeded random clips first, then the video's clips through the model's
+    sampler (at the input's frames and size), if a video is set."""
     clips = random_clips(ref, cfg.random_clips, cfg.seed)
     if cfg.video:
-        from edgebench.models.video import read_clips
+        from edgebench.models.video import preprocess_of, read_clips
 
-        pre = load_model_config(ref.config_path).preprocess
-        real = read_clips(cfg.video, pre, cfg.video_clips)[:, None]  # each clip gets a batch axis of 1
-        if real.shape[1:] == clips.shape[1:]:
-            clips = np.concatenate([clips, real])
+        real = read_clips(cfg.video, preprocess_of(ref), cfg.video_clips)[:, None]  # each clip: a batch axis of 1
+        if real.shape[1:] != clips.shape[1:]:
+            raise UserError(f"parity.video: clips of shape {real.shape[1:]} do not fit input "
+                            f"{ref.inputs[0].name} {ref.inputs[0].shape}")
+        clips = np.concatenate([clips, real])
     return {ref.inputs[0].name: clips}
 
 

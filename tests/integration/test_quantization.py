@@ -15,7 +15,7 @@ from edgebench.converters.export import export_artifact, mislabelled, refusal
 from edgebench.converters.onnx import OnnxConverter, quantize
 from edgebench.converters.registry import CONVERTERS
 from edgebench.errors import UserError
-from edgebench.models.calibration import make_calibration, preprocess_for, video_clips
+from edgebench.models.calibration import calibration_videos, make_calibration, pick_videos, video_clips
 from edgebench.records import SKIPPED, Artifact, RunData
 from tests import CONVS_3D, CONVS_LOWERED, quant_bugs
 
@@ -36,12 +36,11 @@ def calib_cfg(bikes) -> CalibrationConfig:
 
 @pytest.fixture(scope="module")
 def clips(small_ref, bikes):
-    """Real parity clips at the small shape: 4 windows of carphone and bikes through the model's preprocessing."""
-    from edgebench.models.registry import load_model_config
+    """Real parity clips at the small shape: 4 windows of carphone and bikes through the model's sampler."""
+    from edgebench.models.video import preprocess_of
 
-    pre = preprocess_for(small_ref, load_model_config(small_ref.config_path).preprocess)
-    videos = sorted(bikes.parent.glob("*.mp4"))
-    return {small_ref.inputs[0].name: video_clips(videos, pre, 4, seed=99)}
+    picks = pick_videos(calibration_videos([str(bikes.parent)]), 4, seed=99)
+    return {small_ref.inputs[0].name: video_clips(picks, preprocess_of(small_ref), seed=99)}
 
 
 @pytest.fixture(scope="module")
@@ -345,18 +344,25 @@ def test_rows_carry_speedup_vs_fp32_and_calibration_and_the_precision_table_show
     assert table[1]["speedup_vs_fp32"] == "3.00x" and table[1]["size_mb"] == "12.0" and table[1]["psnr_db"] == "41.6"
 
 
-def test_video_calibration_judged_on_random_clips_is_warned(caplog):
+def test_video_calibration_judged_on_random_clips_is_warned(caplog, bikes):
     """int8 bounds assume calibration and parity clips of one kind (docs/parity.md): a config that mixes them
-    gets a warning at the start of a run; the default (random calibration, random parity) gets none."""
+    gets a warning at the start of a run; the default (random calibration, random parity) gets none, nor does
+    video calibration judged on video alone (random_clips: 0)."""
     import logging
 
     from edgebench.preflight import check_config
 
+    videos = CalibrationConfig(videos=[str(bikes)])
     with caplog.at_level(logging.WARNING, logger="edgebench.preflight"):
         check_config(PipelineConfig())
         assert caplog.records == []
-        check_config(PipelineConfig(calibration=CalibrationConfig(videos=["clips/"])))
+        check_config(PipelineConfig(calibration=videos))
         assert "calibrate on video clips but parity also judges 3 random clips" in caplog.text
+        assert "parity.random_clips: 0" in caplog.text
         caplog.clear()
-        check_config(PipelineConfig(formats={"onnx": ["fp32"]}, calibration=CalibrationConfig(videos=["clips/"])))
+        check_config(PipelineConfig(formats={"onnx": ["fp32"]}, calibration=videos))
         assert caplog.records == []  # nothing calibrated, nothing to warn about
+        check_config(PipelineConfig(calibration=videos, parity={"random_clips": 0, "video": str(bikes)}))
+        assert caplog.records == []  # one kind of clip on both sides
+    with pytest.raises(UserError, match=r"pipeline.yaml: calibration.videos: no such file or folder clips/"):
+        check_config(PipelineConfig(calibration=CalibrationConfig(videos=["clips/"])))

@@ -81,17 +81,27 @@ def test_balanced_subset_takes_every_class_in_turn():
 
 
 def test_cached_uint8_clips_are_exactly_the_models_preprocessing(tmp_path):
-    from edgebench.models.video import decode_frames, preprocess
+    from edgebench.models.video import decode_video, preprocess, sample_clips, to_model_input
 
     path = tmp_path / "v.mp4"
     write_video(path, bars_video(DIRECTIONS[0], np.random.default_rng(0)))
-    frames = decode_frames(path)
-    u8 = clips_mod.make_clips(frames, PRE, 3)
+    video = decode_video(path)
+    u8 = sample_clips(video, PRE, 3)
     assert u8.dtype == np.uint8 and u8.shape == (3, 3, 8, 32, 32)
-    starts = clips_mod.clip_starts(len(frames), 8, 3)
-    assert list(starts) == [0, 12, 24]
-    for i, s in enumerate(starts):  # bit for bit what the float pipeline gives
-        np.testing.assert_array_equal(clips_mod.to_model_input(u8[i]), preprocess(frames[s:s + 8], PRE))
+    for i, s in enumerate([0, 12, 24]):  # consecutive frames, starts evenly spaced over 32 frames
+        np.testing.assert_array_equal(to_model_input(u8[i]), preprocess(video.frames[s:s + 8], PRE))
+
+
+def test_cached_clips_are_keyed_by_the_sampling_protocol(tmp_path):
+    path = tmp_path / "set" / "moving_right" / "a.mp4"
+    write_video(path, bars_video(DIRECTIONS[0], np.random.default_rng(2)))
+    videos = load_dataset(tmp_path / "set", DIRECTIONS)
+    protocols = [PRE, PRE.model_copy(update={"sampling": "uniform"}), PRE.model_copy(update={"fps": 4.0})]
+    sets = [clips_mod.build_eval_set("m", "set", DIRECTIONS, videos, pre, 2, tmp_path / "cache") for pre in protocols]
+    paths = [s.videos[0].clips_path for s in sets]
+    assert len(set(paths)) == 3  # one cache entry per protocol, none served for another
+    arrays = [np.load(p) for p in paths]
+    assert not np.array_equal(arrays[0], arrays[1]) and not np.array_equal(arrays[0], arrays[2])
 
 
 def test_each_video_is_decoded_once_and_unreadable_ones_are_counted(tmp_path, monkeypatch):

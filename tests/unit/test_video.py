@@ -9,15 +9,15 @@ from torchvision.models.video import MC3_18_Weights
 
 from edgebench.config import PreprocessConfig
 from edgebench.errors import UserError
-from edgebench.models.video import decode_frames, preprocess, read_clips, sample_indices
+from edgebench.models.video import decode_video, preprocess, read_clips
 
-PRE = PreprocessConfig()
+PRE = PreprocessConfig(sampling="uniform")
 
 
 def test_preprocess_matches_torchvision_transform(bikes):
-    frames = decode_frames(bikes)
-    assert frames.shape == (250, 272, 640, 3)
-    clip = frames[sample_indices(len(frames), 16, 1, 0)]
+    video = decode_video(bikes)
+    assert video.frames.shape == (250, 272, 640, 3) and video.fps == 25.0
+    clip = video.frames[np.linspace(0, 249, 16).round().astype(int)]
     ours = torch.from_numpy(preprocess(clip, PRE))  # C, T, H, W in [0, 1]
     mean = torch.tensor(PRE.mean).reshape(3, 1, 1, 1)
     std = torch.tensor(PRE.std).reshape(3, 1, 1, 1)
@@ -28,19 +28,12 @@ def test_preprocess_matches_torchvision_transform(bikes):
 
 def test_preprocess_comparison_can_fail(bikes):
     """Negative control: a crop one pixel off is not torchvision's transform."""
-    frames = decode_frames(bikes)[:16]
+    frames = decode_video(bikes).frames[:16]
     shifted = preprocess(frames[:, :, 1:], PRE)
     theirs = MC3_18_Weights.KINETICS400_V1.transforms()(torch.from_numpy(frames).permute(0, 3, 1, 2))
     mean = np.array(PRE.mean).reshape(3, 1, 1, 1)
     std = np.array(PRE.std).reshape(3, 1, 1, 1)
     assert not np.allclose((shifted - mean) / std, theirs.numpy(), atol=1e-3)
-
-
-def test_sampling_is_uniform_and_in_range():
-    idx = sample_indices(250, 16, 1, 0)
-    assert idx[0] == 0 and idx[-1] == 249 and len(idx) == 16 and np.all(np.diff(idx) > 0)
-    second = sample_indices(250, 16, 2, 1)
-    assert second[0] == 125 and second[-1] == 249
 
 
 def test_read_clips_layout_and_range(bikes):
@@ -78,4 +71,7 @@ def test_short_clip_is_looped_and_said(tmp_path, bikes, caplog):
             dst.mux(packet)
     clips = read_clips(short, PRE)
     assert clips.shape == (1, 3, 16, 112, 112)
-    assert "fewer than 16" in caplog.text and "looping" in caplog.text
+    assert "fewer than 16" in caplog.text and "repeating frames" in caplog.text
+    consecutive = read_clips(short, PRE.model_copy(update={"sampling": "consecutive"}))
+    assert consecutive.shape == (1, 3, 16, 112, 112) and "looping" in caplog.text
+    np.testing.assert_array_equal(consecutive[0, :, 5], consecutive[0, :, 0])  # the 5 frames, looped
