@@ -68,15 +68,17 @@ def demo(
     weights: Optional[Path] = WeightsOpt,
     artifact: Optional[Path] = typer.Option(None, "--artifact", help="Run this exported artifact instead of PyTorch."),
     top: int = typer.Option(5, "--top", min=1, help="How many labels to print."),
+    clips: int = typer.Option(1, "--clips", min=1, help="Evenly spaced clips, softmax averaged (as evaluate's "
+                              "--clips-per-video)."),
 ) -> None:
-    """Classify a video clip and print the top labels with probabilities."""
+    """Classify a video by the model's clip sampling and print the top labels with probabilities."""
     from edgebench.demo import classify
 
-    result = classify(video, model, str(weights) if weights else None, artifact, top)
+    result = classify(video, model, str(weights) if weights else None, artifact, top, clips)
     if result.random_weights:
         err_console.print(f"[bold yellow]warning:[/] {result.model} has random weights ({result.provenance}): "
                           "these labels are meaningless; pass --weights or put torchvision's file in the torch hub cache")
-    console.print(f"{result.model} on {video} via {result.runtime}:")
+    console.print(f"{result.model} on {video} via {result.runtime} ({result.clips} clip(s), {result.sampling}):")
     for label, prob in result.top:
         console.print(f"  {prob:7.2%}  {label}")
 

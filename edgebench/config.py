@@ -48,7 +48,7 @@ class PreprocessConfig(Strict):
     sampling: Sampling = DEFAULT_SAMPLING
     fps: float | None = Field(None, gt=0)  # consecutive only: resample the video to this frame rate first
     frames: int = Field(16, ge=1)
-    resize: tuple[int, int] = (128, 171)
+    resize: tuple[int, int] | int = (128, 171)  # (height, width), or one number: the shorter side (aspect kept)
     crop: int = 112
     mean: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
     std: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)

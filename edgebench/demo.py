@@ -19,10 +19,14 @@ SUFFIX_FORMATS = {s: fmt for fmt, c in CONVERTERS.items() for s in (c.suffix, *c
 
 @dataclass
 class Classification:
+    """The top labels of one video, and how they were made: model, weights, runtime, clips and their sampling."""
+
     model: str
     provenance: str
     runtime: str
     top: list[tuple[str, float]]
+    clips: int = 1
+    sampling: str = ""  # `consecutive at 15 fps, 16 frames`
 
     @property
     def random_weights(self) -> bool:
@@ -61,25 +65,25 @@ def _session_for(artifact: Artifact | None, ref: ModelRef):
     raise UserError(f"artifact {artifact.path}: no runtime can run {artifact.format} here ({'; '.join(reasons)})")
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def classify(video: Path, model: str = "resnet_mixed", weights: str | None = None,
-             artifact: Path | None = None, top: int = 5) -> Classification:
-    """Top labels with probabilities for the video's first clip by the model's sampler (preprocess.sampling):
-    the clip `evaluate --clips-per-video 1` scores."""
+             artifact: Path | None = None, top: int = 5, clips: int = 1) -> Classification:
+    """Top labels with probabilities for `clips` evenly spaced clips of the model's sampler (preprocess.sampling),
+    softmax averaged over them: what `evaluate --clips-per-video <clips>` scores for this video."""
+    from edgebench.evaluation.score import softmax
+    from edgebench.models.sampling import describe
+
     ref = resolve_model(model, weights)
-    clip = read_clips(video, preprocess_of(ref), clips=1)  # 1 x C x T x H x W
+    pre = preprocess_of(ref)
+    batch = read_clips(video, pre, clips)[:, None]  # N x 1 x C x T x H x W
     art = artifact_from_path(artifact, ref) if artifact else None
     runtime, session = _session_for(art, ref)
     with session:
-        logits = next(iter(session.run({ref.inputs[0].name: clip}).values()))
-    probs = softmax(logits.reshape(-1))
+        logits = np.stack([next(iter(session.run({ref.inputs[0].name: clip}).values())).reshape(-1) for clip in batch])
+    probs = softmax(logits).mean(axis=0)
     order = np.argsort(-probs)[:top]
     labels = ref.labels or tuple(f"class {i}" for i in range(probs.size))
-    return Classification(ref.name, ref.provenance, runtime, [(labels[i], float(probs[i])) for i in order])
+    return Classification(ref.name, ref.provenance, runtime, [(labels[i], float(probs[i])) for i in order],
+                          len(batch), describe(pre))
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def preprocess(frames: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     import torchvision.transforms.functional as TF
 
     x = torch.from_numpy(frames).permute(0, 3, 1, 2)  # T, C, H, W
-    x = TF.resize(x, list(cfg.resize), interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
+    size = [cfg.resize] if isinstance(cfg.resize, int) else list(cfg.resize)  # one number: the shorter side
+    x = TF.resize(x, size, interpolation=TF.InterpolationMode.BILINEAR, antialias=False)
     x = TF.center_crop(x, [cfg.crop, cfg.crop])
     x = TF.convert_image_dtype(x, torch.float)
     return x.permute(1, 0, 2, 3).contiguous().numpy()
@@ -108,5 +109,6 @@ def preprocess_of(ref: ModelRef) -> PreprocessConfig:
     if (frames, height) == (pre.frames, pre.crop):
         return pre
     scale = height / pre.crop
-    resize = (max(height, round(pre.resize[0] * scale)), max(height, round(pre.resize[1] * scale)))
+    sides = [max(height, round(side * scale)) for side in ([pre.resize] if isinstance(pre.resize, int) else pre.resize)]
+    resize = sides[0] if isinstance(pre.resize, int) else tuple(sides)
     return pre.model_copy(update={"frames": frames, "crop": height, "resize": resize})

@@ -81,12 +81,35 @@ def test_fps_applies_to_consecutive_only_and_the_yaml_error_names_the_field(tmp_
         load_model_config(str(path))
 
 
-def test_shipped_models_declare_torchvisions_recipe_and_a_yaml_without_it_gets_the_default():
+def torchvision_recipe(source: str, weights: str) -> tuple:
+    """What a torchvision video weights' docs and transforms say: (sampling, fps, frames, resize, crop, mean, std)."""
+    import re
+
+    import torchvision.models as tm
+
+    member = tm.get_model_weights(source.removeprefix("torchvision:"))[weights]
+    docs = dict(re.findall(r"(frame_rate|clip_len)=(\d+)", member.meta["_docs"]))
+    t = member.transforms()
+    resize = t.resize_size[0] if len(t.resize_size) == 1 else tuple(t.resize_size)
+    return ("consecutive", float(docs["frame_rate"]), int(docs["clip_len"]), resize, t.crop_size[0],
+            tuple(t.mean), tuple(t.std))
+
+
+def test_shipped_models_declare_their_weights_recipe_and_a_yaml_without_it_gets_the_default():
+    """Every shipped YAML says how its weights were trained (torchvision's references/video_classification:
+    consecutive frames at the docs' frame_rate, clip_len of them) and preprocesses as their transforms do."""
     from edgebench.models.registry import known_models, load_model_config
 
     for name in known_models():
-        pre = load_model_config(name).preprocess
-        assert pre.sampling_declared and (pre.sampling, pre.fps, pre.frames) == ("consecutive", 15, 16), name
+        cfg = load_model_config(name)
+        pre = cfg.preprocess
+        assert pre.sampling_declared, name
+        if cfg.source.startswith("torchvision:") and cfg.weights:
+            declared = (pre.sampling, pre.fps, pre.frames, pre.resize, pre.crop, pre.mean, pre.std)
+            assert declared == torchvision_recipe(cfg.source, cfg.weights), name
+            assert cfg.inputs[0].shape[2:] == [pre.frames, pre.crop, pre.crop], name
+    mc3 = torchvision_recipe("torchvision:mc3_18", "KINETICS400_V1")
+    assert ("consecutive", None, *mc3[2:]) != mc3  # negative control: the file's own rate is not the recipe
     assert not PreprocessConfig(frames=8).sampling_declared and PreprocessConfig().sampling == "consecutive"
 
 

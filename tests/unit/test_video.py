@@ -26,6 +26,20 @@ def test_preprocess_matches_torchvision_transform(bikes):
     torch.testing.assert_close((ours - mean) / std, theirs, atol=1e-6, rtol=0)
 
 
+def test_one_resize_number_is_the_shorter_side_as_in_torchvisions_newer_video_weights(bikes):
+    from torchvision.models.video import MViT_V2_S_Weights
+
+    frames = decode_video(bikes).frames[:4]
+    pre = PreprocessConfig(frames=4, resize=256, crop=224, mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225))
+    ours = torch.from_numpy(preprocess(frames, pre))
+    theirs = MViT_V2_S_Weights.KINETICS400_V1.transforms()(torch.from_numpy(frames).permute(0, 3, 1, 2))
+    mean, std = torch.tensor(pre.mean).reshape(3, 1, 1, 1), torch.tensor(pre.std).reshape(3, 1, 1, 1)
+    assert theirs.shape == ours.shape == (3, 4, 224, 224)
+    torch.testing.assert_close((ours - mean) / std, theirs, atol=1e-6, rtol=0)
+    squeezed = torch.from_numpy(preprocess(frames, pre.model_copy(update={"resize": (256, 256)})))
+    assert not torch.allclose((squeezed - mean) / std, theirs, atol=1e-3)  # negative control: a square resize
+
+
 def test_preprocess_comparison_can_fail(bikes):
     """Negative control: a crop one pixel off is not torchvision's transform."""
     frames = decode_video(bikes).frames[:16]
