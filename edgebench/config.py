@@ -214,6 +214,21 @@ class AIHubConfig(Strict):
         return v
 
 
+class MemoryConfig(Strict):
+    """The memory budget of each export, check and benchmark child (edgebench/child_memory.py)."""
+
+    child_limit: str = "75%"  # of this machine's memory, or a size ("12G", "800M"), or "none"
+    enforce: Literal["auto", "cgroup", "address-space"] = "auto"  # auto: a cgroup where the host allows one
+
+    @field_validator("child_limit")
+    @classmethod
+    def _a_size(cls, v: str) -> str:
+        from edgebench.child_memory import parse_limit
+
+        parse_limit(v)  # a ValueError names what is wrong
+        return v
+
+
 class HistoryConfig(Strict):
     url: str | None = None  # default: sqlite:///<out>/history.sqlite; a PostgreSQL URL for a team
     baseline_nights: int = Field(7, ge=1)
@@ -262,6 +277,7 @@ class PipelineConfig(Strict):
     aihub: AIHubConfig = AIHubConfig()
     history: HistoryConfig = HistoryConfig()
     localize: LocalizeConfig = LocalizeConfig()
+    memory: MemoryConfig = MemoryConfig()
     external_artifacts: list[ExternalArtifactConfig] = []
 
     @field_validator("devices")

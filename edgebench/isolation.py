@@ -6,6 +6,8 @@ take the caller down: each becomes an `IsolatedFailure` with a one-line reason.
 Every live child is registered by pid, so stopping a run (a signal, a cancelled flow run, a lost
 server: see `edgebench.interrupts`) kills each child's process group at once, and no new child
 starts. A child also dies with its parent (PR_SET_PDEATHSIG), so a SIGKILLed run leaves none.
+Every child runs under the memory budget (`edgebench.child_memory`): past it, it alone dies, as an
+`out of memory` failure with its peak; every child's peak comes back with its result.
 """
 
 from __future__ import annotations
@@ -23,16 +25,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgebench.child_memory import ChildGuard, ChildMemory, MemoryBudget, own_peak_mb
 from edgebench.errors import reason_of
+from edgebench.records import OUT_OF_MEMORY
+
+POLL_S = 0.5  # how often the parent samples a running child's resident peak
 
 
 @dataclass(frozen=True)
 class IsolatedFailure:
-    """Why a child produced no result: `timeout after 900 s`, `killed by SIGSEGV`, `RuntimeError: ...`."""
+    """Why a child produced no result: `timeout after 900 s`, `killed by SIGSEGV`, `RuntimeError: ...`,
+    `out of memory: peak 2,048 MB, limit 2,048 MB per child (cgroup v1); killed by SIGKILL`."""
 
     reason: str
     log_path: str
     seconds: float
+    memory: ChildMemory = ChildMemory()
+
+    def status(self, otherwise: str) -> str:
+        """The status of the record this failure makes: out_of_memory, else the step's own failure status."""
+        return OUT_OF_MEMORY if self.memory.out_of_memory else otherwise
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """One child's outcome: its return value or its failure, and the memory it used."""
+
+    value: Any
+    failure: IsolatedFailure | None
+    memory: ChildMemory
 
 
 class Stopped(BaseException):
@@ -45,6 +66,17 @@ class Stopped(BaseException):
 _live: dict[int, mp.Process] = {}  # pid (= process group id) -> child
 _live_lock = threading.Lock()
 _stopping = threading.Event()
+_budget = MemoryBudget.of()  # every child's memory limit; a run sets its config's (use_memory_budget)
+
+
+def use_memory_budget(budget: MemoryBudget) -> None:
+    """The memory limit of every child this process starts from now on."""
+    global _budget
+    _budget = budget
+
+
+def memory_budget() -> MemoryBudget:
+    return _budget
 
 
 def stop_children() -> list[int]:
@@ -83,10 +115,13 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _child(fn: Callable, args: tuple, result_path: str, log_path: str, parent_pid: int | None = None) -> None:
+def _child(fn: Callable, args: tuple, result_path: str, log_path: str, parent_pid: int | None = None,
+           guard: ChildGuard | None = None) -> None:
     os.setsid()  # its own process group: a timeout kills grandchildren too
     if parent_pid is not None:
         _die_with_parent(parent_pid)
+    if guard is not None:
+        guard.enter()
     # Temporary files of the child (converters leave some) go to a folder the parent removes.
     os.environ["TMPDIR"] = tempfile.tempdir = os.path.dirname(result_path)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -99,6 +134,7 @@ def _child(fn: Callable, args: tuple, result_path: str, log_path: str, parent_pi
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent as a reason
         traceback.print_exc()
         outcome = ("error", reason_of(e))
+    outcome += (own_peak_mb(),)
     sys.stdout.flush()
     sys.stderr.flush()
     tmp = result_path + ".tmp"
@@ -118,14 +154,23 @@ def _kill_group(proc: mp.Process, wait_s: float = 10) -> None:
 
 def run_isolated(fn: Callable, args: tuple, timeout_s: float, log_path: str | Path) -> Any | IsolatedFailure:
     """fn(*args) in a fresh spawned process; its return value, or an IsolatedFailure."""
+    done = run_child(fn, args, timeout_s, log_path)
+    return done.failure or done.value
+
+
+def run_child(fn: Callable, args: tuple, timeout_s: float, log_path: str | Path) -> ChildRun:
+    """fn(*args) in a fresh spawned process under the memory budget; its value or failure, and its memory."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
+    guard = ChildGuard(_budget)
     with tempfile.TemporaryDirectory(prefix="edgebench-child-") as tmp:
         result_path = os.path.join(tmp, "result.pkl")
-        proc = mp.get_context("spawn").Process(target=_child, args=(fn, args, result_path, str(log_path), os.getpid()))
+        proc = mp.get_context("spawn").Process(target=_child, args=(fn, args, result_path, str(log_path), os.getpid(),
+                                                                    guard))
         start = time.perf_counter()
         if _stopping.is_set():
+            guard.finish("")
             raise Stopped("the run is stopping")
         proc.start()
         with _live_lock:  # stop_children either sees this child, or this sees that the run stops
@@ -134,9 +179,10 @@ def run_isolated(fn: Callable, args: tuple, timeout_s: float, log_path: str | Pa
         if stopped_meanwhile:
             _kill_group(proc)
         try:
-            proc.join(timeout_s)
+            _wait(proc, timeout_s, guard)
         except BaseException:  # a signal in this thread (KeyboardInterrupt, Prefect's TerminationSignal)
             stop_children()
+            guard.finish("")
             raise
         finally:
             with _live_lock:
@@ -144,20 +190,44 @@ def run_isolated(fn: Callable, args: tuple, timeout_s: float, log_path: str | Pa
         seconds = time.perf_counter() - start
         if _stopping.is_set():  # killed by stop_children, or finished while the run stops: no row either way
             _kill_group(proc)
+            guard.finish("")
             raise Stopped("the run is stopping")
         if proc.is_alive():
             _kill_group(proc)
-            return IsolatedFailure(f"timeout after {timeout_s:g} s", str(log_path), seconds)
+            memory = guard.finish("")
+            return _failed(f"timeout after {timeout_s:g} s", log_path, seconds, memory)
         if os.path.exists(result_path):
             with open(result_path, "rb") as f:
-                status, value = pickle.load(f)
-            return value if status == "ok" else IsolatedFailure(value, str(log_path), seconds)
-        code = proc.exitcode
-        if code is not None and code < 0:
-            reason = f"killed by {signal.Signals(-code).name}"
-        else:
-            reason = f"exited with code {code} without a result"
-        return IsolatedFailure(reason, str(log_path), seconds)
+                status, value, peak = pickle.load(f)
+            if status == "ok":
+                return ChildRun(value, None, guard.finish("", peak))
+            return _failed(value, log_path, seconds, guard.finish(value, peak))
+        reason = _exit_reason(proc)
+        return _failed(reason, log_path, seconds, guard.finish(f"{reason}\n{log_tail(log_path)}"))
+
+
+def _wait(proc: mp.Process, timeout_s: float, guard: ChildGuard) -> None:
+    """Join the child until it ends or the timeout passes, sampling its resident peak meanwhile."""
+    deadline = time.monotonic() + timeout_s
+    while proc.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        guard.sample(proc.pid)
+        proc.join(min(POLL_S, left))
+
+
+def _exit_reason(proc: mp.Process) -> str:
+    code = proc.exitcode
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code} without a result"
+
+
+def _failed(reason: str, log_path: Path, seconds: float, memory: ChildMemory) -> ChildRun:
+    if memory.out_of_memory:
+        reason = memory.reason(reason)
+    return ChildRun(None, IsolatedFailure(reason, str(log_path), seconds, memory), memory)
 
 
 def log_tail(log_path: str | Path, lines: int = 20) -> str:

@@ -86,9 +86,10 @@ def utc_now() -> str:
 
 def new_run(config: PipelineConfig, out: str | Path | None = None, quick: bool = False,
             use_cache: bool = True, cache_dir: str | Path | None = None) -> RunSettings:
-    """Name the run (UTC timestamp + random suffix) and fix its threads and folders."""
+    """Name the run (UTC timestamp + random suffix), fix its threads and folders, set its children's memory budget."""
     from edgebench.runtimes.base import resolve_threads
 
+    use_memory_config(config)
     out = Path(out or DEFAULT_OUT).resolve()
     now = datetime.now(timezone.utc)
     run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
@@ -102,6 +103,14 @@ def new_run(config: PipelineConfig, out: str | Path | None = None, quick: bool =
         use_cache=use_cache,
         config=config,
     )
+
+
+def use_memory_config(config: PipelineConfig) -> None:
+    """Every child this process starts from now on runs under the config's memory budget."""
+    from edgebench.child_memory import MemoryBudget
+    from edgebench.isolation import use_memory_budget
+
+    use_memory_budget(MemoryBudget.of(config.memory.child_limit, config.memory.enforce))
 
 
 def narrow_config(config: PipelineConfig, formats: list[str] | None = None, precisions: list[str] | None = None,

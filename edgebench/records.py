@@ -17,7 +17,8 @@ PARITY_FAILED = "parity_failed"
 RUNTIME_FAILED = "runtime_failed"
 SKIPPED = "skipped"
 ACCURACY_FAILED = "accuracy_failed"  # the top-1 drop against eager is beyond the precision's bound (evaluation)
-STATUSES = (PASSED, EXPORT_FAILED, PARITY_FAILED, ACCURACY_FAILED, RUNTIME_FAILED, SKIPPED)
+OUT_OF_MEMORY = "out_of_memory"  # a child (export, check or benchmark) went past its memory budget (child_memory)
+STATUSES = (PASSED, EXPORT_FAILED, OUT_OF_MEMORY, PARITY_FAILED, ACCURACY_FAILED, RUNTIME_FAILED, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Artifact:
     model: str
     format: str
     precision: str
-    status: str  # passed | export_failed
+    status: str  # passed | export_failed | out_of_memory
     reason: str = ""
     path: str = ""
     size_bytes: int = 0
@@ -84,6 +85,7 @@ class Artifact:
     log_path: str = ""
     cache_key: str = ""
     cached: bool = False
+    peak_mb: float | None = None  # resident peak of the export child (None: taken from the cache)
 
     @property
     def ok(self) -> bool:
@@ -112,7 +114,7 @@ class ParityResult:
     format: str
     precision: str
     runtime: str
-    status: str  # passed | parity_failed | runtime_failed | skipped
+    status: str  # passed | parity_failed | runtime_failed | out_of_memory | skipped
     reason: str = ""
     max_abs_err: float | None = None
     max_abs_index: tuple[int, ...] | None = None
@@ -129,6 +131,7 @@ class ParityResult:
     first_divergent_layer: str = ""  # module name where the error first jumps (parity.localize), "" if not localized
     localization_path: str = ""  # JSON with the per-layer table behind first_divergent_layer
     device: str = "local"  # where the outputs came from: "local", or a hub device whose outputs were judged here
+    peak_mb: float | None = None  # resident peak of the check's child
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,7 +146,7 @@ class LatencyResult:
     precision: str
     runtime: str
     device: str
-    status: str  # passed | runtime_failed | skipped
+    status: str  # passed | runtime_failed | out_of_memory | skipped
     reason: str = ""
     load_ms: float | None = None
     first_ms: float | None = None
@@ -179,7 +182,7 @@ class AccuracyResult:
     format: str
     precision: str
     runtime: str
-    status: str  # passed | accuracy_failed | runtime_failed | skipped
+    status: str  # passed | accuracy_failed | runtime_failed | out_of_memory | skipped
     reason: str = ""
     dataset: str = ""
     videos: int = 0  # scored videos
@@ -198,6 +201,7 @@ class AccuracyResult:
     predictions_path: str = ""  # npz: per-video probabilities, predictions and targets
     seconds: float = 0.0
     runtime_version: str = ""
+    peak_mb: float | None = None  # resident peak of the scoring child
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -15,3 +15,11 @@ def sleeper(seconds: float, pid_file: str) -> str:
     Path(pid_file).write_text(f"{os.getpid()} {grandchild.pid}")
     time.sleep(seconds)
     return "slept"
+
+
+def hungry(mb: int) -> int:
+    """Allocate and touch `mb` MiB (every page resident), then return how many MiB it holds."""
+    block = bytearray(mb * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    return len(block) // (1024 * 1024)

@@ -83,3 +83,16 @@ class Slow(Tiny):
     def export(self, model, ref, precision, options, out) -> None:
         time.sleep(3)
         super().export(model, ref, precision, options, out)
+
+
+class Hungry(_Fault):
+    """Allocates and touches `mb` MiB while exporting: past a small memory budget, the child runs out."""
+
+    def default_options(self) -> dict[str, Any]:
+        return {"mb": 8192}
+
+    def export(self, model, ref, precision, options, out) -> None:
+        from tests.child_jobs import hungry
+
+        hungry(options["mb"])
+        Path(out).write_bytes(b"never")

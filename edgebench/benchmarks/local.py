@@ -18,7 +18,6 @@ import fcntl
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -27,7 +26,8 @@ from typing import Iterator
 
 from edgebench.benchmarks.stats import DEFAULT_NOISY_IQR_RATIO
 from edgebench.config import BudgetConfig
-from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.child_memory import own_peak_mb
+from edgebench.isolation import run_child
 from edgebench.records import PASSED, RUNTIME_FAILED, SKIPPED, Artifact, LatencyResult, ModelRef
 from edgebench.runtimes.base import NotSupported, Runtime, resolve_threads
 
@@ -65,26 +65,6 @@ def device_lock(device: str = "local", lock_dir: str | Path | None = None) -> It
 
 
 # ---------------------------------------------------------------- child side
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process image in MiB.
-
-    Linux: VmHWM from /proc/self/status. Not ru_maxrss: after a spawn (fork + exec) the kernel
-    carries the parent's RSS high-water mark into the child's ru_maxrss, so a 2 GB parent makes
-    every child report at least 2 GB. Elsewhere ru_maxrss (bytes on macOS, KiB on other systems).
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _stage(name: str) -> None:
@@ -149,7 +129,7 @@ def _bench_child(
         "status": PASSED,
         "load_ms": load_ms,
         "stats": stats,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": own_peak_mb(),
         "runtime_version": version,
         "runtime_options": options,
     }
@@ -210,13 +190,16 @@ def bench_local(
     args = (artifact, runtime_name, runtime, ref, str(inputs_path) if inputs_path else None,
             budget, threads, flops, noisy_iqr_ratio)
     with device_lock(device, lock_dir):
-        out = run_isolated(_bench_child, args, timeout_s, log_path)
-    if isinstance(out, IsolatedFailure):
+        done = run_child(_bench_child, args, timeout_s, log_path)
+    if done.failure:
         stage = _last_stage(log_path)
-        row.status = RUNTIME_FAILED
-        row.reason = f"{out.reason} (during {stage})" if stage and stage != "done" else out.reason
+        row.status = done.failure.status(RUNTIME_FAILED)
+        row.peak_rss_mb = done.memory.peak_mb
+        reason = done.failure.reason
+        row.reason = f"{reason} (during {stage})" if stage and stage != "done" else reason
         log.warning("%s/%s/%s on %s: %s (log: %s)", artifact.model, artifact.format, name, device, row.reason, log_path)
         return row
+    out = done.value
     row.status = out["status"]
     row.reason = out.get("reason", "")
     if row.status != PASSED:

@@ -25,7 +25,7 @@ from edgebench.converters.base import Converter
 from edgebench.converters.registry import CONVERTERS, get_converter
 from edgebench.errors import UserError
 from edgebench.hashing import file_sha256, update_with_file
-from edgebench.isolation import IsolatedFailure, Stopped, run_isolated, stopping
+from edgebench.isolation import Stopped, run_child, stopping
 from edgebench.models.calibration import CalibrationSet, make_calibration
 from edgebench.records import EXPORT_FAILED, PASSED, SKIPPED, Artifact, ModelRef, TensorSpec
 
@@ -223,12 +223,14 @@ def export_artifact(ref: ModelRef, fmt: str, precision: str, options: dict[str, 
         name = converter.filename(merged)
         work = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
-            result = run_isolated(_export_job, (converter, ref, precision, merged, str(work / name), clips), timeout_s,
-                                  log_path)
-            if isinstance(result, IsolatedFailure):
-                artifact = replace(base, reason=result.reason, export_s=round(result.seconds, 3))
+            done = run_child(_export_job, (converter, ref, precision, merged, str(work / name), clips), timeout_s,
+                             log_path)
+            if done.failure:
+                artifact = replace(base, status=done.failure.status(EXPORT_FAILED), reason=done.failure.reason,
+                                   export_s=round(done.failure.seconds, 3))
             else:
-                artifact = _finish(base, result, work, folder, name)
+                artifact = _finish(base, done.value, work, folder, name)
+            artifact.peak_mb = done.memory.peak_mb
         finally:
             shutil.rmtree(work, ignore_errors=True)
         artifact.save(folder / RECORD)

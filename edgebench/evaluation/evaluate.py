@@ -15,7 +15,7 @@ from edgebench.evaluation import stats
 from edgebench.evaluation.clips import EvalSet, build_eval_set
 from edgebench.evaluation.dataset import load_dataset
 from edgebench.evaluation.score import score_logits
-from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.isolation import run_child
 from edgebench.records import ACCURACY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED, AccuracyResult, Artifact, ModelRef
 
 EAGER = ("pytorch", "torch")  # (format, runtime) of the baseline every drop is measured against
@@ -110,11 +110,16 @@ def evaluate_artifact(artifact: Artifact, runtime_name: str, ref: ModelRef, eset
         row.reason = skip
         return row
     start = time.perf_counter()
-    value = run_isolated(run_logits, (artifact, runtime_name, ref, eset, threads), timeout_s, log_path)
-    if isinstance(value, IsolatedFailure):
-        row.status, row.reason = RUNTIME_FAILED, f"{value.reason} (log: {value.log_path})"
+    done = run_child(run_logits, (artifact, runtime_name, ref, eset, threads), timeout_s, log_path)
+    row.peak_mb = done.memory.peak_mb
+    if done.failure:
+        row.status = done.failure.status(RUNTIME_FAILED)
+        row.reason = f"{done.failure.reason} (log: {done.failure.log_path})"
         return row
-    return score_outputs(artifact, runtime_name, eset, value, out_path, time.perf_counter() - start, row.runtime_version)
+    scored = score_outputs(artifact, runtime_name, eset, done.value, out_path, time.perf_counter() - start,
+                           row.runtime_version)
+    scored.peak_mb = row.peak_mb
+    return scored
 
 
 def judge_drops(results: list[AccuracyResult], cfg: EvaluationConfig) -> list[AccuracyResult]:

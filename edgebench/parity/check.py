@@ -10,7 +10,7 @@ import numpy as np
 
 from edgebench.config import LocalizeConfig, Tolerance
 from edgebench.errors import UserError, reason_of
-from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.isolation import run_child
 from edgebench.parity.localize import attach_localization, should_localize
 from edgebench.parity.metrics import OutputMetrics
 from edgebench.parity.verdict import judge
@@ -151,9 +151,14 @@ def check_parity_isolated(
     if skip:  # no child needed to say so
         return _row(artifact, runtime, clips, reason=skip)
     args = (artifact, runtime_name, ref, inputs, reference, tolerance, threads, runtime_options)
-    value = run_isolated(check_parity, args, timeout_s, log_path)
-    if isinstance(value, IsolatedFailure):
-        return _row(artifact, runtime, clips, RUNTIME_FAILED, f"{value.reason} (log: {value.log_path})")
+    done = run_child(check_parity, args, timeout_s, log_path)
+    if done.failure:
+        failed = _row(artifact, runtime, clips, done.failure.status(RUNTIME_FAILED),
+                      f"{done.failure.reason} (log: {done.failure.log_path})")
+        failed.peak_mb = done.memory.peak_mb
+        return failed
+    value = done.value
+    value.peak_mb = done.memory.peak_mb
     if localization_path and should_localize(value, localize):
         attach_localization(value, artifact, ref, inputs, localize, localization_path)
     return value

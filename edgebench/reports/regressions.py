@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from edgebench.config import HistoryConfig
-from edgebench.records import EXPORT_FAILED, PASSED, RUNTIME_FAILED, SKIPPED
+from edgebench.records import EXPORT_FAILED, OUT_OF_MEMORY, PASSED, RUNTIME_FAILED, SKIPPED
 from edgebench.reports.rows import FAILED_STATUSES, SERIES, coerce
 
 # Finding kinds, and how loud each is.
@@ -16,7 +16,7 @@ REGRESSION, SPEEDUP, PARITY_DRIFT, BROKE, FIXED = "regression", "speedup", "pari
 ACCURACY_DRIFT = "accuracy_drift"
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
-_NO_LATENCY = (EXPORT_FAILED, RUNTIME_FAILED)  # no trustworthy p50 to judge
+_NO_LATENCY = (EXPORT_FAILED, OUT_OF_MEMORY, RUNTIME_FAILED)  # no trustworthy p50 to judge
 
 
 @dataclass(frozen=True)

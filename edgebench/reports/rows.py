@@ -11,6 +11,7 @@ import pandas as pd
 from edgebench.records import (
     ACCURACY_FAILED,
     EXPORT_FAILED,
+    OUT_OF_MEMORY,
     PARITY_FAILED,
     PASSED,
     RUNTIME_FAILED,
@@ -21,6 +22,7 @@ from edgebench.records import (
     ParityResult,
     RunData,
 )
+from edgebench.reports.failures import classify
 
 SERIES = ["model", "format", "precision", "runtime", "device", "runtime_options"]  # one history series
 COLUMNS = [
@@ -34,11 +36,13 @@ COLUMNS = [
     "first_divergent_layer",
     "speedup_vs_fp32", "calibration",
     "gmacs", "pct_of_peak",
+    "peak_mb", "failure", "failure_detail",
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
                   "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
 STRING_COLUMNS += ["runtime_options", "job_url"]  # runtime_options: the configured options, canonical JSON
 STRING_COLUMNS += ["first_divergent_layer"]  # module where a parity failure's error first jumps (parity.localize)
+STRING_COLUMNS += ["failure", "failure_detail"]  # a failed row's class and what it names (reports.failures)
 STRING_COLUMNS += ["calibration"]  # what a calibrated artifact calibrated on: "video:<files> x8 minmax <sha>", "random ..."
 INT_COLUMNS = ["runs", "layers_npu", "layers_gpu", "layers_cpu"]  # layers per compute unit, from a hub profile
 BOOL_COLUMNS = ["noisy", "regression"]
@@ -49,9 +53,10 @@ _DTYPES = {**{c: "float64" for c in FLOAT_COLUMNS}, **{c: "Int64" for c in INT_C
 
 EAGER_FORMAT = "pytorch"
 LOCAL = "local"
-FAILED_STATUSES = (EXPORT_FAILED, RUNTIME_FAILED, PARITY_FAILED, ACCURACY_FAILED)
+FAILED_STATUSES = (EXPORT_FAILED, OUT_OF_MEMORY, RUNTIME_FAILED, PARITY_FAILED, ACCURACY_FAILED)
 # Lower wins when a row's parts disagree: the most severe status names the row.
-STATUS_RANK = {EXPORT_FAILED: 0, RUNTIME_FAILED: 1, PARITY_FAILED: 2, ACCURACY_FAILED: 2, SKIPPED: 3, PASSED: 4}
+STATUS_RANK = {EXPORT_FAILED: 0, OUT_OF_MEMORY: 0, RUNTIME_FAILED: 1, PARITY_FAILED: 2, ACCURACY_FAILED: 2, SKIPPED: 3,
+               PASSED: 4}  # fmt: skip
 MIB = 1024 * 1024  # sizes in MiB, as torchvision publishes them ("44.7 MB" for mc3_18)
 
 _PARITY_FIELDS = ["max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree"]
@@ -203,8 +208,12 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
     ar: AccuracyResult | None = parts.get("accuracy")
     status, reason = _status(art, pr, lr, ar)
     row = {c: None for c in COLUMNS}
+    peaks = [p.peak_mb for p in (art, pr, ar) if p is not None and p.peak_mb] + ([lr.peak_rss_mb] if lr and lr.peak_rss_mb else [])
     row.update(run_id=run.run_id, started_at=run.started_at, model=model, weights=_weights(run, model),
-               format=fmt, precision=precision, runtime=runtime, device=device, status=status, reason=reason)  # fmt: skip
+               format=fmt, precision=precision, runtime=runtime, device=device, status=status, reason=reason,
+               peak_mb=max(peaks) if peaks else None)  # the largest child of the row: export, check or benchmark
+    if failure := classify(art, pr, lr, ar):
+        row.update(failure=failure.kind, failure_detail=failure.detail)
     if art is not None:
         row.update(size_mb=art.size_bytes / MIB if art.size_bytes else None, export_s=art.export_s or None,
                    calibration=art.calibration)
@@ -254,8 +263,8 @@ def _status(art, pr, lr, ar=None) -> tuple[str, str]:
     """The most severe status of the row's parts, with every part's reason, the decisive one first."""
     parts = [("export", art), ("parity", pr), ("latency", lr), ("accuracy", ar)]
     parts = [(name, p) for name, p in parts if p is not None]
-    if art is not None and art.status == EXPORT_FAILED:
-        status = EXPORT_FAILED
+    if art is not None and art.status in (EXPORT_FAILED, OUT_OF_MEMORY):
+        status = art.status
     else:
         statuses = [p.status for name, p in parts if name != "export"]
         ran = [s for s in statuses if s != SKIPPED]  # a skipped part (coreml-mil has no latency) does not hide one that ran
