@@ -18,6 +18,7 @@ from edgebench.reports.precision import precision_table
 from edgebench.reports.regressions import Finding
 from edgebench.reports.runinfo import key_packages
 from edgebench.reports.rows import COLUMNS, EAGER_FORMAT, STATUS_RANK
+from edgebench.reports.scorecard import scorecard
 from edgebench.runtimes.registry import RUNTIMES
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -52,7 +53,9 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
             "counts": _counts(mdf), "accuracy": accuracy_section(run, name),
             "precisions": precision_table(mdf),
         })  # fmt: skip
+    anchors = {m["name"]: f"model-{i}" for i, m in enumerate(models, start=1)}  # the sections' ids
     ctx = {
+        "scorecard": scorecard(df, (run.config or {}).get("formats") or {}, history, anchors),
         "title": f"edgebench {', '.join(m['name'] for m in models) or 'run'} {run.started_at[:10]}",
         "run": {"run_id": run.run_id, "started_at": run.started_at, "ended_at": run.ended_at,
                 "duration": _duration(info.get("duration_s")), "threads": run.threads},
