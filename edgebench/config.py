@@ -145,6 +145,7 @@ class LocalizeConfig(Strict):
     """Layer-wise localization of parity failures (docs/parity.md): the budget and the divergence rule."""
 
     auto: bool = True  # localize every parity_failed row of a run (edgebench check --localize: every row)
+    all_rows: bool = False  # passing rows too: a layer whose error jumps then fails its row (costs a tap run each)
     timeout_s: float = Field(300.0, gt=0)  # hard timeout of the localization child
     jump_factor: float = Field(10.0, gt=1)  # a layer diverges when its rel err is this many times the worst before
     # ... and above this relative L2 error per precision (fp32 rounding stays under 1e-5 through mc3_18)

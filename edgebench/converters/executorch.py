@@ -11,9 +11,6 @@ XNNPACK payload's node list (decoded with the flatc and schema shipped in the pa
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,8 @@ from torch import nn
 from edgebench.converters.base import Converter, package_version
 from edgebench.errors import UserError
 from edgebench.records import ModelRef, TensorSpec
-from edgebench.runtimes.executorch import XNNPACK_BACKEND
+from edgebench.runtimes.executorch_program import (instructions, read_plan, scopes_path, tensor_dtype,
+                                                  xnnpack_graphs)
 
 # XNNPACK nodes and portable kernels that do conv/matmul-class compute (what compute_dtypes counts).
 _XNN_COMPUTE = ("XNNConv2d", "XNNDepthwiseConv2d", "XNNConvTranspose2d", "XNNFullyConnected", "XNNBatchMatrixMultiply")
@@ -32,7 +30,6 @@ _KERNEL_COMPUTE = ("aten::convolution", "aten::linear", "aten::addmm", "aten::mm
 _XNN_DTYPES = {"xnn_datatype_fp32": "float32", "xnn_datatype_fp16": "float16", "xnn_datatype_bf16": "bfloat16",
                "xnn_datatype_qint8": "int8", "xnn_datatype_qcint8": "int8", "xnn_datatype_qdint8": "int8",
                "xnn_datatype_quint8": "uint8", "xnn_datatype_qcint4": "int4", "xnn_datatype_qbint4": "int4"}
-_NON_FINITE = {"inf": "Infinity", "nan": "NaN"}
 
 
 class ExecuTorchConverter(Converter):
@@ -72,19 +69,26 @@ class ExecuTorchConverter(Converter):
             program = torch.export.export(model, example)
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
             _refuse_portable_3d(edge.exported_program().graph)
-            Path(out).write_bytes(edge.to_executorch().buffer)
+            manager = edge.to_executorch()
+            Path(out).write_bytes(manager.buffer)
+            scopes_path(out).write_text(json.dumps(_layer_scopes(edge, manager)))
+
+    def files(self, out: Path) -> list[Path]:
+        """The program and the scopes file export() writes beside it (localization names its tensors with it)."""
+        scopes = scopes_path(out)
+        return [Path(out)] + ([scopes] if scopes.exists() else [])
 
     def op_census(self, out: Path) -> dict[str, int]:
         """`delegate_calls`, `xnnpack_delegated_nodes`, `xnnpack:<node>` per XNNPACK node type, and the
         operator name of every kernel call left to the portable kernels."""
-        plan, payloads = _read_plan(out)
+        plan, payloads = read_plan(out)
         census: Counter = Counter()
-        for kind, what in _instructions(plan):
+        for kind, what in instructions(plan):
             if kind == "delegate":
                 census["delegate_calls"] += 1
             else:
                 census[what] += 1
-        for graph in _xnnpack_graphs(payloads):
+        for graph in xnnpack_graphs(payloads):
             census["xnnpack_delegated_nodes"] += len(graph["xnodes"])
             census.update("xnnpack:" + node["xnode_union_type"] for node in graph["xnodes"])
         return dict(census)
@@ -92,9 +96,9 @@ class ExecuTorchConverter(Converter):
     def compute_dtypes(self, out: Path) -> dict[str, int]:
         """Conv/matmul ops per compute dtype: XNNPACK nodes by their filter value's datatype, portable
         kernels by their second operand's scalar type (a conv's or linear's weight)."""
-        plan, payloads = _read_plan(out)
+        plan, payloads = read_plan(out)
         dtypes: Counter = Counter()
-        for graph in _xnnpack_graphs(payloads):
+        for graph in xnnpack_graphs(payloads):
             values = {}
             for v in graph["xvalues"]:
                 tensor = v["xvalue_union"].get("tensor_value", v["xvalue_union"])
@@ -104,15 +108,15 @@ class ExecuTorchConverter(Converter):
                     args = node["xnode_union"]
                     weight = args.get("filter_id", args.get("input2_id"))
                     dtypes[_XNN_DTYPES.get(values.get(weight), str(values.get(weight)))] += 1
-        for kind, what, args in _instructions(plan, with_args=True):
+        for kind, what, args in instructions(plan, with_args=True):
             if kind == "kernel" and what in _KERNEL_COMPUTE:
-                dtypes[_tensor_dtype(plan.values[args[1]].val)] += 1
+                dtypes[tensor_dtype(plan.values[args[1]].val)] += 1
         return dict(dtypes)
 
     def io_specs(self, out: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         """Shapes and dtypes of the `forward` method's inputs and outputs (names are positional: input_0, ...)."""
-        plan, _ = _read_plan(out)
-        spec = lambda kind, i, v: TensorSpec(f"{kind}_{i}", tuple(v.sizes), _tensor_dtype(v))  # noqa: E731
+        plan, _ = read_plan(out)
+        spec = lambda kind, i, v: TensorSpec(f"{kind}_{i}", tuple(v.sizes), tensor_dtype(v))  # noqa: E731
         return (tuple(spec("input", i, plan.values[k].val) for i, k in enumerate(plan.inputs)),
                 tuple(spec("output", i, plan.values[k].val) for i, k in enumerate(plan.outputs)))
 
@@ -145,6 +149,26 @@ def _quantize(model: nn.Module, example: tuple, ref: ModelRef, calibration: list
     return convert_pt2e(prepared)
 
 
+def _layer_scopes(edge, manager) -> dict:
+    """What names the program's tensors after the model's modules: `handles` (debug handle -> the module path of
+    its node, from nn_module_stack; XNNPACK nodes keep their handle) and `instructions` (kernel instruction index
+    of the forward chain -> debug handles), as ExecuTorch's ETRecord pairs them, without the program's weights."""
+    from executorch.exir.lowered_backend_module import LoweredBackendModule
+
+    module = edge.exported_program().graph_module
+    graphs = [module.graph] + [m.original_module.graph for m in module.children() if isinstance(m, LoweredBackendModule)]
+    handles: dict[int, str] = {}
+    for graph in graphs:
+        for node in graph.nodes:
+            handle, stack = node.meta.get("debug_handle"), node.meta.get("nn_module_stack")
+            path = list(stack.values())[-1][0] if stack else ""
+            if isinstance(handle, int) and path:  # quantize/dequantize nodes share their op's handle, with no path
+                handles[handle] = path
+    chain = manager.debug_handle_map.get("forward", {})
+    return {"handles": handles,
+            "instructions": {i: list(h) if isinstance(h, (list, tuple)) else [h] for i, h in chain.items()}}
+
+
 def _refuse_portable_3d(graph) -> None:
     """Raise if a 5-D convolution stayed outside XNNPACK: the portable kernel fails on it at run time."""
     left = [n.name for n in graph.nodes if n.op == "call_function" and "convolution" in str(n.target)
@@ -152,64 +176,3 @@ def _refuse_portable_3d(graph) -> None:
     if left:
         raise ValueError(f"{len(left)} 3D convolutions left to the portable kernels, which take 3-D/4-D input only "
                          f"(XNNPACK skips Conv3d): export the 2D-lowered form (export_friendly.lower_3d)")
-
-
-def _read_plan(out: Path):
-    """The `forward` execution plan of the saved .pte and the payload bytes of each of its delegates."""
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    program = deserialize_pte_binary(Path(out).read_bytes()).program
-    plans = [p for p in program.execution_plan if p.name == "forward"]
-    if not plans:
-        raise ValueError(f"no forward method (methods: {', '.join(p.name for p in program.execution_plan)})")
-    plan = plans[0]
-    payloads = [(d.id, program.backend_delegate_data[d.processed.index].data) for d in plan.delegates]
-    return plan, payloads
-
-
-def _instructions(plan, with_args: bool = False):
-    """("delegate", backend id) or ("kernel", operator name) per instruction of every chain."""
-    for chain in plan.chains:
-        for instruction in chain.instructions:
-            call = instruction.instr_args
-            if hasattr(call, "delegate_index"):
-                row = ("delegate", plan.delegates[call.delegate_index].id, list(call.args))
-            elif hasattr(call, "op_index"):
-                row = ("kernel", plan.operators[call.op_index].name, list(call.args))
-            else:
-                continue  # moves, jumps, frees: no compute
-            yield row if with_args else row[:2]
-
-
-def _xnnpack_graphs(payloads: list[tuple[str, bytes]]) -> list[dict]:
-    """Each XNNPACK payload's XNNGraph as JSON: flatc (shipped with executorch) with the backend's schema."""
-    from executorch.backends.xnnpack.serialization import xnnpack_graph_serialize
-    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
-    from executorch.exir._serialize._flatbuffer import _get_flatc_path
-
-    blobs = [data for backend, data in payloads if backend == XNNPACK_BACKEND]
-    if not blobs:
-        return []
-    schema = Path(xnnpack_graph_serialize.__file__).with_name("schema.fbs")
-    with tempfile.TemporaryDirectory() as tmp:
-        bins = []
-        for i, blob in enumerate(blobs):
-            header = XNNHeader.from_bytes(blob[:XNNHeader.EXPECTED_LENGTH])
-            path = Path(tmp) / f"g{i}.bin"
-            path.write_bytes(blob[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size])
-            bins.append(str(path))
-        subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--defaults-json", "--raw-binary", "-o", tmp,
-                        str(schema), "--", *bins], check=True, capture_output=True)
-        # flatc writes non-finite floats (a clamp's output_max) as bare inf/nan, which JSON lacks
-        texts = [Path(b).with_suffix(".json").read_text() for b in bins]
-        return [json.loads(re.sub(r"\b(inf|nan)\b", lambda m: _NON_FINITE[m[1]], t)) for t in texts]
-
-
-def _tensor_dtype(tensor) -> str:
-    """numpy-style name of an ExecuTorch schema Tensor's scalar type (FLOAT -> float32, CHAR -> int8)."""
-    from executorch.exir.scalar_type import ScalarType
-
-    names = {ScalarType.FLOAT: "float32", ScalarType.HALF: "float16", ScalarType.DOUBLE: "float64",
-             ScalarType.CHAR: "int8", ScalarType.BYTE: "uint8", ScalarType.INT: "int32", ScalarType.LONG: "int64",
-             ScalarType.BOOL: "bool", ScalarType.BFLOAT16: "bfloat16"}
-    return names.get(ScalarType(tensor.scalar_type), str(tensor.scalar_type))

@@ -62,6 +62,10 @@ def _pair(ref_taps: list[RefTap], i: int, art: ArtifactTap, method: str) -> Pair
         if nxt is None or nxt.kind != art.fused or nxt.value.shape != ref.value.shape:
             return None
         target, note = nxt.value, f"fused {art.fused}: compared with {nxt.name}"
+    if value is art.value and value.ndim >= 3 and value.shape[1] == value.shape[-1] and len(set(value.shape[1:])) == 1:
+        # N x C x C x ... x C: channels-first and channels-last read alike; a layout mix-up costs ~100 % error,
+        # any defect far less, so the reading closer to the reference is the tensor's layout
+        value = min((value, np.moveaxis(value, -1, 1)), key=lambda v: _distance(v, target))
     return Pair(ref, art, method, value, target, note)
 
 
@@ -115,20 +119,21 @@ def share_fused(ref_taps: list[RefTap], pairs: dict[int, Pair]) -> None:
         other = ref_taps[j]
         if other.kind == p.art.kind and p.ref.kind == p.art.fused:  # the relu was paired: the conv before it too
             pairs[j] = Pair(other, p.art, p.method, p.value, p.ref.value, f"fused {p.art.fused}: compared with {p.ref.name}")
-        elif other.kind == p.art.fused and p.ref.kind == p.art.kind:  # the conv was paired: the relu after it too
+        elif other.kind == p.art.fused and p.ref.kind != p.art.fused:  # the conv (or its last add) was paired: the relu too
             pairs[j] = Pair(other, p.art, p.method, p.value, other.value)
 
 
 def share_summed_relu(ref_taps: list[RefTap], pairs: dict[int, Pair]) -> None:
-    """A lowered Conv3d with summed taps ends in adds; when the converter fused the ReLU after it into the last
-    add, that add is recorded under the ReLU's path and the conv's own path ends in a partial sum. The conv
-    then takes the ReLU's tensor, compared with the ReLU's values, as a conv with a fused ReLU does."""
+    """When the converter ends a conv in an add with the ReLU after it fused, recorded under the ReLU's path,
+    the conv's own path ends before its output exists: in a partial sum (a lowered Conv3d with summed taps) or
+    in the CONV_3D before the bias ADD (litert-torch). The conv then takes the ReLU's tensor, compared with the
+    ReLU's values, as a conv with a fused ReLU does."""
     for j, q in list(pairs.items()):
         i = _next_kinded(ref_taps, j, -1)
         if i is None or q.ref.kind != "relu" or q.art.kind != "add" or q.art.fused != "relu":
             continue
-        conv, p = ref_taps[i], pairs.get(i)
-        if conv.kind == "conv" and (p is None or p.art.kind == "add") and conv.value.shape == q.ref.value.shape \
+        conv = ref_taps[i]
+        if conv.kind == "conv" and conv.value.shape == q.ref.value.shape \
                 and np.array_equal(np.maximum(conv.value, 0), q.ref.value):  # the ReLU takes this conv's output
             pairs[i] = Pair(conv, q.art, q.method, q.value, q.ref.value, f"fused relu: compared with {q.ref.name}")
 
@@ -182,11 +187,13 @@ def by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, P
     return pairs
 
 
+def _distance(value: np.ndarray, target: np.ndarray) -> float:
+    d = np.linalg.norm((value.astype(np.float64) - target).ravel())
+    return float(d / (np.linalg.norm(target.ravel()) + 1e-12))
+
+
 def _cost(p: Pair | None) -> float:
-    if p is None:
-        return math.inf
-    d = np.linalg.norm((p.value.astype(np.float64) - p.target).ravel())
-    return float(d / (np.linalg.norm(p.target.ravel()) + 1e-12))
+    return math.inf if p is None else _distance(p.value, p.target)
 
 
 def fill_by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap], pairs: dict[int, Pair], wanted: list[int]) -> None:

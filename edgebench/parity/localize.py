@@ -1,5 +1,6 @@
 """Layer-wise localization: every intermediate output of the reference module against the artifact's
-own tensors, and the first layer whose error jumps past what the precision explains.
+own tensors, each layer judged on its own and by growth (parity/layers.py), and the layer a failure is
+blamed on.
 
 Reference taps come from forward hooks on the same form the artifact was exported from; artifact taps
 from parity.taps (one module per format); parity.layermap pairs them by the module paths the exporter
@@ -9,7 +10,6 @@ kept, else by kind, shape and order. docs/parity.md explains the rule and its li
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,14 +19,16 @@ import numpy as np
 from edgebench.config import LocalizeConfig
 from edgebench.isolation import IsolatedFailure, run_isolated
 from edgebench.parity.layermap import RefTap, map_taps
-from edgebench.records import PARITY_FAILED, Artifact, ModelRef, ParityResult, write_json_atomic
+from edgebench.parity.layers import (FLOOR, JUMP, LARGEST, LayerRow, culprit, first_below_floor, first_divergent,
+                                     judge_layers, largest_jump, layer_errors, sqnr_db)
+from edgebench.records import PARITY_FAILED, PASSED, Artifact, ModelRef, ParityResult, write_json_atomic
 
 _SKIPPED_MODULES = ("Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d")  # their output is their input
 
 
 @dataclass
 class Localization:
-    """The per-layer table of one artifact against its reference, and where the error first jumps."""
+    """The per-layer table of one artifact against its reference, and the layers its verdicts name."""
 
     model: str
     format: str
@@ -34,10 +36,13 @@ class Localization:
     reference_form: str
     mapping: dict[str, int]  # how many layers each mapping paired: {"scope": 37} or {"order": 37}
     unmatched: list[str]  # reference layers with no artifact tensor
-    layers: list[dict] = field(default_factory=list)  # depth, name, kind, op, tensor, mapping, errors, jump
-    first_divergent: str = ""
+    layers: list[LayerRow] = field(default_factory=list)
+    first_divergent: str = ""  # the first layer whose error jumps (a defect even when the outputs pass)
+    first_below_floor: str = ""  # the first layer under its own floor
     largest_jump: str = ""
-    rel_floor: float = 0.0
+    culprit: str = ""  # the layer a failing row of this artifact is blamed on (layers.culprit)
+    culprit_rule: str = ""  # jump | floor | largest jump
+    rel_floor: float = 0.0  # the precision's floor: rel err, i.e. an SQNR of -20 log10(rel_floor) dB
     jump_factor: float = 0.0
     seconds: float = 0.0
 
@@ -46,20 +51,33 @@ class Localization:
 
     @classmethod
     def load(cls, path: str | Path) -> "Localization":
-        return cls(**json.loads(Path(path).read_text()))
+        data = json.loads(Path(path).read_text())
+        return cls(**{**data, "layers": [LayerRow.from_dict(r) for r in data["layers"]]})
 
-    def layer(self, name: str) -> dict | None:
-        return next((r for r in self.layers if r["name"] == name), None)
+    def layer(self, name: str) -> LayerRow | None:
+        return next((r for r in self.layers if r.name == name), None)
 
-    def summary(self) -> str:
+    @property
+    def floor_db(self) -> float:
+        return sqnr_db(self.rel_floor)
+
+    def blame(self, failed: bool) -> tuple[str, str]:
+        """(layer, rule) for a row of this artifact that failed parity (or passed it)."""
+        return culprit(self.layers, failed)
+
+    def summary(self, failed: bool = True) -> str:
         """One line for a row's reason."""
-        if not self.first_divergent:
+        name, rule = self.blame(failed)
+        if not name:
             worst = self.layer(self.largest_jump)
-            tail = f"; largest jump at {self.largest_jump} ({worst['jump']:.3g}x)" if worst else ""
-            return f"no layer's error jumps past {self.jump_factor:g}x above rel err {self.rel_floor:g}{tail}"
-        r = self.layer(self.first_divergent)
-        return (f"first divergent layer {r['name']} ({r['kind']}, rel err {r['rel_err']:.2e}, "
-                f"{r['jump']:.3g}x the layers before; mapped by {r['mapping']})")
+            tail = f"; largest jump at {self.largest_jump} ({worst.jump:.3g}x)" if worst else ""
+            return f"no layer's error jumps past {self.jump_factor:g}x above its floor ({self.floor_db:.0f} dB SQNR){tail}"
+        r = self.layer(name)
+        why = {JUMP: f"{r.jump:.3g}x the layers before",
+               FLOOR: f"under its floor of {self.floor_db:.0f} dB; no layer jumps {self.jump_factor:g}x",
+               LARGEST: f"the largest jump, {r.jump:.3g}x; every layer is within its floor of {self.floor_db:.0f} dB"}
+        return (f"first divergent layer {r.name} ({r.kind}, rel err {r.rel_err:.2e}, SQNR {r.sqnr_db:.1f} dB, "
+                f"{why[rule]}; mapped by {r.mapping})")
 
 
 # ---------------------------------------------------------------- reference taps
@@ -76,7 +94,7 @@ def reference_forms(ref: ModelRef, artifact: Artifact) -> list[str]:
     return [THREE_D] + ([LOWERED] if lowering_report(ref, True).form == LOWERED else [])
 
 
-def _module_kind(module) -> str:
+def module_kind(module) -> str:
     """conv, linear, relu, pool (torchvision's Conv3DSimple is a Conv3d), block for containers, else other."""
     from torch import nn
     from torch.nn.modules import conv, pooling
@@ -115,7 +133,7 @@ def reference_taps(module, inputs: dict[str, np.ndarray], input_names: list[str]
 
         return fn
 
-    handles = [m.register_forward_hook(hook(name, _module_kind(m))) for name, m in module.named_modules()
+    handles = [m.register_forward_hook(hook(name, module_kind(m))) for name, m in module.named_modules()
                if name and type(m).__name__ not in _SKIPPED_MODULES]
     try:
         with torch.no_grad():
@@ -126,33 +144,7 @@ def reference_taps(module, inputs: dict[str, np.ndarray], input_names: list[str]
     return taps
 
 
-# ---------------------------------------------------------------- errors and the divergence rule
-
-
-def layer_errors(out: np.ndarray, ref: np.ndarray) -> dict:
-    """max abs err, relative L2 error ||out - ref|| / ||ref|| and cosine of one layer (float64)."""
-    a, b = out.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
-    d = a - b
-    nb, na = float(np.linalg.norm(b)), float(np.linalg.norm(a))
-    rel = float(np.linalg.norm(d)) / nb if nb > 0 else (0.0 if na == 0 else math.inf)
-    cos = float(a @ b / (na * nb)) if na > 0 and nb > 0 else (1.0 if na == nb else 0.0)
-    return {"max_abs_err": float(np.abs(d).max()) if d.size else 0.0, "rel_err": rel, "cosine": cos}
-
-
-def mark_divergence(layers: list[dict], rel_floor: float, jump_factor: float) -> tuple[str, str]:
-    """Give every layer its `jump` = rel err / max(worst rel err before it, rel_floor / jump_factor); the first
-    layer with jump > jump_factor (so rel err > rel_floor too) is the first divergent one. Growth, not
-    level: fp32 rounding grows slowly with depth and never jumps; a wrong weight jumps at its layer."""
-    worst = 0.0
-    first = ""
-    for r in layers:
-        r["jump"] = r["rel_err"] / max(worst, rel_floor / jump_factor, 1e-30)  # a zero floor: exact layers before
-        r["divergent"] = bool(r["jump"] > jump_factor)
-        if r["divergent"] and not first:
-            first = r["name"]
-        worst = max(worst, r["rel_err"])
-    largest = max(layers, key=lambda r: r["jump"])["name"] if layers else ""
-    return first, largest
+# ---------------------------------------------------------------- the table
 
 
 def localize(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], cfg: LocalizeConfig) -> Localization:
@@ -169,19 +161,20 @@ def localize(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], c
         ref_taps = reference_taps(ref.build(lowered=form == LOWERED), inputs, names)
         candidates.append((form, *map_taps(ref_taps, art_taps)))
     form, pairs, unmatched = max(candidates, key=lambda c: len(c[1]))
-    layers = []
-    for depth, p in enumerate(pairs):
-        layers.append({"depth": depth, "name": p.ref.name, "kind": p.ref.kind, "op": p.art.op_type,
-                       "tensor": p.art.name[:200], "mapping": p.method, "shape": list(p.ref.value.shape),
-                       "note": p.note, **layer_errors(p.value, p.target)})
+    rows = [{"depth": depth, "name": p.ref.name, "kind": p.ref.kind, "op": p.art.op_type, "tensor": p.art.name[:200],
+             "mapping": p.method, "shape": list(p.ref.value.shape), "note": p.note, **layer_errors(p.value, p.target)}
+            for depth, p in enumerate(pairs)]
     floor = cfg.rel_floor.get(artifact.precision, max(cfg.rel_floor.values(), default=1e-4))
-    first, largest = mark_divergence(layers, floor, cfg.jump_factor)
+    judge_layers(rows, floor, cfg.jump_factor)
+    layers = [LayerRow.from_dict(r) for r in rows]
     counts: dict[str, int] = {}
     for p in pairs:
         counts[p.method] = counts.get(p.method, 0) + 1
+    blamed, rule = culprit(layers, failed=True)
     return Localization(model=artifact.model, format=artifact.format, precision=artifact.precision,
-                        reference_form=form, mapping=counts, unmatched=unmatched,
-                        layers=layers, first_divergent=first, largest_jump=largest, rel_floor=floor,
+                        reference_form=form, mapping=counts, unmatched=unmatched, layers=layers,
+                        first_divergent=first_divergent(layers), first_below_floor=first_below_floor(layers),
+                        largest_jump=largest_jump(layers), culprit=blamed, culprit_rule=rule, rel_floor=floor,
                         jump_factor=cfg.jump_factor, seconds=round(time.perf_counter() - start, 3))
 
 
@@ -212,16 +205,23 @@ def attach_localization(result: ParityResult, artifact: Artifact, ref: ModelRef,
             result.reason = _join(result.reason, f"localization failed: {found.reason} (log: {found.log_path})")
             return None
         write_json_atomic(json_path, found.to_dict())
-    result.first_divergent_layer = found.first_divergent
+    failed = result.status == PARITY_FAILED
+    blamed, rule = found.blame(failed)
+    result.first_divergent_layer = blamed
     result.localization_path = str(json_path)
-    if result.status == PARITY_FAILED or found.first_divergent:
-        result.reason = _join(result.reason, found.summary())
+    if result.status == PASSED and rule == JUMP:  # a layer's error jumps though the outputs hide it: a defect
+        result.status = PARITY_FAILED
+        result.reason = _join(result.reason, f"outputs within bounds, but {found.summary(failed=False)}")
+    elif failed or blamed:
+        result.reason = _join(result.reason, found.summary(failed))
     return found
 
 
 def should_localize(result: ParityResult, cfg: LocalizeConfig | None) -> bool:
-    """A failing row with values to compare (not a structure mismatch), when the run localizes automatically."""
-    return bool(cfg and cfg.auto and result.status == PARITY_FAILED and result.max_abs_err is not None)
+    """A row with values to compare (not a structure mismatch) when the run localizes automatically: a failing
+    one, or a passing one too with `all_rows` (a layer that jumps then fails it)."""
+    wanted = result.status == PARITY_FAILED or (result.status == PASSED and bool(cfg and cfg.all_rows))
+    return bool(cfg and cfg.auto and wanted and result.max_abs_err is not None)
 
 
 def _join(reason: str, more: str) -> str:
@@ -236,15 +236,16 @@ def localization_table(loc: Localization, rows: int = 12):
 
     title = f"{loc.model} {loc.format} {loc.precision}: per-layer error ({loc.summary()})"
     table = Table(title=title)
-    for col in ("depth", "layer", "kind", "op", "mapping", "max abs err", "rel err", "cosine", "jump"):
-        table.add_column(col, justify="right" if col in ("depth", "max abs err", "rel err", "cosine", "jump") else "left")
-    focus = loc.layer(loc.first_divergent or loc.largest_jump)
+    numeric = ("depth", "max abs err", "rel err", "SQNR dB", "cosine", "jump")
+    for col in ("depth", "layer", "kind", "op", "mapping", *numeric[1:], "within floor"):
+        table.add_column(col, justify="right" if col in numeric else "left")
+    focus = loc.layer(loc.culprit or loc.largest_jump)
     if focus is None:
         return table
-    lo = max(0, focus["depth"] - rows // 3)
+    lo = max(0, focus.depth - rows // 3)
     for r in loc.layers[lo: lo + rows]:
-        mark = "[bold red]" if r["name"] == loc.first_divergent else ""
-        table.add_row(str(r["depth"]), f"{mark}{r['name']}", r["kind"], r["op"], r["mapping"],
-                      number(r["max_abs_err"], ".2e"), number(r["rel_err"], ".2e"), number(r["cosine"], ".6f"),
-                      number(r["jump"], ".3g"))
+        mark = "[bold red]" if r.name == loc.culprit else ""
+        table.add_row(str(r.depth), f"{mark}{r.name}", r.kind, r.op, r.mapping, number(r.max_abs_err, ".2e"),
+                      number(r.rel_err, ".2e"), number(r.sqnr_db, ".1f"), number(r.cosine, ".6f"),
+                      number(r.jump, ".3g"), "yes" if r.within_floor else "[red]no")
     return table

@@ -149,7 +149,7 @@ DEPTH_W, DEPTH_H, DEPTH_LEFT, DEPTH_BOTTOM, DEPTH_PAD = 640, 200, 52, 22, 10
 
 def depth_chart(loc: dict) -> dict:
     """Relative error of every localized layer against its depth (log scale), with the precision's floor and
-    the first divergent layer marked: the shape of an error's growth through the network."""
+    the layer a failure is blamed on marked: the shape of an error's growth through the network."""
     layers = loc.get("layers") or []
     vals = [r["rel_err"] for r in layers if r["rel_err"] > 0 and math.isfinite(r["rel_err"])]
     floor = loc.get("rel_floor") or 0
@@ -160,16 +160,17 @@ def depth_chart(loc: dict) -> dict:
     py = lambda v: DEPTH_PAD + (DEPTH_H - DEPTH_PAD - DEPTH_BOTTOM) * (  # noqa: E731
         1 - ((math.log10(v) if v > 0 else lo) - lo) / (hi - lo))
     points = [{"x": px(r["depth"]), "y": py(min(r["rel_err"], 10.0**hi)),
-               "cls": "first" if r["name"] == loc.get("first_divergent") else ("bad" if r.get("divergent") else "ok"),
+               "cls": "first" if r["name"] == loc.get("culprit") else (
+                   "bad" if r.get("divergent") or not r.get("within_floor", True) else "ok"),
                "title": f"{r['depth']} {r['name']} ({r['kind']}, {r['op']}, {r['mapping']}): rel err {r['rel_err']:.3g}, "
                         f"max abs {r['max_abs_err']:.3g}, cosine {r['cosine']:.6f}, jump {r['jump']:.3g}x"}
               for r in layers]  # fmt: skip
-    first = next((p for p, r in zip(points, layers) if r["name"] == loc.get("first_divergent")), None)
+    first = next((p for p, r in zip(points, layers) if r["name"] == loc.get("culprit")), None)
     return {
         "label": f"{loc['model']} · {loc['format']} {loc['precision']}", "width": DEPTH_W, "height": DEPTH_H,
         "points": points, "line": " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in points),
         "floor_y": py(floor) if floor else None, "floor_text": f"floor {floor:g}" if floor else "",
         "ticks": [{"y": py(10.0**e), "text": f"1e{e}"} for e in range(lo, hi + 1)], "axis_x": DEPTH_LEFT,
-        "first": first, "first_name": loc.get("first_divergent", ""), "summary": loc.get("summary", ""), "mapping": loc.get("mapping", {}),
+        "first": first, "first_name": loc.get("culprit", ""), "summary": loc.get("summary", ""), "mapping": loc.get("mapping", {}),
         "unmatched": loc.get("unmatched", []), "form": loc.get("reference_form", ""), "bottom": DEPTH_H - 6,
     }  # fmt: skip

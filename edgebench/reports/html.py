@@ -86,9 +86,10 @@ def localization_charts(run: RunData, run_dir: Path) -> list[dict]:
     out = []
     for path, prs in sorted(rows.items(), key=lambda kv: all(p.status == "passed" for p in kv[1])):
         loc = Localization.load(path)
-        chart = charts.depth_chart({**loc.to_dict(), "summary": loc.summary()})
+        failed = any(p.status != "passed" for p in prs)
+        chart = charts.depth_chart({**loc.to_dict(), "summary": loc.summary(failed)})
         out.append({**chart, "runtimes": ", ".join(f"{p.runtime} ({p.status.replace('_', ' ')})" for p in prs),
-                    "href": link(path, run_dir), "failed": any(p.status != "passed" for p in prs)})
+                    "href": link(path, run_dir), "failed": failed})
     return out
 
 

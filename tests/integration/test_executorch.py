@@ -1,7 +1,8 @@
 """ExecuTorch on small_ref through the real export path (child process, cache, read-back): fp32 and int8 .pte
 files, their op census and compute dtypes, the runtime's threads, parity, and negative controls (altered
 weights in the .pte, a truncated file, int8 judged at the fp32 tolerance, int8 without calibration, a Conv3d
-left to the portable kernels)."""
+left to the portable kernels), and localization on the .pte's own tensors (an altered weight named, a
+garbage-calibrated int8 file blamed on a layer, correct files on none)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,55 @@ def test_other_calibration_methods_are_refused_at_planning():
     why = refusal(CONVERTER, "int8", {}, CalibrationConfig(method="entropy"))
     assert why == "executorch int8: calibration method entropy is not offered (offered: minmax)"
     assert CONVERTER.refusal("w8a16", {}).startswith("executorch w8a16: ")
+
+
+# ---------------------------------------------------------------- localization: the .pte's own tensors
+
+
+def test_every_layer_of_the_pte_is_tapped_and_named_by_scope(exported, small_ref, inputs):
+    """The tapped copy runs on the ExecuTorch runtime; the scopes file names every tensor: nothing unpaired, and
+    the correct file's layers sit at fp32 rounding (negative control: no culprit for a passing row)."""
+    from edgebench.config import LocalizeConfig
+    from edgebench.parity.localize import first_clip, localize
+
+    loc = localize(exported["fp32"], small_ref, first_clip(inputs), LocalizeConfig())
+    assert loc.mapping == {"scope": len(loc.layers)} and not loc.unmatched, (loc.mapping, loc.unmatched)
+    assert {r.kind for r in loc.layers} == {"conv", "relu", "pool", "linear"}
+    assert max(r.rel_err for r in loc.layers) < 1e-5 and loc.blame(failed=False) == ("", "")
+
+
+def test_an_altered_weight_in_the_pte_is_named_by_check_localize(exported, small_ref, tmp_path, monkeypatch, capsys):
+    from tests import weight_edits
+    from tests.unit.test_localize import K, SHAPE_ARG, conv_names, run_check
+
+    module = small_ref.build(lowered=True)
+    name = conv_names(module)[K]
+    altered = weight_edits.altered_copy(exported["fp32"].path, FMT, module, name, tmp_path / "altered")
+    config = tmp_path / "one-clip.yaml"
+    config.write_text("parity: {random_clips: 1}\n")
+    code, out = run_check(monkeypatch, capsys, str(altered), "--input-shape", SHAPE_ARG, "--config", str(config),
+                          "--out", str(tmp_path / "out"), "--localize")
+    assert code == 1, out
+    assert f"first divergent layer {name} " in " ".join(out.split()), out
+
+
+def test_a_garbage_calibrated_int8_pte_is_blamed_on_a_layer(exported, small_ref, inputs, reference, tmp_path):
+    """Calibration clips in 0..255: parity fails, and localization of the int8 tensors (dequantized from the
+    XNNPACK values) names a layer; the correct int8 file names none."""
+    from edgebench.config import LocalizeConfig
+    from edgebench.models.calibration import make_calibration
+    from edgebench.parity.localize import first_clip, localize
+    from tests import quant_bugs
+
+    clips = make_calibration(small_ref, CalibrationConfig(clips=4), tmp_path).load(small_ref)
+    path = tmp_path / "garbage.pte"
+    CONVERTER.export(small_ref.build(lowered=True), small_ref, "int8", {}, path, calibration=quant_bugs.garbage(clips))
+    garbage = replace(exported["int8"], path=str(path))
+    assert _check(garbage, small_ref, inputs, reference).status == PARITY_FAILED
+    cfg = LocalizeConfig()
+    good = localize(exported["int8"], small_ref, first_clip(inputs), cfg)
+    bad = localize(garbage, small_ref, first_clip(inputs), cfg)
+    assert good.mapping == bad.mapping == {"scope": len(good.layers)}
+    assert good.blame(failed=False) == ("", "") and all(r.within_floor for r in good.layers)
+    name, rule = bad.blame(failed=True)
+    assert name and rule, bad.summary()

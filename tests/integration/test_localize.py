@@ -3,7 +3,6 @@ and named by its PyTorch module path (negative controls: the unaltered files pas
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,16 +13,13 @@ import pytest
 from edgebench.config import LocalizeConfig, PipelineConfig
 from edgebench.converters.registry import get_converter
 from edgebench.parity.layermap import RefTap, by_order, map_taps
-from edgebench.parity.localize import mark_divergence, reference_taps
+from edgebench.parity.localize import reference_taps
 from edgebench.parity.taps.base import ArtifactTap
+from tests import weight_edits
 from tests.conftest import SMALL_SHAPE
 
 SHAPE_ARG = ",".join(map(str, SMALL_SHAPE))
 K = 5  # the k-th conv (0-based, in the reference's execution order) whose weight the tests alter
-DELTA = 0.5  # added to one weight: typical |w| here is ~0.05
-# Byte layouts a converter may store an (O, I, ...) conv weight in: as is, TFLite CONV_2D OHWI, CONV_3D DHWIO.
-LAYOUTS = {4: [None, (0, 2, 3, 1)], 5: [None, (2, 3, 4, 1, 0)]}
-WEIGHT_FILES = {"coreml": "Data/com.apple.CoreML/weights/weight.bin"}  # inside the .mlpackage folder
 
 
 @pytest.fixture(scope="module")
@@ -48,32 +44,13 @@ def conv_names(module) -> list[str]:
     return [t.name for t in taps if t.kind == "conv"]
 
 
-def alter_weight(path: Path, weight: np.ndarray) -> None:
-    """Add DELTA to the first element of `weight` where its bytes sit in the file (found exactly once)."""
-    data = bytearray(path.read_bytes())
-    for perm in LAYOUTS[weight.ndim]:
-        w = np.ascontiguousarray(weight if perm is None else weight.transpose(perm), dtype=np.float32)
-        at = data.find(w.tobytes())
-        if at >= 0:
-            assert data.find(w.tobytes(), at + 1) < 0, "the weight's bytes occur twice"
-            data[at:at + 4] = np.float32(w.flat[0] + DELTA).tobytes()
-            path.write_bytes(bytes(data))
-            return
-    raise AssertionError(f"the weight {weight.shape} is not stored in {path.name} in any known layout")
-
-
 def altered_copy(artifact, small_ref, tmp_path: Path) -> tuple[Path, str]:
-    """A copy of the artifact with one weight of its K-th conv altered, and that conv's module path."""
+    """A copy of the artifact with one weight of its K-th conv altered (tests/weight_edits.py), and its name."""
     from edgebench.models.lowering import LOWERED
 
     module = small_ref.build(lowered=artifact.form == LOWERED)
     name = conv_names(module)[K]
-    src = Path(artifact.path)
-    dst = tmp_path / src.name
-    (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
-    weight = dict(module.named_modules())[name].weight.detach().numpy()
-    alter_weight(dst / WEIGHT_FILES.get(artifact.format, ""), weight)
-    return dst, name
+    return weight_edits.altered_copy(artifact.path, artifact.format, module, name, tmp_path / "altered"), name
 
 
 def run_check(monkeypatch, capsys, *args: str) -> tuple[int, str]:
@@ -148,7 +125,8 @@ def test_torchscript_graph_taps_name_the_altered_conv(small_ref, tmp_path):
     name = conv_names(module)[K]
     altered = copy.deepcopy(module)
     with torch.no_grad():
-        dict(altered.named_modules())[name].weight.view(-1)[0] += DELTA
+        weight = dict(altered.named_modules())[name].weight.view(-1)
+        weight[weight.abs().argmax()] += weight_edits.SHARE * weight.abs().max()
     found = {}
     for variant, m in (("base", module), ("altered", altered)):
         path = tmp_path / f"{variant}.pt"
@@ -161,24 +139,6 @@ def test_torchscript_graph_taps_name_the_altered_conv(small_ref, tmp_path):
 
 
 # ---------------------------------------------------------------- the rule and the mapping, on plain numbers
-
-
-def test_fp32_rounding_growth_is_not_divergence():
-    layers = [{"name": f"l{i}", "rel_err": 3e-7 * 1.3**i} for i in range(40)]  # 1.3x per layer: 8e-3 at the end, past the floor
-    first, _ = mark_divergence(layers, rel_floor=1e-4, jump_factor=10)
-    assert first == ""
-
-
-def test_a_jump_is_divergence_even_below_earlier_levels_growth():
-    layers = [{"name": f"l{i}", "rel_err": e} for i, e in enumerate([1e-7, 2e-7, 3e-2, 5e-2, 4e-2])]
-    first, largest = mark_divergence(layers, rel_floor=1e-4, jump_factor=10)
-    assert first == largest == "l2"
-
-
-def test_int8_level_errors_need_their_own_floor():
-    layers = [{"name": f"l{i}", "rel_err": e} for i, e in enumerate([0.02, 0.03, 0.04, 0.35, 0.3])]
-    assert mark_divergence(layers, rel_floor=0.1, jump_factor=5)[0] == "l3"  # 0.35 > 0.1 and 8.75x the worst before
-    assert mark_divergence(layers, rel_floor=1e-4, jump_factor=10)[0] == "l0"  # an fp32 floor flags the first layer
 
 
 def _ref(name, kind, shape=(1, 4, 2, 2)):
@@ -209,3 +169,28 @@ def test_localize_config_defaults_cover_every_precision():
     from edgebench.config import Precision
 
     assert set(get_args(Precision)) <= set(LocalizeConfig().rel_floor)
+
+
+def test_a_tensor_whose_layouts_read_alike_is_read_in_the_layout_closer_to_the_reference():
+    """N x 8 x 8 x 8 x 8: NDHWC and NCDHW have the same shape (TFLite keeps no layout): the reading within
+    rounding of the reference wins over the one at ~100 % error (negative control: the NCDHW tensor as is)."""
+    relu = _ref("m.relu", "relu", (1, 8, 8, 8, 8))
+    channels_last = ArtifactTap("r", "RELU", np.ascontiguousarray(np.moveaxis(relu.value, 1, -1)), "m.relu")
+    as_is = ArtifactTap("r", "RELU", relu.value.copy(), "m.relu")
+    for art in (channels_last, as_is):
+        pairs, _ = map_taps([relu], [art])
+        np.testing.assert_array_equal(pairs[0].value, relu.value)
+
+
+def test_a_conv_whose_bias_add_carries_the_fused_relu_takes_that_tensor():
+    """litert-torch: CONV_3D, then the bias ADD with the ReLU fused, recorded under the ReLU's path. The conv's
+    own tensor lacks its bias; the conv is compared through the ReLU's tensor."""
+    conv = _ref("m.conv", "conv", (1, 3, 2, 4, 4))
+    relu = RefTap("m.relu", "relu", np.maximum(conv.value, 0))
+    bias = np.float32(0.5)
+    arts = [ArtifactTap("c", "CONV_3D", conv.value - bias, "m.conv"),
+            ArtifactTap("a", "ADD", relu.value, "m.relu", fused="relu")]
+    pairs, unmatched = map_taps([conv, relu], arts)
+    assert [p.art.name for p in pairs] == ["a", "a"] and not unmatched
+    assert pairs[0].note == "fused relu: compared with m.relu"
+    np.testing.assert_array_equal(pairs[0].target, relu.value)

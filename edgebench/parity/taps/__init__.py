@@ -9,6 +9,7 @@ import numpy as np
 from edgebench.errors import UserError
 from edgebench.parity.taps.base import ArtifactTap
 from edgebench.parity.taps.coreml import coreml_taps
+from edgebench.parity.taps.executorch import executorch_taps
 from edgebench.parity.taps.onnx import onnx_taps
 from edgebench.parity.taps.tflite import tflite_taps
 from edgebench.parity.taps.torchscript import torchscript_taps
@@ -19,6 +20,7 @@ TAPPERS: dict[str, Tapper] = {
     "tflite": tflite_taps,
     "coreml": coreml_taps,
     "torchscript": torchscript_taps,
+    "executorch": executorch_taps,
 }
 
 

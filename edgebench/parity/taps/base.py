@@ -17,6 +17,9 @@ KINDS = {
     "reducemean": "pool", "reduce_mean": "pool", "mean": "pool", "aten::mean": "pool", "globalaveragepool": "pool",
     "averagepool": "pool", "avg_pool": "pool", "average_pool_2d": "pool", "maxpool": "pool", "max_pool": "pool",
     "max_pool_2d": "pool", "aten::max_pool3d": "pool", "aten::avg_pool3d": "pool",
+    # XNNPACK nodes inside an ExecuTorch delegate
+    "xnnconv2d": "conv", "xnndepthwiseconv2d": "conv", "xnnfullyconnected": "linear", "xnnadd": "add",
+    "xnnglobalavgpooling2d": "pool", "xnnavgpooling2d": "pool", "xnnmaxpooling2d": "pool",
 }
 
 
