@@ -123,3 +123,27 @@ def mil_weight_bug(session, kind: str, index: int = 8, factor: float = 2.0) -> s
         w = w * (wrong / scale).reshape(-1, *[1] * (w.dim() - 1))
     session.consts[name] = w
     return name
+
+
+def executorch_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> int:
+    """The conv_index-th XNNPACK conv's per-channel filter scales multiplied by `factor` in a .pte (its int8
+    weights kept), written to `dst` with the scopes file beside it; returns that conv's debug handle."""
+    import shutil
+
+    from edgebench.runtimes.executorch_program import forward_plan, read_pte, scopes_path, xnnpack_graphs
+
+    pte = read_pte(src)
+    plan = forward_plan(pte.program)
+    graphs = xnnpack_graphs([(d.id, pte.program.backend_delegate_data[d.processed.index].data) for d in plan.delegates])
+    graph, conv = [(g, n) for g in graphs for n in g["xnodes"] if n["xnode_union_type"] == "XNNConv2d"][conv_index]
+    value = next(v["xvalue_union"] for v in graph["xvalues"]
+                 if v["xvalue_union"].get("tensor_value", {}).get("id_out") == conv["xnode_union"]["filter_id"])
+    key = graph["constant_data"][value["quant_params"]["scale_buffer_idx"]]["named_key"]
+    scales = pte.named_data.buffers[pte.named_data.pte_data[key].buffer_index]
+    data = bytearray(Path(src).read_bytes())
+    at = data.find(scales)
+    assert at >= 0 and data.find(scales, at + 1) < 0, "the scales are not stored once"
+    data[at:at + len(scales)] = (np.frombuffer(scales, np.float32) * np.float32(factor)).tobytes()
+    Path(dst).write_bytes(bytes(data))
+    shutil.copy(scopes_path(src), scopes_path(dst))
+    return conv["debug_handle"]

@@ -1,13 +1,14 @@
 """ExecuTorch on small_ref through the real export path (child process, cache, read-back): fp32 and int8 .pte
 files, their op census and compute dtypes, the runtime's threads, parity, and negative controls (altered
 weights in the .pte, a truncated file, int8 judged at the fp32 tolerance, int8 without calibration, a Conv3d
-left to the portable kernels), and localization on the .pte's own tensors (an altered weight named, a
-garbage-calibrated int8 file blamed on a layer, correct files on none)."""
+left to the portable kernels), and localization on the .pte's own tensors (an altered weight and a wrong int8
+scale named, correct files on none)."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -144,38 +145,36 @@ def test_every_layer_of_the_pte_is_tapped_and_named_by_scope(exported, small_ref
     assert max(r.rel_err for r in loc.layers) < 1e-5 and loc.blame(failed=False) == ("", "")
 
 
-def test_an_altered_weight_in_the_pte_is_named_by_check_localize(exported, small_ref, tmp_path, monkeypatch, capsys):
+def test_an_altered_weight_in_the_pte_is_named(exported, small_ref, inputs, tmp_path):
+    from edgebench.config import LocalizeConfig
+    from edgebench.parity.localize import first_clip, localize
     from tests import weight_edits
-    from tests.unit.test_localize import K, SHAPE_ARG, conv_names, run_check
+    from tests.integration.test_localize import K, conv_names
 
     module = small_ref.build(lowered=True)
     name = conv_names(module)[K]
     altered = weight_edits.altered_copy(exported["fp32"].path, FMT, module, name, tmp_path / "altered")
-    config = tmp_path / "one-clip.yaml"
-    config.write_text("parity: {random_clips: 1}\n")
-    code, out = run_check(monkeypatch, capsys, str(altered), "--input-shape", SHAPE_ARG, "--config", str(config),
-                          "--out", str(tmp_path / "out"), "--localize")
-    assert code == 1, out
-    assert f"first divergent layer {name} " in " ".join(out.split()), out
+    loc = localize(replace(exported["fp32"], path=str(altered)), small_ref, first_clip(inputs), LocalizeConfig())
+    assert loc.blame(failed=False) == (name, "jump"), loc.summary(failed=False)
 
 
-def test_a_garbage_calibrated_int8_pte_is_blamed_on_a_layer(exported, small_ref, inputs, reference, tmp_path):
-    """Calibration clips in 0..255: parity fails, and localization of the int8 tensors (dequantized from the
-    XNNPACK values) names a layer; the correct int8 file names none."""
+def test_a_wrong_int8_scale_in_the_pte_is_blamed_on_its_layer(exported, small_ref, inputs, reference, tmp_path):
+    """One XNNPACK conv's filter scales x2 (tests/quant_bugs.py): parity fails, and localization of the int8
+    tensors (dequantized from the XNNPACK values) names that conv; the correct int8 file names none."""
+    import json
+
     from edgebench.config import LocalizeConfig
-    from edgebench.models.calibration import make_calibration
     from edgebench.parity.localize import first_clip, localize
+    from edgebench.runtimes.executorch_program import scopes_path
     from tests import quant_bugs
 
-    clips = make_calibration(small_ref, CalibrationConfig(clips=4), tmp_path).load(small_ref)
-    path = tmp_path / "garbage.pte"
-    CONVERTER.export(small_ref.build(lowered=True), small_ref, "int8", {}, path, calibration=quant_bugs.garbage(clips))
-    garbage = replace(exported["int8"], path=str(path))
-    assert _check(garbage, small_ref, inputs, reference).status == PARITY_FAILED
-    cfg = LocalizeConfig()
-    good = localize(exported["int8"], small_ref, first_clip(inputs), cfg)
-    bad = localize(garbage, small_ref, first_clip(inputs), cfg)
+    path = tmp_path / "scaled.pte"
+    handle = quant_bugs.executorch_wrong_scale(Path(exported["int8"].path), path, conv_index=16)
+    name = json.loads(scopes_path(path).read_text())["handles"][str(handle)]
+    scaled = replace(exported["int8"], path=str(path))
+    assert _check(scaled, small_ref, inputs, reference).status == PARITY_FAILED
+    good = localize(exported["int8"], small_ref, first_clip(inputs), LocalizeConfig())
+    bad = localize(scaled, small_ref, first_clip(inputs), LocalizeConfig())
     assert good.mapping == bad.mapping == {"scope": len(good.layers)}
     assert good.blame(failed=False) == ("", "") and all(r.within_floor for r in good.layers)
-    name, rule = bad.blame(failed=True)
-    assert name and rule, bad.summary()
+    assert bad.blame(failed=True) == (name, "jump"), bad.summary()

@@ -105,3 +105,12 @@ def test_localization_round_trips_its_rows(tmp_path):
     again = Localization.load(path)
     assert again.layers == loc.layers and isinstance(again.layers[0], LayerRow)
     assert again.floor_db == 80.0
+
+
+def test_passing_rows_are_localized_only_with_all_rows():
+    from edgebench.parity.localize import should_localize
+
+    passed, failed = _row(PASSED), _row(PARITY_FAILED)
+    assert should_localize(failed, LocalizeConfig()) and not should_localize(passed, LocalizeConfig())
+    assert should_localize(passed, LocalizeConfig(all_rows=True))
+    assert not should_localize(passed, LocalizeConfig(all_rows=True, auto=False))
