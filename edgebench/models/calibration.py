@@ -5,8 +5,9 @@ and evaluate's CSV manifests (`path,label[,start_s,end_s]`). The clips are picke
 seeded: the classes in turn, each class's videos in a seeded order; each picked video gives clips of
 the model's own sampling (`preprocess.sampling`, models/sampling.py) at seeded random places, as a
 training loader would draw them. Parity and evaluation take evenly spaced clips of the same sampler,
-so the two are of one kind without being the same clips; the random clips come from a separate
-stream (`RANDOM_STREAM`), never parity's `default_rng(parity.seed)`.
+so the two are of one kind and, from the same video, rarely the same clips (one uniform clip spans a
+whole video: there they coincide). Random clips come from a separate stream (`RANDOM_STREAM`),
+never parity's `default_rng(parity.seed)`.
 The set is saved once per (model inputs, calibration config, chosen videos) as an .npz in the
 artifact cache; its sha256 goes into the cache key of every artifact calibrated on it.
 """
