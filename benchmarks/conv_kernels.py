@@ -30,6 +30,7 @@ from torch import nn
 from edgebench.models.info import count_flops
 from edgebench.models.lowering import FoldedConv3d
 from edgebench.models.source import example_input, resolve_model
+from edgebench.models.source import build_module
 
 
 def distinct_convs(module: nn.Module, example: torch.Tensor) -> list[tuple[nn.Conv2d, tuple[int, ...], int]]:
@@ -94,7 +95,7 @@ def main() -> int:
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     ref = resolve_model(opts.model)
-    convs = distinct_convs(ref.build(lowered=True), example_input(ref))
+    convs = distinct_convs(build_module(ref, lowered=True), example_input(ref))
     if not convs:
         print(f"{ref.name}: the lowered form has no 2D convs (`edgebench info` says what stayed 3D)", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from edgebench.benchmarks.local import bench_local
+from edgebench.catalogue import format_entry
 from edgebench.config import BenchmarkConfig
 from edgebench.converters.export import export_artifact
 from edgebench.converters.registry import get_converter
@@ -27,14 +28,14 @@ from edgebench.models.source import resolve_model
 from edgebench.records import Artifact, ModelRef
 from edgebench.runtimes.torch_eager import eager_artifact
 
-RUNTIMES = {"torchscript": "torchscript", "onnx": "onnxruntime", "tflite": "litert"}  # format -> runtime
+FORMATS = ("torchscript", "onnx", "tflite")
 TARGETS = {"torchscript": 1.05, "onnxruntime": 1.10, "litert": 1.10}
 
 
 def export_form(ref: ModelRef, fmt: str, lowered: bool, cache: Path, timeout_s: float) -> Artifact:
-    """The fp32 artifact of one form: the real converter with `lowered_form` set, its own cache folder."""
+    """The fp32 artifact of one form: the real converter with its `form` set, its own cache folder."""
     converter = copy.copy(get_converter(fmt))
-    converter.lowered_form = lowered
+    converter.form = LOWERED if lowered else THREE_D
     return export_artifact(ref, fmt, "fp32", None, cache / (LOWERED if lowered else THREE_D), timeout_s,
                            use_cache=False, converter=converter)
 
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--budget", choices=("full", "quick"), default="full")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--input-shape", default=None, help="e.g. 1x3x8x56x56 (default: the model config's)")
-    parser.add_argument("--formats", default=",".join(RUNTIMES))
+    parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--markdown", action="store_true", help="also print the docs/converters.md table rows")
     args = parser.parse_args()
 
@@ -95,7 +96,7 @@ def main() -> None:
         for lowered in (False, True):
             a = export_form(ref, fmt, lowered, work / "cache", budget.timeout_s)
             print(f"export {fmt:12s} {a.form or '?':10s} {a.status} {a.export_s:.0f} s {a.reason}", flush=True)
-            rows.append((a.form or (LOWERED if lowered else THREE_D), fmt, RUNTIMES[fmt], a))
+            rows.append((a.form or (LOWERED if lowered else THREE_D), fmt, next(iter(format_entry(fmt).runtimes)), a))
 
     def bench(artifact: Artifact, runtime: str, tag: str):
         r = bench_local(artifact, runtime, ref, None, budget, args.threads, None, budget.timeout_s,

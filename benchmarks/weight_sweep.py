@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgebench.config import PipelineConfig  # noqa: E402
 from edgebench.converters.export import export_artifact  # noqa: E402
-from edgebench.models.source import resolve_model  # noqa: E402
+from edgebench.models.source import build_module, resolve_model  # noqa: E402
 from tests import weight_edits  # noqa: E402
 
 FORMATS = ("torchscript", "onnx", "tflite", "coreml", "executorch")
@@ -86,7 +86,7 @@ def sweep(ref, fmt: str, cfg: PipelineConfig, cache: Path, work: Path, sample: i
     if not a.ok:
         print(f"{ref.name} {fmt}: export {a.status}: {a.reason[:200]}", flush=True)
         return
-    module = ref.build(lowered=a.form == LOWERED)
+    module = build_module(ref, lowered=a.form == LOWERED)
     names = spread(list(weight_edits.conv_layers(module)), sample)
     print(f"{ref.name} {fmt} fp32 ({a.form}): {len(names)} convs altered one at a time", flush=True)
     for name in names:

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
+from edgebench import pipeline
+from edgebench.checking import CheckOutcome, check_file
+from edgebench.config import load_pipeline_config
+from edgebench.console import log_to, setup
 from edgebench.errors import UserError
-from edgebench.parity.external import CheckOutcome
+from edgebench.models.registry import load_model_config
+from edgebench.preflight import check_run
 from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData, TensorSpec
+from edgebench.reports.runinfo import run_from_dict
 
 __all__ = ["run", "check", "evaluate", "RunResult", "CheckOutcome", "UserError", "Artifact", "ParityResult",
            "LatencyResult", "AccuracyResult", "ModelRef", "RunData", "TensorSpec"]
@@ -34,7 +41,7 @@ class RunResult(RunData):
 
     def rows(self):
         """results.csv as a pandas DataFrame: one row per (model, format, precision, runtime, device)."""
-        from edgebench.reports.writer import read_results_csv
+        from edgebench.reports.writer import read_results_csv  # imports pandas
 
         return read_results_csv(self.results_csv)
 
@@ -50,13 +57,6 @@ def _paths(value: str | Path | Sequence[str | Path] | None) -> list[str] | None:
 def _settings(config, out, quick: bool, use_cache: bool, models=None, formats=None, runtimes=None, devices=None,
               input_shape=None, weights=None, calibration=None):
     """Logging routed, the config narrowed and checked with every model: a run's settings, nothing written yet."""
-    import multiprocessing
-
-    from edgebench import pipeline
-    from edgebench.config import load_pipeline_config
-    from edgebench.console import setup
-    from edgebench.preflight import check_run
-
     if multiprocessing.parent_process() is not None:  # a spawned child re-running an unguarded script
         raise UserError("edgebench called while a spawned child imports the script: "
                         "put the call under `if __name__ == \"__main__\":`")
@@ -70,9 +70,6 @@ def _settings(config, out, quick: bool, use_cache: bool, models=None, formats=No
 
 
 def _finish(settings, results) -> RunResult:
-    from edgebench import pipeline
-    from edgebench.reports.runinfo import run_from_dict
-
     paths = pipeline.finish_run(settings, results)
     run = run_from_dict(json.loads(paths.run_json.read_text())["records"])
     return RunResult(**{f.name: getattr(run, f.name) for f in fields(RunData)}, run_dir=paths.run_dir,
@@ -91,14 +88,12 @@ def run(models: str | Sequence[str] | None = None, formats: str | Sequence[str] 
     `input_shape` replaces the first input's shape (small shapes for fast checks); `calibration`
     replaces calibration.videos (files, folders, <label>/<video> trees, CSV manifests).
     """
-    from edgebench import pipeline
-    from edgebench.console import log_to
-
     shape, weights = tuple(input_shape) if input_shape else None, str(weights) if weights else None
     settings = _settings(config, out, quick, use_cache, models, formats, runtimes, devices, shape, weights,
                          calibration)
     log_to(settings.run_dir)
-    return _finish(settings, [pipeline.run_model_sequential(name, settings, weights, shape, parity=parity, bench=bench)
+    return _finish(settings, [pipeline.run_model_sequential(name, settings, weights, shape, parity=parity, bench=bench,
+                                                            evaluate=None)  # as the flow: when a dataset is set
                               for name in settings.config.models])
 
 
@@ -107,12 +102,8 @@ def check(artifact: str | Path, model: str = "resnet_mixed", precision: str = "f
           out: str | Path | None = None, config: str | Path | None = None,
           input_shape: Sequence[int] | None = None, weights: str | Path | None = None) -> CheckOutcome:
     """`edgebench check`: an artifact file built elsewhere against the model (io spec, parity, [latency])."""
-    from edgebench.console import log_to
-    from edgebench.parity.external import check_file
-    from edgebench.pipeline import DEFAULT_OUT
-
     shape, weights = tuple(input_shape) if input_shape else None, str(weights) if weights else None
-    settings = _settings(config, out or DEFAULT_OUT / "checks", quick, False, model, runtimes=runtimes,
+    settings = _settings(config, out or pipeline.DEFAULT_OUT / "checks", quick, False, model, runtimes=runtimes,
                          input_shape=shape, weights=weights)
     log_to(settings.run_dir)
     return check_file(artifact, model, settings, weights, shape, precision, format, bench=bench, localize_all=localize)
@@ -124,11 +115,6 @@ def evaluate(model: str = "resnet_mixed", dataset: str | Path | None = None, cli
              weights: str | Path | None = None, use_cache: bool = True,
              calibration: str | Path | Sequence[str | Path] | None = None) -> RunResult:
     """`edgebench evaluate`: every artifact's top-1/top-5 on a labelled video set against eager (`accuracy`)."""
-    from edgebench import pipeline
-    from edgebench.console import log_to
-
-    from edgebench.models.registry import load_model_config
-
     if not dataset and not load_model_config(model).evaluation.dataset:
         raise UserError(f"evaluate: no dataset for {model}: pass dataset= or set evaluation.dataset in its model YAML")
     weights = str(weights) if weights else None

@@ -14,9 +14,13 @@ from __future__ import annotations
 import os
 import re
 import resource
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgebench.errors import UserError
 
 MiB = 1024 * 1024
 ENFORCERS = ("auto", "cgroup", "address-space")
@@ -71,8 +75,6 @@ class MemoryBudget:
             try:
                 ChildGuard(budget).finish("")
             except OSError as e:
-                from edgebench.errors import UserError
-
                 raise UserError(f"memory.enforce: {e}") from None
         return budget
 
@@ -170,7 +172,6 @@ def own_peak_mb() -> float | None:
     hwm = _hwm(os.getpid())
     if hwm:
         return hwm / MiB
-    import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MiB if sys.platform == "darwin" else peak / 1024
@@ -223,8 +224,6 @@ def _read(path: Path) -> str:
 
 def _remove(group: Path, tries: int = 20) -> None:
     """rmdir a cgroup folder (its files go with it), waiting a moment for the kernel to let the dead child go."""
-    import time
-
     for _ in range(tries):
         try:
             group.rmdir()

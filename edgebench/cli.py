@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,8 +12,26 @@ import typer
 from rich.console import Console
 from typer.exceptions import TyperException
 
-from edgebench.console import log_to, set_verbose
+from edgebench import catalogue, interrupts, pipeline
+from edgebench.benchmarks.local import add_speedups
+from edgebench.benchmarks.peak import describe_limit
+from edgebench.benchmarks.table import latency_table
+from edgebench.catalogue import shown_device
+from edgebench.checking import check_file
+from edgebench.config import load_pipeline_config
+from edgebench.console import log_to, set_verbose, setup
+from edgebench.converters.export import export_table
 from edgebench.errors import UserError, plain, reason_of
+from edgebench.evaluation.table import accuracy_table
+from edgebench.flows.serve import serve as start, stop as halt
+from edgebench.models.registry import known_models, load_model_config
+from edgebench.parity.localize import localization_table
+from edgebench.parity.table import parity_table
+from edgebench.pipeline import DEFAULT_OUT
+from edgebench.prefect_env import apply_defaults
+from edgebench.preflight import check_config, check_models, check_run
+from edgebench.rejudge import rejudge_run, write_rejudged
+from edgebench.tables import history_view, run_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Export PyTorch models to every registered on-device format; check parity; benchmark; report.")
@@ -50,13 +69,14 @@ def info(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt) -> None:
     console.print(f"export form  {facts['form']}{why}; the eager baseline runs the 3d form")
     for label, key in (("ops (export)", "op_mix"), ("ops (3d)    ", "op_mix_3d")):
         console.print(f"{label} {', '.join(f'{k} {v}' for k, v in facts[key].items())}")
+    for name, entry in catalogue.formats().items():  # what each catalogued format makes of it
+        console.print(f"format       {name}: {', '.join(entry.precisions)} on {', '.join(entry.runtimes) or 'no runtime'}, "
+                      f"{entry.export_form} form; layer taps: {'yes' if entry.tapper else 'no'}")
 
 
 @app.command()
 def models() -> None:
     """List the registered models."""
-    from edgebench.models.registry import known_models
-
     for name in known_models():
         console.print(name)
 
@@ -108,11 +128,6 @@ def _shape(value: Optional[str]) -> Optional[tuple[int, ...]]:
 
 def _settings(config: Optional[Path], formats: Optional[str], out: Optional[Path], quick: bool, no_cache: bool,
               runtimes: Optional[str] = None, devices: Optional[str] = None, calibration: Optional[list[str]] = None):
-    from edgebench import pipeline
-    from edgebench.config import load_pipeline_config
-
-    from edgebench.preflight import check_config
-
     cfg = pipeline.narrow_config(load_pipeline_config(config), _split(formats), runtimes=_split(runtimes),
                                  devices=_split(devices), calibration=calibration)
     check_config(cfg, config)
@@ -121,8 +136,6 @@ def _settings(config: Optional[Path], formats: Optional[str], out: Optional[Path
 
 def _checked_model(model: str, weights: Optional[Path], input_shape: Optional[str]):
     """The model's ModelRef once it ran on its example input with the declared output shapes."""
-    from edgebench.preflight import check_models
-
     return check_models([model], str(weights) if weights else None, _shape(input_shape))[0]
 
 
@@ -131,9 +144,6 @@ def export(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats:
            out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
            input_shape: Optional[str] = ShapeOpt, calibration: Optional[list[str]] = CalibrationOpt) -> None:
     """Export the configured formats and precisions (cached) and print a table of the artifacts."""
-    from edgebench import pipeline
-    from edgebench.converters.export import export_table
-
     settings = _settings(config, formats, out, False, no_cache, calibration=calibration)
     ref = _checked_model(model, weights, input_shape)
     artifacts = [pipeline.export_one(ref, f, p, o, settings) for f, p, o in pipeline.planned_exports(settings.config)]
@@ -145,17 +155,37 @@ def export(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats:
 def parity(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: Optional[str] = FormatsOpt,
            runtimes: Optional[str] = typer.Option(None, "--runtimes", help="Comma-separated runtimes to keep."),
            out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
-           input_shape: Optional[str] = ShapeOpt, calibration: Optional[list[str]] = CalibrationOpt) -> None:
-    """Export (cached), then compare every artifact on every runtime with the PyTorch reference."""
-    from edgebench import pipeline
-    from edgebench.parity.table import parity_table
-
+           input_shape: Optional[str] = ShapeOpt, calibration: Optional[list[str]] = CalibrationOpt,
+           rejudge: Optional[str] = typer.Option(None, "--rejudge", help="A run folder or run id: judge its kept "
+                                                 "outputs again with --config's tolerances, running no model.")) -> None:
+    """Export (cached), then compare every artifact on every runtime with the PyTorch reference; with --rejudge
+    RUN, that run's saved outputs judged again (a new run folder beside it, outside the history)."""
+    if rejudge:
+        _rejudge(_run_folder(rejudge, out), config)
+        return
     settings = _settings(config, formats, out, False, no_cache, runtimes, calibration=calibration)
     _checked_model(model, weights, input_shape)
     log_to(settings.run_dir)
     result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, _shape(input_shape),
                                            bench=False)
     console.print(parity_table(result.parity))
+
+
+def _rejudge(folder: Path, config: Optional[Path]) -> None:
+    result = rejudge_run(folder, load_pipeline_config(config) if config else None)
+    paths = write_rejudged(result)
+    console.print(parity_table(result.run.parity))
+    for old, new in result.changed:
+        console.print(f"{new.model} {new.format} {new.precision} {new.runtime}{shown_device(new.device)}: "
+                      f"{old.status} -> {new.status}")
+    console.print(f"{len(result.changed)} verdict(s) changed, nothing run; report: {paths.report_html}")
+
+
+def _run_folder(run: str, out: Optional[Path]) -> Path:
+    """A run folder, or a run id under --out."""
+    from edgebench.reports.writer import run_dir_of  # imports pandas
+
+    return Path(run) if Path(run).is_dir() else run_dir_of(Path(out or DEFAULT_OUT), run)
 
 
 @app.command()
@@ -165,10 +195,6 @@ def bench(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: 
           quick: bool = QuickOpt, out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
           no_cache: bool = NoCacheOpt, input_shape: Optional[str] = ShapeOpt) -> None:
     """Export (cached), then measure latency per artifact, runtime and device, one at a time."""
-    from edgebench import pipeline
-    from edgebench.benchmarks.local import add_speedups
-    from edgebench.benchmarks.table import latency_table
-
     settings = _settings(config, formats, out, quick, no_cache, runtimes, devices)
     _checked_model(model, weights, input_shape)
     log_to(settings.run_dir)
@@ -187,10 +213,7 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
         calibration: Optional[list[str]] = CalibrationOpt) -> None:
     """Run the whole export-and-benchmark flow (Prefect, no server needed); print a summary and the report path."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # our step lines say enough
-    from edgebench import interrupts, pipeline
-    from edgebench.config import load_pipeline_config
     from edgebench.flows import progress
-    from edgebench.preflight import check_run
 
     shape = _shape(input_shape)
     # Everything checked before the flow starts: a bad name or shape is one line, exit 2. The temporary server
@@ -203,7 +226,8 @@ def run(model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="M
 
     try:  # Ctrl-C / SIGTERM: children killed, run folder marked interrupted, exit 130 / 143
         state = interrupts.run_flow(export_and_benchmark, models=model or None, formats=_split(formats),
-                                    devices=_split(devices), quick=quick, out=str(out) if out else None,
+                                    devices=_split(devices), budget="quick" if quick else "full",
+                                    out=str(out) if out else None,
                                     use_cache=not no_cache, fail_on_regression=fail_on_regression,
                                     config_path=str(config) if config else None,
                                     input_shape=list(shape) if shape else None,
@@ -235,7 +259,6 @@ def _flow_failure(state) -> None:
 
 def _print_summary(results_csv: Path) -> None:
     from edgebench.reports.writer import read_results_csv
-    from edgebench.tables import run_summary
 
     if results_csv.exists():
         console.print(run_summary(read_results_csv(results_csv)))
@@ -244,9 +267,6 @@ def _print_summary(results_csv: Path) -> None:
 
 def _print_limit(run_json: Path) -> None:
     """The host's limit the summary's `% peak` is taken against (run.json's host.peak)."""
-    import json
-
-    from edgebench.benchmarks.peak import describe_limit
 
     try:
         peak = json.loads(run_json.read_text()).get("host", {}).get("peak")
@@ -259,11 +279,9 @@ def _print_limit(run_json: Path) -> None:
 @app.command()
 def report(run: str = typer.Argument(..., help="A run folder, or a run id under --out."), out: Optional[Path] = OutOpt) -> None:
     """Rebuild the HTML report of a past run."""
-    from edgebench.pipeline import DEFAULT_OUT
-    from edgebench.reports.writer import rebuild_report, run_dir_of
+    from edgebench.reports.writer import rebuild_report  # imports pandas
 
-    folder = Path(run) if Path(run).is_dir() else run_dir_of(Path(out or DEFAULT_OUT), run)
-    console.print(f"report: {rebuild_report(folder)}")
+    console.print(f"report: {rebuild_report(_run_folder(run, out))}")
 
 
 @app.command()
@@ -272,10 +290,7 @@ def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Onl
             csv: Optional[Path] = typer.Option(None, "--csv", help="Where to export every column (default: <out>/history.csv)."),
             wide: bool = typer.Option(False, "--wide", help="Every column (first and last night, run id, slope, reason).")) -> None:
     """Print every series with its trend and latest verdict (80 columns; --wide: all), and export it as CSV."""
-    from edgebench.config import load_pipeline_config
-    from edgebench.pipeline import DEFAULT_OUT
     from edgebench.reports.writer import history_table
-    from edgebench.tables import history_view
 
     out = Path(out or DEFAULT_OUT)
     csv = csv or out / "history.csv"
@@ -290,16 +305,12 @@ def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Onl
 @app.command()
 def serve() -> None:
     """Start a local Prefect server, work pool, limits, deployments and a worker (idempotent)."""
-    from edgebench.flows.serve import serve as start
-
     start(console.print)
 
 
 @app.command()
 def stop() -> None:
     """Stop exactly the processes `edgebench serve` started."""
-    from edgebench.flows.serve import stop as halt
-
     halt(console.print)
 
 
@@ -314,10 +325,6 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
              out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt, no_cache: bool = NoCacheOpt,
              calibration: Optional[list[str]] = CalibrationOpt) -> None:
     """Export (cached), then score every artifact on every runtime on a labelled video set, against eager."""
-    from edgebench import pipeline
-    from edgebench.evaluation.table import accuracy_table
-    from edgebench.models.registry import load_model_config
-
     if not dataset and not load_model_config(model).evaluation.dataset:
         raise UserError(f"evaluate: no dataset for {model}: pass --dataset or set evaluation.dataset in its model YAML")
     settings = _settings(config, formats, out, False, no_cache, runtimes, calibration=calibration)
@@ -342,12 +349,6 @@ def check(artifact: Path = typer.Argument(..., help="An artifact file (or .mlpac
           out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: reports/checks/).")) -> None:
     """Check one artifact file against the model: io spec, parity per runtime, latency with --bench; exit 0 pass,
     1 fail, 2 bad input."""
-    from edgebench.benchmarks.table import latency_table
-    from edgebench.parity.external import check_file
-    from edgebench.parity.localize import localization_table
-    from edgebench.parity.table import parity_table
-    from edgebench.pipeline import DEFAULT_OUT
-
     settings = _settings(config, None, out or DEFAULT_OUT / "checks", quick, False, runtimes)  # own history
     log_to(settings.run_dir)
     outcome = check_file(artifact, model, settings, str(weights) if weights else None, _shape(input_shape),
@@ -365,9 +366,6 @@ def check(artifact: Path = typer.Argument(..., help="An artifact file (or .mlpac
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: a usage error prints the usage line and one error line, a user error one line; both exit 2."""
-    from edgebench.console import setup
-    from edgebench.prefect_env import apply_defaults
-
     apply_defaults()
     setup()  # before any library is imported: their log lines go to the run's log file
     try:

@@ -6,12 +6,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator,
+                      model_validator)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from edgebench.catalogue import (DEVICE_KINDS, DeviceKind, configured_runtime, default_formats, formats, runtime_class,
+                                 runtime_refs, split_device)
+from edgebench.child_memory import parse_limit
 from edgebench.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -188,33 +192,6 @@ class BenchmarkConfig(Strict):
     noisy_iqr_ratio: float = 0.10
 
 
-# Qualcomm AI Hub compile targets (`--target_runtime`), as qai-hub 0.56 names them.
-HubTarget = Literal["qnn_dlc", "qnn_context_binary", "onnx", "tflite", "precompiled_qnn_onnx"]
-
-
-class AIHubConfig(Strict):
-    """Hub devices, what is compiled for them and how (docs/benchmarks.md)."""
-
-    devices: list[str] = []
-    source: Literal["onnx", "torchscript"] = "onnx"  # the exported artifact the hub compiles (and quantizes: ONNX only)
-    targets: list[HubTarget] = ["qnn_dlc", "qnn_context_binary", "onnx", "tflite"]
-    device_targets: dict[str, list[HubTarget]] = {}  # device name -> its own targets instead of `targets`
-    precisions: list[Precision] = ["fp32"]  # int8 (w8a8) and w8a16 go through a quantize job first
-    as_is: list[str] = ["tflite"]  # our own artifacts of these formats, profiled without a compile job
-    compile_options: str = ""  # appended to every compile job's options, e.g. "--compute_unit npu"
-    inference_job: bool = True
-    retries: int = Field(3, ge=0)
-    backoff_s: float = 2.0
-    wait_timeout_s: float = Field(3600.0, gt=0)  # per hub job: jobs queue for a device, often for minutes
-
-    @field_validator("as_is")
-    @classmethod
-    def _as_is_is_not_the_source(cls, v: list[str], info) -> list[str]:
-        if info.data.get("source") in v:  # both would give the row (source, precision, target = source format)
-            raise ValueError(f"'{info.data['source']}' is the compile source; it cannot also be profiled as it is")
-        return v
-
-
 class MemoryConfig(Strict):
     """The memory budget of each export, check and benchmark child (edgebench/child_memory.py)."""
 
@@ -224,8 +201,6 @@ class MemoryConfig(Strict):
     @field_validator("child_limit")
     @classmethod
     def _a_size(cls, v: str) -> str:
-        from edgebench.child_memory import parse_limit
-
         parse_limit(v)  # a ValueError names what is wrong
         return v
 
@@ -250,24 +225,14 @@ class RuntimeVariant(Strict):
     options: dict[str, Any] = {}
 
 
-def _registered_runtimes() -> list[str]:
-    from edgebench.runtimes.registry import RUNTIMES  # lazy: the runtimes import this module
+class _Pipeline(Strict):
+    """configs/pipeline.yaml; PipelineConfig below adds each device kind's settings section (`aihub:`)."""
 
-    return list(RUNTIMES)
-
-
-class PipelineConfig(Strict):
     models: list[str] = ["resnet_mixed"]
-    formats: dict[str, list[Precision]] = {
-        "torchscript": ["fp32"],
-        "onnx": ["fp32", "int8"],
-        "coreml": ["fp32", "fp16", "w8"],
-        "tflite": ["fp32", "int8"],
-        "executorch": ["fp32", "int8"],
-    }
+    formats: dict[str, list[Precision]] = Field(default_factory=default_formats)  # every catalogued format
     converter_options: dict[str, dict[str, Any]] = {}
     export_timeout_s: float = Field(900.0, gt=0)
-    runtimes: list[str] = Field(default_factory=_registered_runtimes)  # every registered runtime, in registry order
+    runtimes: list[str] = Field(default_factory=lambda: list(runtime_refs()))  # every catalogued runtime, in catalogue order
     runtime_options: dict[str, dict[str, Any]] = {}  # registry runtime -> its options, e.g. litert: {xnnpack: false}
     runtime_variants: dict[str, RuntimeVariant] = {}  # a new runtime name = a registry runtime with other options
     devices: list[str] = ["local"]
@@ -275,7 +240,6 @@ class PipelineConfig(Strict):
     parity: ParityConfig = ParityConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
-    aihub: AIHubConfig = AIHubConfig()
     history: HistoryConfig = HistoryConfig()
     localize: LocalizeConfig = LocalizeConfig()
     memory: MemoryConfig = MemoryConfig()
@@ -284,53 +248,72 @@ class PipelineConfig(Strict):
     @field_validator("devices")
     @classmethod
     def _known_device_kinds(cls, v: list[str]) -> list[str]:
-        from edgebench.devices.registry import parse_device  # lazy: the backends import this module
-
         for text in v:
-            _as_value_error(parse_device, text)
+            _as_value_error(split_device, text)
         return v
 
     @field_validator("runtime_options")
     @classmethod
     def _known_runtime_options(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from edgebench.runtimes.registry import get_runtime
-
         for name, options in v.items():
-            _as_value_error(get_runtime, name, options)
+            _as_value_error(configured_runtime, name, options)
         return v
 
     @field_validator("runtime_variants")
     @classmethod
     def _known_variant_runtimes(cls, v: dict[str, RuntimeVariant]) -> dict[str, RuntimeVariant]:
-        from edgebench.runtimes.registry import RUNTIMES, get_runtime
-
         for name, variant in v.items():
-            if name in RUNTIMES:
+            if name in runtime_refs():
                 raise ValueError(f"variant '{name}' has the name of a registered runtime")
-            _as_value_error(get_runtime, variant.runtime, variant.options)
+            _as_value_error(configured_runtime, variant.runtime, variant.options)
         return v
 
     @model_validator(mode="after")
-    def _known_runtimes(self) -> "PipelineConfig":
-        from edgebench.runtimes.registry import RUNTIMES  # lazy: the runtimes import this module
-
-        known = [*RUNTIMES, *self.runtime_variants]
+    def _known_names(self) -> "_Pipeline":
+        """Every format and runtime name is in the catalogue (or a configured variant); the error names the entry."""
+        for section in ("formats", "converter_options"):
+            for fmt in getattr(self, section):
+                if fmt not in formats():
+                    self._unknown((section, fmt), fmt, "format", list(formats()))
+        known = [*runtime_refs(), *self.runtime_variants]
         for i, name in enumerate(self.runtimes):
             if name not in known:
-                error = PydanticCustomError("unknown_runtime", "unknown runtime '{name}'; known runtimes: {known}",
-                                            {"name": name, "known": ", ".join(known)})
-                raise ValidationError.from_exception_data(
-                    type(self).__name__, [InitErrorDetails(type=error, loc=("runtimes", i), input=name)])
+                self._unknown(("runtimes", i), name, "runtime", known)
         return self
+
+    def _unknown(self, loc: tuple, name: str, kind: str, known: list[str]) -> None:
+        error = PydanticCustomError(f"unknown_{kind}", "unknown {kind} '{name}'; known {kind}s: {known}",
+                                    {"kind": kind, "name": name, "known": ", ".join(known)})
+        raise ValidationError.from_exception_data(type(self).__name__,
+                                                  [InitErrorDetails(type=error, loc=loc, input=name)])
 
     def runtime_spec(self, name: str) -> tuple[str, dict[str, Any]]:
         """(registry runtime, options) for a runtime or variant name: `runtime_options` of the runtime, then the variant's."""
         variant = self.runtime_variants.get(name)
         base = variant.runtime if variant else name
-        from edgebench.runtimes.registry import get_runtime
-
-        get_runtime(base)  # an unknown name is a UserError naming the known ones
+        runtime_class(base)  # an unknown name is a UserError naming the known ones
         return base, {**self.runtime_options.get(base, {}), **(variant.options if variant else {})}
+
+
+def _device_settings(kind: DeviceKind) -> tuple[Any, Any]:
+    """The field of a device kind's settings section: its backend's `settings_model`, loaded when a config is
+    made (the backend modules import this one); an error names the field inside the section."""
+    def check(value: Any) -> Any:
+        model = kind.backend.load().settings_model
+        if isinstance(value, model):
+            return value
+        try:
+            return model.model_validate({} if value is None else value)
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise PydanticCustomError("device_settings", "{message}", {
+                "message": _message(err), "field": ".".join(str(p) for p in err["loc"])}) from None
+
+    return Annotated[Any, BeforeValidator(check)], Field(default_factory=lambda: kind.backend.load().settings_model())
+
+
+PipelineConfig = create_model("PipelineConfig", __base__=_Pipeline, __module__=__name__,
+                              **{k.settings: _device_settings(k) for k in DEVICE_KINDS if k.settings})
 
 
 def _as_value_error(check, *args) -> None:
@@ -370,10 +353,14 @@ def validate(model_cls: type[Strict], data: Any, path: Path | str) -> Any:
         return model_cls.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        inner = (err.get("ctx") or {}).get("field")  # a device settings section names its own field
+        field = ".".join(str(p) for p in [*err["loc"], *([inner] if inner else [])]) or "(top level)"
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise UserError(f"{path}: field '{field}': {msg}{more}") from None
+        raise UserError(f"{path}: field '{field}': {_message(err)}{more}") from None
+
+
+def _message(err: dict) -> str:
+    return "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
 
 
 def load_pipeline_config(path: Path | None = None, overrides: dict | None = None) -> PipelineConfig:

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgebench.converters.registry import CONVERTERS
+from edgebench.catalogue import EAGER, formats
 from edgebench.errors import UserError
+from edgebench.evaluation.score import softmax
+from edgebench.models.sampling import describe
 from edgebench.models.source import resolve_model
 from edgebench.models.video import preprocess_of, read_clips
 from edgebench.records import Artifact, ModelRef
+from edgebench.runtimes.registry import get_runtime, runtimes_for
+from edgebench.runtimes.torch_eager import eager_artifact
 
-# Artifact file suffix -> format, for an --artifact given without its artifact.json.
-SUFFIX_FORMATS = {s: fmt for fmt, c in CONVERTERS.items() for s in (c.suffix, *c.other_suffixes)}
 
 
 @dataclass
@@ -42,20 +44,18 @@ def artifact_from_path(path: Path, ref: ModelRef) -> Artifact:
     if record.exists():
         art = Artifact.load(record)
         return Artifact.from_dict({**art.to_dict(), "path": str(path)})
-    fmt = SUFFIX_FORMATS.get(path.suffix)
+    suffixes = {s: name for name, e in formats().items() for s in e.suffixes}  # for a file without its artifact.json
+    fmt = suffixes.get(path.suffix)
     if fmt is None:
-        raise UserError(f"artifact {path}: unknown suffix {path.suffix!r}; expected one of {', '.join(SUFFIX_FORMATS)}")
+        raise UserError(f"artifact {path}: unknown suffix {path.suffix!r}; expected one of {', '.join(suffixes)}")
     return Artifact(model=ref.name, format=fmt, precision="fp32", status="passed", path=str(path),
                     inputs=ref.inputs, outputs=ref.outputs)
 
 
 def _session_for(artifact: Artifact | None, ref: ModelRef):
     """A runtime session for the artifact (the first runtime usable here), or PyTorch eager."""
-    from edgebench.runtimes.registry import get_runtime, runtimes_for
-    from edgebench.runtimes.torch_eager import eager_artifact
-
     if artifact is None:
-        return "torch", get_runtime("torch").load(eager_artifact(ref), ref, threads=0)
+        return EAGER.runtime, get_runtime(EAGER.runtime).load(eager_artifact(ref), ref, threads=0)
     reasons = []
     for runtime in runtimes_for(artifact.format):
         why = runtime.unavailable_reason()
@@ -69,9 +69,6 @@ def classify(video: Path, model: str = "resnet_mixed", weights: str | None = Non
              artifact: Path | None = None, top: int = 5, clips: int = 1) -> Classification:
     """Top labels with probabilities for `clips` evenly spaced clips of the model's sampler (preprocess.sampling),
     softmax averaged over them: what `evaluate --clips-per-video <clips>` scores for this video."""
-    from edgebench.evaluation.score import softmax
-    from edgebench.models.sampling import describe
-
     ref = resolve_model(model, weights)
     pre = preprocess_of(ref)
     batch = read_clips(video, pre, clips)[:, None]  # N x 1 x C x T x H x W

@@ -10,7 +10,6 @@ the server is stopped last.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
@@ -18,13 +17,13 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-from unittest import mock
 
 from edgebench import isolation
+from edgebench.converters.export import sweep_temporary
+from edgebench.liveness import probe
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,6 @@ def begin_run(settings) -> None:
     """Guard this run (its flow runs on flows.stopping.StoppingTaskRunner): sweep the cache of dead
     runs' temporary folders, allow children, watch the server, collect finished steps for the marker."""
     global _current
-    from edgebench.converters.export import sweep_temporary
 
     isolation.allow_children()
     sweep_temporary(Path(settings.cache_dir))
@@ -199,16 +197,32 @@ def start_ephemeral_server() -> str:
     Prefect starts it in the terminal's process group, so a Ctrl-C killed it first and left the
     flow talking to nothing. In its own session it gets no terminal signal; atexit stops it last.
     """
-    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.server.api import server as prefect_server
 
-    class OwnSessionServer(SubprocessASGIServer):
+    class OwnSessionServer(prefect_server.SubprocessASGIServer):
         def _run_uvicorn_command(self):
-            with mock.patch.object(subprocess, "Popen", functools.partial(subprocess.Popen, start_new_session=True)):
+            # Prefect's server module calls its `subprocess.Popen`: only that name sees a new session, only now
+            # (a global patch of subprocess.Popen would also change the preflight's children meanwhile).
+            prefect_server.subprocess = _NewSessionSubprocess()
+            try:
                 return super()._run_uvicorn_command()
+            finally:
+                prefect_server.subprocess = subprocess
 
     server = OwnSessionServer()  # registered under Prefect's default key: get_client() finds this one
     server.start()
     return server.api_url
+
+
+class _NewSessionSubprocess:
+    """The `subprocess` module, except that Popen starts its child in a new session."""
+
+    def __getattr__(self, name: str):
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args, **kwargs):  # noqa: N802 - the name Prefect calls
+        return subprocess.Popen(*args, **{**kwargs, "start_new_session": True})
 
 
 @contextmanager
@@ -265,17 +279,6 @@ def api_url() -> str | None:
         if server.running and server.port:
             return server.api_url
     return None
-
-
-def probe(url: str, timeout_s: float = 3) -> str:
-    """One of ok, refused (nothing listens: the server is gone) or slow (no answer in time)."""
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout_s) as r:
-            return "ok" if r.status == 200 else "slow"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError as e:
-        return "refused" if isinstance(getattr(e, "reason", None), ConnectionRefusedError) else "slow"
 
 
 class ServerWatchdog:

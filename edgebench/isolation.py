@@ -12,6 +12,7 @@ Every child runs under the memory budget (`edgebench.child_memory`): past it, it
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import pickle
@@ -106,8 +107,6 @@ def live_children() -> list[int]:
 def _die_with_parent(parent_pid: int) -> None:
     """Linux: SIGKILL this process when its parent dies (a SIGKILLed run must not leave children)."""
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return

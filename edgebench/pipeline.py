@@ -1,94 +1,50 @@
-"""The pipeline's steps as plain functions: what the Prefect flow and the CLI both call.
+"""The pipeline's steps as plain functions, and the one order they run in (`model_branch`).
 
-Each step takes and returns small records (paths, hashes, dataclasses), never live models, so a
-step can run in a Prefect task, a child process or another machine.
+Each step takes and returns small records (paths, hashes, dataclasses), never live models, so a step can run
+in a Prefect task, a child process or another machine. `model_branch` is the only place that says which
+step follows which: the sequential run (the API and the CLI's commands), the Prefect flow and `edgebench
+check` all go through it, each with its own `Steps` (here: one after the other; the flow: Prefect tasks).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Iterable, Iterator
 
-import numpy as np
-
-from edgebench.config import PROJECT_ROOT, BudgetConfig, PipelineConfig
+from edgebench.benchmarks.local import add_speedups
+from edgebench.benchmarks.peak import host_peak
+from edgebench.catalogue import EAGER
+from edgebench.child_memory import MemoryBudget
+from edgebench.config import PROJECT_ROOT, PipelineConfig
+from edgebench.converters.export import export_artifact, plan_artifacts
+from edgebench.devices.base import BenchJob, Measured
+from edgebench.devices.registry import parse_devices, plan_jobs, run_job
 from edgebench.errors import UserError
-from edgebench.records import (
-    AccuracyResult,
-    Artifact,
-    LatencyResult,
-    ModelRef,
-    ParityResult,
-    RunData,
-)
-
-if TYPE_CHECKING:
-    from edgebench.devices.base import BenchJob, Measured
+from edgebench.evaluation.clips import EvalSet, progress
+from edgebench.evaluation.evaluate import evaluate_artifact, evaluation_config, judge_drops, prepare_eval_set
+from edgebench.external import configured_external
+from edgebench.isolation import use_memory_budget
+from edgebench.models.inputs import load_inputs, make_inputs, save_inputs
+from edgebench.models.io_check import check_output_shapes
+from edgebench.parity.check import check_parity_isolated, reference_outputs
+from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData
+from edgebench.runs import ModelResults, PreparedModel, RunSettings, utc_now
+from edgebench.runtimes.base import resolve_threads
+from edgebench.runtimes.registry import runtimes_for
+from edgebench.runtimes.torch_eager import eager_artifact
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = PROJECT_ROOT / "reports"
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """What every step of one run needs to know; small and picklable."""
-
-    run_id: str
-    started_at: str
-    out: str
-    cache_dir: str
-    threads: int
-    quick: bool
-    use_cache: bool
-    config: PipelineConfig
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out) / "runs" / self.run_id
-
-    @property
-    def budget(self) -> BudgetConfig:
-        return self.config.benchmark.quick if self.quick else self.config.benchmark.full
-
-    def log_path(self, model: str, *parts: str) -> Path:
-        return self.run_dir / "logs" / model / ("-".join(parts) + ".log")
-
-
-@dataclass(frozen=True)
-class PreparedModel:
-    """A resolved model with its saved inputs and reference outputs."""
-
-    ref: ModelRef
-    inputs_path: str
-    reference_path: str
-    flops: int
-
-
-@dataclass
-class ModelResults:
-    """What one model's branch of the run produced."""
-
-    ref: ModelRef
-    artifacts: list[Artifact] = field(default_factory=list)
-    parity: list[ParityResult] = field(default_factory=list)
-    latency: list[LatencyResult] = field(default_factory=list)
-    accuracy: list[AccuracyResult] = field(default_factory=list)
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def new_run(config: PipelineConfig, out: str | Path | None = None, quick: bool = False,
             use_cache: bool = True, cache_dir: str | Path | None = None) -> RunSettings:
     """Name the run (UTC timestamp + random suffix), fix its threads and folders, set its children's memory budget."""
-    from edgebench.runtimes.base import resolve_threads
-
     use_memory_config(config)
     out = Path(out or DEFAULT_OUT).resolve()
     now = datetime.now(timezone.utc)
@@ -107,9 +63,6 @@ def new_run(config: PipelineConfig, out: str | Path | None = None, quick: bool =
 
 def use_memory_config(config: PipelineConfig) -> None:
     """Every child this process starts from now on runs under the config's memory budget."""
-    from edgebench.child_memory import MemoryBudget
-    from edgebench.isolation import use_memory_budget
-
     use_memory_budget(MemoryBudget.of(config.memory.child_limit, config.memory.enforce))
 
 
@@ -118,8 +71,6 @@ def narrow_config(config: PipelineConfig, formats: list[str] | None = None, prec
                   models: list[str] | None = None, calibration: list[str] | None = None) -> PipelineConfig:
     """The config with the CLI's or the flow's narrowing applied (`calibration`: videos replacing
     calibration.videos); unknown names are UserErrors."""
-    from edgebench.devices.registry import parse_devices
-
     chosen = dict(config.formats)
     if formats:
         unknown = [f for f in formats if f not in chosen]
@@ -149,11 +100,8 @@ def narrow_config(config: PipelineConfig, formats: list[str] | None = None, prec
 def prepare_model(name: str, settings: RunSettings, weights: str | None = None,
                   input_shape: tuple[int, ...] | None = None) -> PreparedModel:
     """Resolve the model, make and save the run's inputs and the fp32 eager reference outputs."""
-    from edgebench.models.info import count_flops
-    from edgebench.models.inputs import make_inputs, save_inputs
-    from edgebench.models.io_check import check_output_shapes
-    from edgebench.models.source import example_input, resolve_model
-    from edgebench.parity.check import reference_outputs
+    from edgebench.models.info import count_flops  # imports torch
+    from edgebench.models.source import build_module, example_input, resolve_model
 
     ref = resolve_model(name, weights, input_shape)
     inputs = make_inputs(ref, settings.config.parity)
@@ -163,20 +111,16 @@ def prepare_model(name: str, settings: RunSettings, weights: str | None = None,
     inputs_path, reference_path = folder / f"{ref.name}.inputs.npz", folder / f"{ref.name}.reference.npz"
     save_inputs(inputs_path, inputs)
     save_inputs(reference_path, reference)
-    flops = count_flops(ref.build(), example_input(ref))
+    flops = count_flops(build_module(ref), example_input(ref))
     return PreparedModel(ref, str(inputs_path), str(reference_path), flops)
 
 
 def planned_exports(config: PipelineConfig) -> list[tuple[str, str, dict]]:
-    from edgebench.converters.export import plan_artifacts
-
     return plan_artifacts(config)
 
 
 def export_one(ref: ModelRef, fmt: str, precision: str, options: dict, settings: RunSettings) -> Artifact:
     """Export (or take from the cache) one artifact; failures come back as export_failed records."""
-    from edgebench.converters.export import export_artifact
-
     return export_artifact(ref, fmt, precision, options, Path(settings.cache_dir),
                            settings.config.export_timeout_s, use_cache=settings.use_cache,
                            calibration=settings.config.calibration)
@@ -185,37 +129,26 @@ def export_one(ref: ModelRef, fmt: str, precision: str, options: dict, settings:
 def external_artifacts(ref: ModelRef, settings: RunSettings) -> list[Artifact]:
     """The configured files built elsewhere for this model (`external_artifacts:`), as artifacts named
     `<model>@<name>`; one whose inputs or outputs differ from the model's is an export_failed record saying so."""
-    from edgebench.parity.external import configured_external
-
     return [configured_external(ref, e) for e in settings.config.external_artifacts if e.model == ref.name]
 
 
 def parity_runtimes(fmt: str, config: PipelineConfig) -> list[str]:
     """Names of the configured runtimes that can execute this format."""
-    from edgebench.runtimes.registry import runtimes_for
-
     return [r.name for r in runtimes_for(fmt) if r.name in config.runtimes]
-
-
-def _load_npz(path: str) -> dict[str, np.ndarray]:
-    from edgebench.models.inputs import load_inputs
-
-    return load_inputs(Path(path))
 
 
 def parity_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: RunSettings) -> ParityResult:
     """Compare one artifact on one runtime with the reference; never raises for runtime trouble."""
-    from edgebench.parity.check import check_parity_isolated
-
     tolerance = settings.config.parity.tolerances.get(artifact.precision)
     if tolerance is None:
         raise UserError(f"parity.tolerances: no tolerance configured for precision {artifact.precision}")
     return check_parity_isolated(
-        artifact, runtime, pm.ref, _load_npz(pm.inputs_path), _load_npz(pm.reference_path), tolerance,
+        artifact, runtime, pm.ref, load_inputs(Path(pm.inputs_path)), load_inputs(Path(pm.reference_path)), tolerance,
         settings.threads, timeout_s=settings.budget.timeout_s,
         log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, "parity"),
         localize=settings.config.localize, localization_path=localization_path(settings, artifact),
-        runtime_options=settings.config.runtime_spec(runtime)[1] or None)  # the same options the benchmark uses
+        runtime_options=settings.config.runtime_spec(runtime)[1] or None,  # the same options the benchmark uses
+        outputs_dir=settings.run_dir / "outputs", reference_path=pm.reference_path)
 
 
 def localization_path(settings: RunSettings, artifact: Artifact) -> Path:
@@ -225,8 +158,6 @@ def localization_path(settings: RunSettings, artifact: Artifact) -> Path:
 
 def prepare_evaluation(pm: PreparedModel, settings: RunSettings, overrides: dict | None = None):
     """The model's EvalSet (every video decoded once, cached), or None when no dataset is configured."""
-    from edgebench.evaluation.evaluate import evaluation_config, prepare_eval_set
-
     cfg = evaluation_config(pm.ref, overrides)
     if not cfg.dataset:
         return None
@@ -236,60 +167,36 @@ def prepare_evaluation(pm: PreparedModel, settings: RunSettings, overrides: dict
 
 def evaluation_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[tuple[Artifact, str]]:
     """(artifact, runtime) to score: the eager baseline first, then every artifact on every runtime that runs it."""
-    from edgebench.runtimes.torch_eager import eager_artifact
-
-    return [(eager_artifact(pm.ref), "torch")] + [(a, rt) for a in artifacts for rt in parity_runtimes(a.format, config)]
+    return [(eager_artifact(pm.ref), EAGER.runtime)] + [(a, rt) for a in artifacts for rt in parity_runtimes(a.format, config)]
 
 
 def evaluate_one(pm: PreparedModel, eset, artifact: Artifact, runtime: str, settings: RunSettings) -> AccuracyResult:
     """Video-level accuracy of one (artifact, runtime) in a child process; never raises for runtime trouble."""
-    from edgebench.evaluation.evaluate import evaluate_artifact
-
     parts = (artifact.format, artifact.precision, runtime)
     return evaluate_artifact(artifact, runtime, pm.ref, eset, settings.threads, settings.budget.timeout_s,
                              settings.log_path(pm.ref.name, *parts, "accuracy"),
-                             settings.run_dir / "evaluation" / pm.ref.name / ("-".join(parts) + ".npz"))
+                             settings.run_dir / "evaluation" / pm.ref.name / ("-".join(parts) + ".npz"),
+                             runtime_options=settings.config.runtime_spec(runtime)[1] or None)
 
 
 def judge_accuracy(pm: PreparedModel, results: list[AccuracyResult], overrides: dict | None = None) -> list[AccuracyResult]:
     """Each row's top-1 drop against eager with its 95 % interval and its verdict against the bound."""
-    from edgebench.evaluation.evaluate import evaluation_config, judge_drops
-
     return judge_drops(results, evaluation_config(pm.ref, overrides))
-
-
-def evaluate_model(pm: PreparedModel, eset, artifacts: list[Artifact], settings: RunSettings,
-                   overrides: dict | None = None) -> list[AccuracyResult]:
-    """Eager and every artifact on every runtime that runs it, scored on the clips of `eset`, then judged."""
-    from edgebench.evaluation.clips import progress
-
-    plan = evaluation_plan([a for a in artifacts if a.ok], pm, settings.config)
-    results = []
-    with progress(len(plan), f"{pm.ref.name}: scoring artifacts") as advance:  # a bar only on a terminal
-        for a, rt in plan:
-            results.append(evaluate_one(pm, eset, a, rt, settings))
-            advance()
-    return judge_accuracy(pm, results, overrides)
 
 
 def bench_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[BenchJob]:
     """Every device backend's BenchJobs for the configured devices (local: the eager baseline first)."""
-    from edgebench.devices.registry import plan_jobs
-
     return plan_jobs(artifacts, pm, config)
 
 
 def bench_one(pm: PreparedModel, job: BenchJob, settings: RunSettings) -> Measured:
     """Run one BenchJob on its device's backend: a Measured (latency row, and a parity row from a hub device)."""
-    from edgebench.devices.registry import run_job
-
     return run_job(job, pm, settings)
 
 
 def finish_run(settings: RunSettings, results: list[ModelResults]):
     """Speed-ups against eager, then every report and the history row set, in one go."""
-    from edgebench.benchmarks.local import add_speedups
-    from edgebench.reports.writer import write_run_reports
+    from edgebench.reports.writer import write_run_reports  # imports pandas
 
     latency = add_speedups([row for r in results for row in r.latency])
     run = RunData(
@@ -312,7 +219,6 @@ def finish_run(settings: RunSettings, results: list[ModelResults]):
 
 def host_limit(settings: RunSettings, latency: list[LatencyResult]) -> dict:
     """This host's matrix-multiply peak per precision (cached per host), when a row was timed here; else {}."""
-    from edgebench.benchmarks.peak import host_peak
     from edgebench.reports.rows import LOCAL
 
     if not any(lr.p50_ms and (lr.device or LOCAL) == LOCAL for lr in latency):
@@ -323,23 +229,79 @@ def host_limit(settings: RunSettings, latency: list[LatencyResult]) -> dict:
     return peak
 
 
-def run_model_sequential(name: str, settings: RunSettings, weights: str | None = None,
-                         input_shape: tuple[int, ...] | None = None, parity: bool = True,
-                         bench: bool = True, evaluate: bool = False, evaluation: dict | None = None) -> ModelResults:
-    """One model's branch without Prefect: export, parity, then benchmarks one at a time."""
-    pm = prepare_model(name, settings, weights, input_shape)
-    # `evaluation`: the CLI's dataset / clips / max videos over the model YAML's; a bad dataset fails before any export
-    eset = prepare_evaluation(pm, settings, evaluation) if evaluate else None
+# ---------------------------------------------------------------- the order of the steps
+
+
+class Steps:
+    """How a model's branch runs each step: here, one after the other in this process. The Prefect flow's
+    subclass (flows/export_and_benchmark.py) runs them as tasks, the exports in parallel; `edgebench check`'s
+    localizes every row."""
+
+    def __init__(self, settings: RunSettings):
+        self.settings = settings
+
+    def prepare(self, name: str, weights: str | None, input_shape: tuple[int, ...] | None) -> PreparedModel:
+        return prepare_model(name, self.settings, weights, input_shape)
+
+    def prepare_evaluation(self, pm: PreparedModel, overrides: dict | None) -> EvalSet | None:
+        return prepare_evaluation(pm, self.settings, overrides)
+
+    def exports(self, pm: PreparedModel, plan: list[tuple[str, str, dict]]) -> Iterator[Artifact]:
+        """Each planned artifact, as it is ready."""
+        for fmt, precision, options in plan:
+            yield export_one(pm.ref, fmt, precision, options, self.settings)
+
+    def check(self, pm: PreparedModel, artifact: Artifact, runtimes: list[str]) -> list:
+        """Parity of one artifact on each runtime, or what `done` turns into those rows."""
+        return [parity_one(pm, artifact, rt, self.settings) for rt in runtimes]
+
+    def done(self, pending: list) -> list[ParityResult]:
+        return pending
+
+    def evaluate(self, pm: PreparedModel, eset: EvalSet, plan: list[tuple[Artifact, str]]) -> list[AccuracyResult]:
+        results = []
+        with progress(len(plan), f"{pm.ref.name}: scoring artifacts") as advance:  # a bar only on a terminal
+            for artifact, runtime in plan:
+                results.append(evaluate_one(pm, eset, artifact, runtime, self.settings))
+                advance()
+        return results
+
+    def bench(self, pm: PreparedModel, jobs: list[BenchJob]) -> list[Measured]:
+        return [bench_one(pm, job, self.settings) for job in jobs]
+
+
+def model_branch(name: str, steps: Steps, weights: str | None = None, input_shape: tuple[int, ...] | None = None,
+                 parity: bool = True, bench: bool = True, evaluate: bool | None = None,
+                 evaluation: dict | None = None, given: list[Artifact] | None = None) -> ModelResults:
+    """One model's steps in the order every entry point shares: prepare the inputs and reference; decode the
+    evaluation set (`evaluate`: None = when the model has a dataset; a bad one fails before any export); export
+    (or take the `given` artifacts), then the files built elsewhere, each artifact checked on every configured
+    runtime as soon as it exists; accuracy after parity; benchmarks last, one at a time, when no export or
+    check shares the cores. `evaluation`: the CLI's dataset / clips / max videos over the model YAML's."""
+    config = steps.settings.config
+    pm = steps.prepare(name, weights, input_shape)
+    eset = None if evaluate is False else steps.prepare_evaluation(pm, evaluation)
     result = ModelResults(pm.ref)
-    result.artifacts = [export_one(pm.ref, f, p, o, settings) for f, p, o in planned_exports(settings.config)]
-    result.artifacts += external_artifacts(pm.ref, settings)
-    if parity:
-        result.parity = [parity_one(pm, a, rt, settings) for a in result.artifacts if a.ok
-                         for rt in parity_runtimes(a.format, settings.config)]
+    arriving: Iterable[Artifact] = given if given is not None else chain(
+        steps.exports(pm, planned_exports(config)), external_artifacts(pm.ref, steps.settings))
+    pending = []
+    for artifact in arriving:
+        result.artifacts.append(artifact)
+        if parity and artifact.ok:
+            pending += steps.check(pm, artifact, parity_runtimes(artifact.format, config))
+    result.parity = steps.done(pending)
+    ok = [a for a in result.artifacts if a.ok]
     if eset is not None:
-        result.accuracy = evaluate_model(pm, eset, result.artifacts, settings, evaluation)
+        result.accuracy = judge_accuracy(pm, steps.evaluate(pm, eset, evaluation_plan(ok, pm, config)), evaluation)
     if bench:
-        measured = [bench_one(pm, job, settings) for job in bench_plan([a for a in result.artifacts if a.ok], pm, settings.config)]
+        measured = steps.bench(pm, bench_plan(ok, pm, config))
         result.latency = [m.latency for m in measured]
-        result.parity += [m.parity for m in measured if m.parity is not None]
+        result.parity += [m.parity for m in measured if m.parity is not None]  # outputs a hub device returned
     return result
+
+
+def run_model_sequential(name: str, settings: RunSettings, weights: str | None = None,
+                         input_shape: tuple[int, ...] | None = None, parity: bool = True, bench: bool = True,
+                         evaluate: bool | None = False, evaluation: dict | None = None) -> ModelResults:
+    """One model's branch without Prefect, each step after the other in this process."""
+    return model_branch(name, Steps(settings), weights, input_shape, parity, bench, evaluate, evaluation)

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import Callable, ContextManager
 
 from edgebench.config import CONFIG_DIR, PipelineConfig
+from edgebench.converters.registry import get_converter
 from edgebench.errors import UserError
+from edgebench.models.calibration import calibration_videos
+from edgebench.models.io_check import check_outputs
+from edgebench.models.registry import load_model_config
 from edgebench.records import ModelRef
 
 log = logging.getLogger(__name__)
@@ -20,25 +24,14 @@ def config_path_of(path: str | Path | None) -> Path:
 
 
 def check_config(config: PipelineConfig, config_path: str | Path | None = None) -> None:
-    """Every configured format has a converter and every configured precision a parity tolerance."""
-    from edgebench.converters.export import plan_artifacts
-    from edgebench.converters.registry import get_converter
-
+    """Every configured precision has a parity tolerance (format names were checked when the config was read)."""
     where = config_path_of(config_path)
-    for fmt in config.formats:
-        try:
-            get_converter(fmt)
-        except UserError as e:
-            raise UserError(f"{where}: field 'formats.{fmt}': {e}") from None
-    plan_artifacts(config)  # converter_options naming an unknown format
     precisions = dict.fromkeys(p for ps in config.formats.values() for p in ps)
     missing = [p for p in precisions if p not in config.parity.tolerances]
     if missing:
         raise UserError(f"{where}: field 'parity.tolerances': no tolerance for precision {', '.join(missing)}")
     calibrated = sorted({p for fmt, ps in config.formats.items() for p in ps if p in get_converter(fmt).calibrated})
     if calibrated and config.calibration.videos:
-        from edgebench.models.calibration import calibration_videos
-
         try:
             calibration_videos(config.calibration.videos)  # listing only: a missing path fails before any work
         except UserError as e:
@@ -53,13 +46,12 @@ def check_config(config: PipelineConfig, config_path: str | Path | None = None) 
 def check_models(names: list[str], weights: str | None = None,
                  input_shape: tuple[int, ...] | None = None) -> list[ModelRef]:
     """Resolve each model and run it once on its example input (with the override shape)."""
-    from edgebench.models.io_check import check_outputs
-    from edgebench.models.source import resolve_model
+    from edgebench.models.source import build_module, example_input, resolve_model
 
     refs = []
     for name in names:
         ref = resolve_model(name, weights, input_shape)
-        check_outputs(ref)
+        check_outputs(ref, build_module(ref), example_input(ref))
         refs.append(ref)
     return refs
 
@@ -72,8 +64,6 @@ def check_run(config: PipelineConfig, config_path: str | Path | None = None, wei
     The forward passes run inside `meanwhile()`: `edgebench run` starts Prefect's server there, once
     the cheap checks have passed, so the two slow starts overlap.
     """
-    from edgebench.models.registry import load_model_config
-
     for name in config.models:
         load_model_config(name)
     check_config(config, config_path)

@@ -53,12 +53,6 @@ class ModelRef:
     def random_weights(self) -> bool:
         return self.provenance.startswith("random")
 
-    def build(self, lowered: bool = False):
-        """The export-friendly nn.Module in eval mode (imports torch lazily); `lowered`: the 2D-lowered
-        form for artifacts (models/lowering.py), when the config allows it. Default: the eager baseline's."""
-        from edgebench.models.source import build_module
-
-        return build_module(self, lowered=lowered)
 
 
 @dataclass
@@ -132,6 +126,8 @@ class ParityResult:
     localization_path: str = ""  # JSON with the per-layer table behind first_divergent_layer
     device: str = "local"  # where the outputs came from: "local", or a hub device whose outputs were judged here
     peak_mb: float | None = None  # resident peak of the check's child
+    outputs_path: str = ""  # the session's saved outputs (parity/outputs.py): a verdict can be re-judged from them
+    reference_path: str = ""  # the eager reference outputs they were judged against
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
+from rich import box
+from rich.table import Table
+
+from edgebench.catalogue import shown_device
 from edgebench.records import PASSED, SKIPPED
 
 _STYLES = {PASSED: "green", SKIPPED: "dim"}
-_BAND_STYLES = {"high": "green", "mid": "yellow", "low": "red"}  # % of the host's peak (benchmarks.peak.band)
+BANDS = ((50.0, "high"), (25.0, "mid"), (0.0, "low"))  # % of the host's peak at or above -> how reports colour a row
+_BAND_STYLES = {"high": "green", "mid": "yellow", "low": "red"}
 
 
 def number(x: float | None, fmt: str) -> str:
@@ -28,9 +35,7 @@ def _cell(x, fmt: str) -> str:
 
 def _series_labels(table, parts: list[str]) -> list[str]:
     """`format precision runtime [@device]`; the runtime options only where they tell two series apart."""
-    import json
-
-    base = [" ".join(p for p in [*(str(r[c]) for c in parts), "" if r["device"] in ("", "local") else f"@{r['device']}"]
+    base = [" ".join(p for p in [*(str(r[c]) for c in parts), shown_device(r["device"], "@")]
                      if p) for _, r in table.iterrows()]
     labels = []
     for label, options in zip(base, table.get("runtime_options", [""] * len(base))):
@@ -47,8 +52,6 @@ def _series_labels(table, parts: list[str]) -> list[str]:
 def history_view(table, wide: bool = False, trend_chars: int = 8):
     """`edgebench history`: series, nights, last p50, baseline, delta, trend, verdict (80 columns); `wide`: every column."""
     import pandas as pd
-    from rich import box
-    from rich.table import Table
 
     if wide:
         shown = Table(*table.columns)
@@ -76,16 +79,13 @@ def history_view(table, wide: bool = False, trend_chars: int = 8):
 def run_summary(df):
     """The end of `edgebench run`: format, precision, runtime, status, p50, speed-up, % of peak, parity per row
     (80 columns: the GMAC/s behind the share are in results.csv and the report)."""
-    from rich import box
-    from rich.table import Table
-
     shown = Table(box=box.SIMPLE_HEAD, padding=0, show_edge=False)
     for name, justify in [("format", "left"), ("precision", "left"), ("runtime", "left"), ("status", "left"),
                           ("p50 ms", "right"), ("speed-up", "right"), ("% peak", "right"), ("parity", "left")]:
         # 80 columns: a hub device's long runtime label folds, a status is never cut
         shown.add_column(name, justify=justify, no_wrap=name == "status", overflow="fold")
     for _, r in df.iterrows():
-        runtime = str(r["runtime"] or "") + ("" if r["device"] in ("", "local") else f" @ {r['device']}")
+        runtime = str(r["runtime"] or "") + shown_device(r["device"])
         speedup = _cell(r["speedup_vs_eager"], ".2f")
         shown.add_row(str(r["format"]), str(r["precision"]), runtime, status_cell(str(r["status"])),
                       _cell(r["p50_ms"], ".1f"), f"{speedup}x" if speedup else "", peak_cell(r["pct_of_peak"]),
@@ -95,10 +95,15 @@ def run_summary(df):
 
 def peak_cell(pct) -> str:
     """`% of peak` in rich markup, coloured by its band: an 80 % row and a 30 % row differ at a glance."""
-    from edgebench.benchmarks.peak import band
-
     text = _cell(pct, ".0f")
     if not text:
         return ""
     style = _BAND_STYLES[band(float(pct))]
     return f"[{style}]{text} %[/{style}]"
+
+
+def band(pct: float | None) -> str:
+    """`high`, `mid` or `low` for a % of peak ("" without one): the console and the HTML colour rows by it."""
+    if pct is None or pct != pct:
+        return ""
+    return next(name for floor, name in BANDS if pct >= floor)

@@ -1,12 +1,14 @@
 """`python -m tests.fault_cli <edgebench arguments>`: the edgebench command with the formats `hang`
-(a converter that sleeps forever), `tiny` and `slow` (well-behaved, 3 s) registered, for fault tests
+(a converter that sleeps forever), `tiny` and `slow` (well-behaved, 3 s) in the catalogue, for fault tests
 that run the real command in a subprocess and interrupt it."""
 
-from edgebench.cli import main
-from edgebench.converters import registry
-from tests import fault_converters as faults
+import os
 
-registry.CONVERTERS.update({"hang": faults.Hanging(), "tiny": faults.Tiny(), "slow": faults.Slow()})
+from edgebench.catalogue import PLUGINS_ENV
+from edgebench.cli import main
+
+# The export children inherit the variable, so they find the same formats.
+os.environ[PLUGINS_ENV] = ",".join(f"tests.fault_converters:{name}" for name in ("FAULT", "HANG", "TINY", "SLOW"))
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
-"""Converters that misbehave on purpose, importable by spawned export children (tests.fault_converters)."""
+"""Converters that misbehave on purpose, importable by spawned export children (tests.fault_converters), and
+their catalogue entries: `$EDGEBENCH_FORMATS=tests.fault_converters:FAULT` adds the format `fault`."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgebench.catalogue import THREE_D, FormatEntry, Ref, none
 from edgebench.converters.base import Converter
 from edgebench.records import TensorSpec
 
 
+def _entry(name: str, converter: str) -> FormatEntry:
+    return FormatEntry(name=name, converter=Ref(f"tests.fault_converters:{converter}"), runtimes={},
+                       precisions=("fp32",), default_precisions=("fp32",), export_form=THREE_D, suffixes=(".bin",),
+                       tapper=none("a test format: no tensors to tap"), sniffer=none("a test format: no content to know"))
+
+
+FAULT = _entry("fault", "Raising")  # every converter below has the format `fault`: its suffix, precisions, form
+HANG, TINY, SLOW = _entry("hang", "Hanging"), _entry("tiny", "Tiny"), _entry("slow", "Slow")
+
+
 class _Fault(Converter):
     format = "fault"
-    suffix = ".bin"
     library = "torch"
 
     def op_census(self, out: Path) -> dict[str, int]:

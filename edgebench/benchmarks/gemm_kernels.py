@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import flatbuffers
 import numpy as np
 
 SIZE = 2048  # M = N = K: large enough for every kernel to reach its steady rate, small enough for ~0.1 s per product
@@ -99,7 +100,6 @@ def _litert(quantized: bool) -> Callable[[int, int], Callable[[], object]]:
 
 def fully_connected_tflite(size: int, quantized: bool) -> bytes:
     """A TFLite flatbuffer of one FULLY_CONNECTED op (size x size input and weight), int8 or float32."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
     rng = np.random.default_rng(0)

@@ -24,17 +24,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from edgebench.benchmarks.harness import measure
 from edgebench.benchmarks.stats import DEFAULT_NOISY_IQR_RATIO
-from edgebench.config import BudgetConfig
+from edgebench.catalogue import EAGER
 from edgebench.child_memory import own_peak_mb
+from edgebench.config import BudgetConfig
 from edgebench.isolation import run_child
+from edgebench.models.inputs import load_inputs, random_clips
 from edgebench.records import PASSED, RUNTIME_FAILED, SKIPPED, Artifact, LatencyResult, ModelRef
 from edgebench.runtimes.base import NotSupported, Runtime, resolve_threads
+from edgebench.runtimes.registry import get_runtime
 
 log = logging.getLogger(__name__)
 
-EAGER_RUNTIME = "torch"
-EAGER_FORMAT = "pytorch"
 STAGE_MARK = "[edgebench-bench] stage:"
 MAX_SAMPLES_KEPT = 5000
 
@@ -73,10 +75,7 @@ def _stage(name: str) -> None:
 
 def _load_inputs(ref: ModelRef, inputs_path: str | None) -> dict:
     if inputs_path:
-        from edgebench.models.inputs import load_inputs
-
         return load_inputs(Path(inputs_path))
-    from edgebench.models.inputs import random_clips
 
     return {ref.inputs[0].name: random_clips(ref, 3, 0)}
 
@@ -97,8 +96,6 @@ def _bench_child(
         os.environ.setdefault(var, str(threads))
     _stage("resolve runtime")
     if runtime is None:
-        from edgebench.runtimes.registry import get_runtime
-
         runtime = get_runtime(runtime_name)
     reason = runtime.unavailable_reason()
     if reason:
@@ -115,7 +112,6 @@ def _bench_child(
         load_ms = (time.perf_counter_ns() - start) / 1e6
         try:
             _stage("measure")
-            from edgebench.benchmarks.harness import measure
 
             batch = ref.inputs[0].shape[0] if ref.inputs and ref.inputs[0].shape else 1
             stats = measure(session, inputs, budget, batch=batch, flops=flops, noisy_iqr_ratio=noisy_iqr_ratio)
@@ -179,8 +175,6 @@ def bench_local(
         row.reason = f"no artifact ({artifact.status}: {artifact.reason})" if artifact.reason else f"no artifact ({artifact.status})"
         return row
     if runtime is None:
-        from edgebench.runtimes.registry import get_runtime
-
         unavailable = get_runtime(runtime_name).unavailable_reason()
         if unavailable:  # said without starting a child
             row.reason = unavailable
@@ -228,7 +222,7 @@ def add_speedups(results: list[LatencyResult]) -> list[LatencyResult]:
     """
     eager: dict[tuple[str, str], float] = {}
     for r in results:
-        if r.runtime == EAGER_RUNTIME and r.format == EAGER_FORMAT and r.status == PASSED and r.p50_ms:
+        if r.runtime == EAGER.runtime and r.format == EAGER.format and r.status == PASSED and r.p50_ms:
             eager.setdefault((r.model, r.device), r.p50_ms)
     for r in results:
         base = eager.get((r.model, r.device))

@@ -16,6 +16,12 @@ import time
 from pathlib import Path
 
 from edgebench.benchmarks.gemm_kernels import KERNELS, SIZE
+from edgebench.benchmarks.local import device_lock
+from edgebench.errors import reason_of
+from edgebench.host import cpu_isa, cpu_model
+from edgebench.isolation import IsolatedFailure, run_isolated
+from edgebench.packages import package_version
+from edgebench.records import write_json_atomic
 
 SCHEMA = 1  # bump when the measurement changes: older cache files are then ignored
 LIBRARIES = ("torch", "onnxruntime", "ai-edge-litert", "numpy")
@@ -23,7 +29,6 @@ MIN_SECONDS, MIN_PRODUCTS = 0.3, 3  # per kernel, after one warm-up product: the
 # The peak a row's precision is held against: weight-only w8 and w8a16 dequantize to float and compute in fp32
 # on the CPU runtimes; fp16 and bf16 fall back to fp32 on a host without native kernels for them.
 PEAK_OF = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8", "w8": "fp32", "w8a16": "fp32"}
-BANDS = ((50.0, "high"), (25.0, "mid"), (0.0, "low"))  # % of peak at or above -> how the reports colour a row
 
 
 def peak_dir() -> Path:
@@ -32,10 +37,8 @@ def peak_dir() -> Path:
 
 def host_key(threads: int) -> dict:
     """What the limit depends on: CPU model, kernel ISA flags, threads, the kernels' library versions."""
-    from edgebench.reports.runinfo import cpu_isa, cpu_model, library_versions
-
     return {"schema": SCHEMA, "cpu": cpu_model(), "isa": cpu_isa(), "threads": threads, "size": SIZE,
-            "versions": library_versions(LIBRARIES)}
+            "versions": {name: package_version(name) for name in LIBRARIES}}
 
 
 def cache_path(key: dict) -> Path:
@@ -57,9 +60,6 @@ def _best_rate(product, macs: int, min_seconds: float) -> float:
 
 def measure(threads: int, size: int = SIZE, min_seconds: float = MIN_SECONDS) -> dict:
     """Every kernel the host's ISA allows, each at size^3 MACs: {"candidates": [...], "peaks": {precision: best}}."""
-    from edgebench.errors import reason_of
-    from edgebench.reports.runinfo import cpu_isa
-
     isa, candidates = set(cpu_isa()), []
     for kernel in KERNELS:
         if kernel.needs and not isa & set(kernel.needs):
@@ -78,8 +78,6 @@ def measure(threads: int, size: int = SIZE, min_seconds: float = MIN_SECONDS) ->
 
 def _measure_locked(threads: int) -> dict:
     """measure() holding the local device lock (in the child process)."""
-    from edgebench.benchmarks.local import device_lock
-
     with device_lock("local"):
         return measure(threads)
 
@@ -90,9 +88,6 @@ def host_peak(threads: int, refresh: bool = False, log_path: str | Path | None =
     Returns the cache record: the key's fields, `peaks`, `candidates`, `measured_at`, `cached`; or
     {"error": reason} when the child failed (the run goes on without a limit).
     """
-    from edgebench.isolation import IsolatedFailure, run_isolated
-    from edgebench.records import write_json_atomic
-
     key = host_key(threads)
     path = cache_path(key)
     if path.exists() and not refresh:
@@ -116,13 +111,6 @@ def peak_for(peak: dict | None, precision: str) -> tuple[str, dict] | None:
     if name not in peaks:
         name = "fp32" if name else None
     return (name, peaks[name]) if name in peaks else None
-
-
-def band(pct: float | None) -> str:
-    """`high`, `mid` or `low` for a % of peak ("" without one): the console and the HTML colour rows by it."""
-    if pct is None or pct != pct:
-        return ""
-    return next(name for floor, name in BANDS if pct >= floor)
 
 
 def describe_limit(peak: dict) -> str:

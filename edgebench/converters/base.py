@@ -3,37 +3,56 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
+from edgebench.catalogue import LOWERED, FormatEntry, format_entry
 from edgebench.errors import UserError
+from edgebench.packages import package_version
 from edgebench.records import ModelRef, TensorSpec
 
-
-def package_version(dist: str) -> str:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class Converter(ABC):
-    """Exports the export-friendly module to one format and reads facts back from the saved file."""
+    """Exports the export-friendly module to one format and reads facts back from the saved file.
+
+    Its precisions, file suffixes and export form are its format's catalogue entry (edgebench/catalogue.py).
+    """
 
     format: str  # "onnx"
-    precisions: frozenset[str] = frozenset({"fp32"})
-    suffix: str  # ".onnx", ".mlpackage" (a folder), ...
-    other_suffixes: tuple[str, ...] = ()  # suffixes an option can give the file instead (TorchScript lite: .ptl)
     library: str  # distribution whose version keys the cache: "onnx", "coremltools", ...
     keeps_io_names: bool = True  # False: the file has no tensor names (TorchScript); the ref's specs are used
-    lowered_form: bool = True  # export the 2D-lowered module (models/lowering.py) when the model config allows it
     calibrated: frozenset[str] = frozenset()  # precisions whose export needs calibration clips
+    form: str | None = None  # the export form instead of the catalogue's (benchmarks/lowering_compare.py sets it)
     calibration_methods: frozenset[str] = frozenset()  # calibration.method values the toolchain offers
     refusals: dict[str, str] = {}  # precision -> one line why this converter cannot produce it
+
+    @property
+    def entry(self) -> FormatEntry:
+        return format_entry(self.format)
+
+    @property
+    def precisions(self) -> frozenset[str]:
+        return frozenset(self.entry.precisions)
+
+    @property
+    def suffix(self) -> str:
+        """What the exported file's (or folder's) name ends with: ".onnx", ".mlpackage", ..."""
+        return self.entry.suffixes[0]
+
+    @property
+    def other_suffixes(self) -> tuple[str, ...]:
+        """Suffixes an option can give the file instead (TorchScript lite: .ptl)."""
+        return self.entry.suffixes[1:]
+
+    @property
+    def lowered_form(self) -> bool:
+        """Export the 2D-lowered module (models/lowering.py) when the model config allows it."""
+        return (self.form or self.entry.export_form) == LOWERED
 
     def refusal(self, precision: str, options: dict[str, Any]) -> str | None:
         """One line why this converter cannot produce `precision` with `options` (None: it can)."""

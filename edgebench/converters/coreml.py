@@ -16,11 +16,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from edgebench.converters.base import Converter
 from edgebench.errors import UserError
 from edgebench.records import ModelRef, TensorSpec
+from edgebench.runtimes.coreml_mil import load_program
 
 FRONTENDS = ("trace", "export")  # torch.jit.trace or torch.export: both convert this model
 COMPUTE_OPS = frozenset({"conv", "conv_transpose", "linear", "matmul"})
@@ -33,17 +35,12 @@ class CoreMLConverter(Converter):
     Inputs and outputs stay float32 at both precisions; fp16 casts inside the program."""
 
     format = "coreml"
-    precisions = frozenset({"fp32", "fp16", "w8"})
     refusals = {
         "int8": "coremltools' linear_quantize_activations calibrates by MLModel.predict (ModelDebugger.step), "
                 "which needs macOS",
         "w8a16": "coremltools quantizes activations to 8 bits only",
     }
-    suffix = ".mlpackage"
     library = "coremltools"
-    # The 3D form: MIL's conv takes rank-5 input as is, and the Neural Engine cannot be measured here (no
-    # Mac); the 2D-lowered form would add a 5D gather + reshape per temporal conv (docs/converters.md).
-    lowered_form = False
 
     def default_options(self) -> dict[str, Any]:
         return {"minimum_deployment_target": "iOS16", "frontend": "trace"}
@@ -55,7 +52,6 @@ class CoreMLConverter(Converter):
     def export(self, model: nn.Module, ref: ModelRef, precision: str, options: dict[str, Any], out: Path,
                calibration=None) -> None:
         import coremltools as ct
-        import numpy as np
         import torch
 
         from edgebench.models.source import example_input
@@ -105,8 +101,6 @@ class CoreMLConverter(Converter):
     def compute_dtypes(self, out: Path) -> dict[str, int]:
         """conv/linear/matmul ops by their weight and activation: `w8` (int8 weight from a constexpr
         dequantize op), `int8` (that, and an activation from a dequantize op), else the weight's float dtype."""
-        from edgebench.runtimes.coreml_mil import load_program
-
         program, _ = load_program(str(out))
         counts: Counter = Counter()
         for function in program.functions.values():

@@ -10,6 +10,7 @@ XNNPACK payload's node list (decoded with the flatc and schema shipped in the pa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -36,7 +37,6 @@ class ExecuTorchConverter(Converter):
     """No options of its own; int8 calibrates on export's `calibration` clips with options["calibration_method"]."""
 
     format = "executorch"
-    precisions = frozenset({"fp32", "int8"})
     calibrated = frozenset({"int8"})
     calibration_methods = frozenset({"minmax"})  # activation observer: MinMaxObserver
     refusals = {
@@ -44,10 +44,8 @@ class ExecuTorchConverter(Converter):
         "w8": "not wired up (the XNNPACK quantizer's weight-only int8 path is dynamic activation quantization)",
         "w8a16": "the XNNPACK quantizer has no 16-bit activation configuration",
     }
-    suffix = ".pte"
     library = "executorch"
     keeps_io_names = False  # a .pte method has positional inputs and outputs, no names
-    lowered_form = True  # XNNPACK takes no Conv3d, the portable kernel no 5-D convolution
 
     def versions(self) -> dict[str, str]:
         return {**super().versions(), "torchao": package_version("torchao")}
@@ -124,8 +122,6 @@ class ExecuTorchConverter(Converter):
 def _quantize(model: nn.Module, example: tuple, ref: ModelRef, calibration: list[dict[str, np.ndarray]] | None,
               method: str):
     """PT2E static int8: XNNPACK quantizer (per-channel symmetric weights), observers fed every calibration clip."""
-    import dataclasses
-
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,

@@ -20,14 +20,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
+from rich.table import Table
+
 from edgebench.config import CalibrationConfig, PipelineConfig, stable_hash
 from edgebench.converters.base import Converter
-from edgebench.converters.registry import CONVERTERS, get_converter
+from edgebench.converters.registry import get_converter
 from edgebench.errors import UserError
 from edgebench.hashing import file_sha256, update_with_file
 from edgebench.isolation import Stopped, run_child, stopping
+from edgebench.liveness import pid_alive
 from edgebench.models.calibration import CalibrationSet, make_calibration
 from edgebench.records import EXPORT_FAILED, PASSED, SKIPPED, Artifact, ModelRef, TensorSpec
+from edgebench.tables import status_cell
 
 RECORD = "artifact.json"
 LOG = "export.log"
@@ -135,9 +139,9 @@ def _export_job(converter: Converter, ref: ModelRef, precision: str, options: di
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"edgebench: exporting {ref.name} to {converter.format} {precision} with {options}", flush=True)
-    from edgebench.models.source import lowering_report
+    from edgebench.models.source import build_module, lowering_report
 
-    model = ref.build(lowered=converter.lowered_form)
+    model = build_module(ref, lowered=converter.lowered_form)
     form = lowering_report(ref, converter.lowered_form)
     print(f"edgebench: exporting the {form.form} form{f' ({form.reason})' if form.reason else ''}", flush=True)
     start = time.perf_counter()
@@ -261,20 +265,10 @@ def sweep_temporary(cache_dir: Path) -> list[Path]:
     swept = []
     for tmp in Path(cache_dir).glob("*/*/.tmp-*"):
         pid = tmp.name.split("-")[1]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
             swept.append(tmp)
     return swept
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _finish(base: Artifact, result: dict, work: Path, folder: Path, name: str) -> Artifact:
@@ -295,35 +289,19 @@ def _finish(base: Artifact, result: dict, work: Path, folder: Path, name: str) -
 # ---------------------------------------------------------------- planning and the table
 
 
-def plan_artifacts(cfg: PipelineConfig, formats: list[str] | None = None) -> list[tuple[str, str, dict]]:
-    """(format, precision, merged options) for every configured artifact, narrowed to `formats` if given.
-
-    A format asked for on the command line but absent from the config is exported in fp32. A precision
-    the converter cannot produce stays in the plan: export_artifact turns it into a `skipped` record.
-    """
-    for fmt in cfg.converter_options:
-        if fmt not in CONVERTERS:
-            raise UserError(f"converter_options: unknown format '{fmt}'; known formats: {', '.join(CONVERTERS)}")
-    wanted = list(cfg.formats)
-    if formats is not None:
-        wanted = [f.strip() for item in formats for f in item.split(",") if f.strip()]
-        if not wanted:
-            raise UserError(f"--formats: no format given; known formats: {', '.join(CONVERTERS)}")
+def plan_artifacts(cfg: PipelineConfig) -> list[tuple[str, str, dict]]:
+    """(format, precision, merged options) for every configured artifact, in config order (names were checked
+    when the config was read). A precision the converter cannot produce stays in the plan: export_artifact
+    turns it into a `skipped` record."""
     plan = []
-    for fmt in dict.fromkeys(wanted):
-        converter = get_converter(fmt)
-        precisions = cfg.formats.get(fmt, ["fp32"])
-        options = converter.merge_options(cfg.converter_options.get(fmt))
-        for precision in dict.fromkeys(precisions):
-            plan.append((fmt, precision, dict(options)))
+    for fmt, precisions in cfg.formats.items():
+        options = get_converter(fmt).merge_options(cfg.converter_options.get(fmt))
+        plan += [(fmt, precision, dict(options)) for precision in dict.fromkeys(precisions)]
     return plan
 
 
 def export_table(artifacts: list[Artifact]):
     """A rich table, one row per artifact: what was exported, how big, how long, and why not."""
-    from rich.table import Table
-
-    from edgebench.tables import status_cell
 
     table = Table(title="Exports")
     for column, justify in (("format", "left"), ("precision", "left"), ("status", "left"), ("size MB", "right"),

@@ -35,7 +35,6 @@ class OnnxConverter(Converter):
     reduce_range (7-bit weights, for x86 CPUs without VNNI)."""
 
     format = "onnx"
-    precisions = frozenset({"fp32", "int8", "w8a16"})
     calibrated = frozenset({"int8", "w8a16"})
     calibration_methods = frozenset(METHODS)
     refusals = {
@@ -43,7 +42,6 @@ class OnnxConverter(Converter):
         "w8": "onnxruntime.quantization has no weight-only int8 for Conv (quantize_dynamic quantizes "
               "activations at run time; MatMulNBits covers MatMul only)",
     }
-    suffix = ".onnx"
     library = "onnx"
 
     def default_options(self) -> dict[str, Any]:

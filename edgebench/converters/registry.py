@@ -1,26 +1,23 @@
-"""Converter registry: adding a format is one module and one line here."""
+"""The converter of a format, from its catalogue entry (edgebench/catalogue.py): one instance per class."""
 
 from __future__ import annotations
 
-from edgebench.converters.base import Converter
-from edgebench.converters.coreml import CoreMLConverter
-from edgebench.converters.executorch import ExecuTorchConverter
-from edgebench.converters.onnx import OnnxConverter
-from edgebench.converters.tflite import TFLiteConverter
-from edgebench.converters.torchscript import TorchScriptConverter
-from edgebench.errors import UserError
+import functools
 
-CONVERTERS: dict[str, Converter] = {
-    "torchscript": TorchScriptConverter(),
-    "onnx": OnnxConverter(),
-    "coreml": CoreMLConverter(),
-    "tflite": TFLiteConverter(),
-    "executorch": ExecuTorchConverter(),
-}
+from edgebench.catalogue import Ref, format_entry, formats
+from edgebench.converters.base import Converter
+
+
+@functools.lru_cache(maxsize=None)
+def _instance(ref: Ref) -> Converter:
+    return ref.load()()
 
 
 def get_converter(fmt: str) -> Converter:
-    try:
-        return CONVERTERS[fmt]
-    except KeyError:
-        raise UserError(f"unknown format '{fmt}'; known formats: {', '.join(CONVERTERS)}") from None
+    """The format's converter; an unknown format is a UserError listing the known ones."""
+    return _instance(format_entry(fmt).converter)
+
+
+def converters() -> dict[str, Converter]:
+    """Every catalogued format's converter, in catalogue order (imports every converter module)."""
+    return {name: _instance(entry.converter) for name, entry in formats().items()}

@@ -46,7 +46,6 @@ class TFLiteConverter(Converter):
     """Options: strict_export (litert-torch's torch.export mode: false, true or "auto")."""
 
     format = "tflite"
-    precisions = frozenset({"fp32", "int8"})
     calibrated = frozenset({"int8"})
     calibration_methods = frozenset({"minmax"})  # PT2E observers; the quantizer's default is a histogram one
     refusals = {
@@ -54,7 +53,6 @@ class TFLiteConverter(Converter):
         "w8": "not wired up: PT2E dynamic quantization quantizes activations at run time (not weight-only)",
         "w8a16": "litert-torch's PT2E quantizer offers int8 activations only",
     }
-    suffix = ".tflite"
     library = "litert-torch"
 
     def default_options(self) -> dict[str, Any]:

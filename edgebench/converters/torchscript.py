@@ -22,8 +22,6 @@ class TorchScriptConverter(Converter):
     (trace twice and compare: about 8 s more on the full model)."""
 
     format = "torchscript"
-    suffix = ".pt"
-    other_suffixes = (".ptl",)
     library = "torch"
     keeps_io_names = False
     _AO = ("not wired up: torch 2.14 still has fbgemm/x86 quantized Conv3d/Conv2d kernels (torch.ao.nn.quantized), "
@@ -31,9 +29,6 @@ class TorchScriptConverter(Converter):
            "not TorchScript")
     refusals = {"int8": _AO, "w8": _AO, "w8a16": "torch's quantized kernels take 8-bit activations only",
                 "fp16": "not wired up (the Core ML converter covers fp16)"}
-    # The 3D form: TorchScript runs PyTorch's own kernels, and PyTorch's Conv3d beats the 2D-lowered
-    # graph (gather + concatenation + Conv2d) on them, as in eager (docs/converters.md, "2D-lowered form").
-    lowered_form = False
 
     def default_options(self) -> dict[str, Any]:
         return {"freeze": True, "optimize_for_inference": False, "lite": False, "optimize_for_mobile": True,

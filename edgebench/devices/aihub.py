@@ -17,17 +17,50 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from edgebench.benchmarks.stats import summarize
+from edgebench.config import Precision, Strict
 from edgebench.devices.base import Backend, BenchJob, Device, Measured, skipped
 from edgebench.devices.hub_client import Caller, HubError, Scrubber, connect, find_token, wait_job
+from edgebench.models.calibration import make_calibration
 from edgebench.models.inputs import load_inputs
+from edgebench.parity.outputs import load_outputs, outputs_key, save_outputs
+from edgebench.parity.verdict import judged
 from edgebench.records import PASSED, RUNTIME_FAILED, SKIPPED, Artifact, LatencyResult, ModelRef, ParityResult
+from edgebench.runs import PreparedModel
 
 log = logging.getLogger(__name__)
+
+
+# Qualcomm AI Hub compile targets (`--target_runtime`), as qai-hub 0.56 names them.
+HubTarget = Literal["qnn_dlc", "qnn_context_binary", "onnx", "tflite", "precompiled_qnn_onnx"]
+
+
+class AIHubConfig(Strict):
+    """Hub devices, what is compiled for them and how (docs/benchmarks.md)."""
+
+    devices: list[str] = []
+    source: Literal["onnx", "torchscript"] = "onnx"  # the exported artifact the hub compiles (and quantizes: ONNX only)
+    targets: list[HubTarget] = ["qnn_dlc", "qnn_context_binary", "onnx", "tflite"]
+    device_targets: dict[str, list[HubTarget]] = {}  # device name -> its own targets instead of `targets`
+    precisions: list[Precision] = ["fp32"]  # int8 (w8a8) and w8a16 go through a quantize job first
+    as_is: list[str] = ["tflite"]  # our own artifacts of these formats, profiled without a compile job
+    compile_options: str = ""  # appended to every compile job's options, e.g. "--compute_unit npu"
+    inference_job: bool = True
+    retries: int = Field(3, ge=0)
+    backoff_s: float = 2.0
+    wait_timeout_s: float = Field(3600.0, gt=0)  # per hub job: jobs queue for a device, often for minutes
+
+    @field_validator("as_is")
+    @classmethod
+    def _as_is_is_not_the_source(cls, v: list[str], info) -> list[str]:
+        if info.data.get("source") in v:  # both would give the row (source, precision, target = source format)
+            raise ValueError(f"'{info.data['source']}' is the compile source; it cannot also be profiled as it is")
+        return v
 
 MIB = 1024 * 1024
 # Our precision -> (weights, activations) of a quantize job (qai_hub.QuantizeDtype member names, lower case).
@@ -139,23 +172,24 @@ def cpu_fallback(row: LatencyResult) -> str:
     return "the whole model fell back to the CPU" if cpu == total else f"{cpu} of {total} layers fell back to the CPU"
 
 
-def judge_outputs(job: BenchJob, outputs: Mapping[str, list], reference: Mapping[str, np.ndarray], tolerance,
-                  hub_version: str) -> ParityResult:
-    """The device's outputs through parity.verdict.judge, as a ParityResult for this device's row."""
-    from edgebench.parity.check import _fill
-    from edgebench.parity.verdict import judge
-
+def judge_outputs(job: BenchJob, outputs: Mapping[str, list], pm: PreparedModel, tolerance, hub_version: str,
+                  outputs_dir: Path) -> ParityResult:
+    """The device's outputs kept in the run folder, then judged by the parity verdict, as this device's row."""
     a = job.artifact
+    reference = load_inputs(Path(pm.reference_path))
     result = ParityResult(a.model, a.format, job.row_precision, job.runtime, SKIPPED, device=job.device,
                           clips=len(next(iter(reference.values()))), runtime_version=hub_version,
-                          runtime_options=dict(job.options))
+                          runtime_options=dict(job.options), reference_path=pm.reference_path)
+    stacked = stack_outputs(outputs, reference)
+    key = outputs_key(a.sha256 or a.path, job.runtime, {**job.options, "precision": job.row_precision},
+                      load_inputs(Path(pm.inputs_path)), device=job.device)
+    meta = {"model": a.model, "format": a.format, "precision": job.row_precision, "runtime": job.runtime,
+            "device": job.device, "runtime_version": hub_version, "runtime_options": dict(job.options)}
+    result.outputs_path = str(save_outputs(outputs_dir, key, stacked, meta))
     if tolerance is None:
         result.reason = f"parity.tolerances has no entry for {job.row_precision}"
         return result
-    verdict = judge(stack_outputs(outputs, reference), dict(reference), job.row_precision, tolerance)
-    result.status, result.reason = verdict.status, verdict.reason
-    _fill(result, verdict.metrics)
-    return result
+    return judged(result, load_outputs(result.outputs_path)[0], reference, tolerance)
 
 
 # ---------------------------------------------------------------- the backend
@@ -165,7 +199,9 @@ class AIHubBackend(Backend):
     """Compile, quantize, profile and run on Qualcomm AI Hub devices. `connect` and `sleep` are replaced in tests."""
 
     kind = "aihub"
-    example = "<device name>"
+    settings_model = AIHubConfig
+    report_columns = {"layers_npu": "int", "layers_gpu": "int", "layers_cpu": "int",  # layers per compute unit
+                      "mem_peak_low_mb": "float", "mem_peak_high_mb": "float", "job_url": "str"}
 
     def __init__(self):
         self.connect = connect
@@ -175,6 +211,14 @@ class AIHubBackend(Backend):
 
     def configured(self, config):
         return [Device(self.kind, name) for name in config.aihub.devices]
+
+    def report_cells(self, row: LatencyResult) -> dict[str, Any]:
+        """Layers per compute unit and the memory range of the profile, and the profile job's URL."""
+        units = row.extra.get("layers_per_compute_unit")
+        low, high = row.extra.get("inference_peak_memory_range_mb") or (None, None)
+        return {**({f"layers_{u.lower()}": units.get(u, 0) for u in COMPUTE_UNITS} if units else {}),
+                "mem_peak_low_mb": low, "mem_peak_high_mb": high,
+                "job_url": (row.extra.get("jobs") or {}).get("profile", "")}
 
     # -------------------------------------------------------- plan
 
@@ -284,7 +328,7 @@ class AIHubBackend(Backend):
             if not outputs:
                 raise HubError(f"inference job returned no outputs ({ijob.url})")
             tolerance = settings.config.parity.tolerances.get(job.row_precision)
-            return judge_outputs(job, outputs, load_inputs(Path(pm.reference_path)), tolerance, hub_version)
+            return judge_outputs(job, outputs, pm, tolerance, hub_version, settings.run_dir / "outputs")
         except HubError as e:
             return ParityResult(a.model, a.format, job.row_precision, job.runtime, RUNTIME_FAILED, reason=str(e),
                                 device=job.device, runtime_version=hub_version, runtime_options=dict(job.options))
@@ -302,8 +346,6 @@ class AIHubBackend(Backend):
 
     def _quantize(self, client, call: Caller, model, job: BenchJob, pm, settings, jobs: dict, row: LatencyResult):
         """A quantize job once per (artifact, precision, calibration set): a QDQ ONNX model every target compiles from."""
-        from edgebench.models.calibration import make_calibration
-
         clips = make_calibration(pm.ref, settings.config.calibration, Path(settings.cache_dir))
         row.extra["calibration"] = clips.label  # the same set the local int8 / w8a16 exports calibrate on
         key = (job.artifact.sha256 or job.artifact.path, job.row_precision, clips.sha256)

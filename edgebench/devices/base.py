@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edgebench.errors import UserError
+from pydantic import BaseModel
+
+from edgebench.config import PipelineConfig
 from edgebench.records import SKIPPED, Artifact, LatencyResult, ParityResult
-
-if TYPE_CHECKING:
-    from edgebench.config import PipelineConfig
-    from edgebench.pipeline import PreparedModel, RunSettings
+from edgebench.runs import PreparedModel, RunSettings
 
 
 @dataclass(frozen=True)
@@ -60,23 +59,19 @@ class Measured:
 
 
 class Backend(ABC):
-    """One device kind. Adding a kind is one module with a subclass and one line in devices/registry.py."""
+    """One device kind. Adding a kind is one module with a subclass and one entry in catalogue.DEVICE_KINDS."""
 
     kind: str
-    named: bool = True  # devices of this kind are "<kind>:<name>"; False: the bare kind ("local")
-    example: str = "<name>"  # shown in the error for a malformed device string
-
-    def device(self, name: str) -> Device:
-        """The device for "<kind>:<name>" (or the bare kind); a UserError when the name is missing or extra."""
-        if self.named and not name:
-            raise UserError(f"device '{self.kind}': missing the name after '{self.kind}:'")
-        if not self.named and name:
-            raise UserError(f"device '{self.kind}:{name}': '{self.kind}' takes no name")
-        return Device(self.kind, name)
+    settings_model: type[BaseModel] | None = None  # its pipeline YAML section (catalogue.DeviceKind.settings)
+    report_columns: dict[str, str] = {}  # results.csv columns only this kind fills (report_cells): name -> str|int|float
 
     def configured(self, config: PipelineConfig) -> list[Device]:
         """Devices of this kind the config names outside `devices:` (AI Hub's own list)."""
         return []
+
+    def report_cells(self, row: LatencyResult) -> dict[str, Any]:
+        """Values of `report_columns` for one of its latency rows."""
+        return {}
 
     @abstractmethod
     def plan(self, device: Device, artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[BenchJob]:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from edgebench.benchmarks.local import EAGER_RUNTIME, bench_local
+from edgebench.benchmarks.local import bench_local
+from edgebench.catalogue import EAGER
 from edgebench.devices.base import Backend, BenchJob, Device, Measured
 from edgebench.records import Artifact, LatencyResult
+from edgebench.runtimes.registry import get_runtime
+from edgebench.runtimes.torch_eager import eager_artifact
 
 
 def runtime_job(device: Device, artifact: Artifact, name: str, config, exclusive: bool) -> BenchJob | None:
     """The job of one artifact on one runtime or variant with its configured options; None if it cannot run the format."""
-    from edgebench.runtimes.registry import get_runtime
-
     base, options = config.runtime_spec(name)
     runtime = get_runtime(base, options)
     if artifact.format not in runtime.formats:
@@ -29,8 +30,6 @@ def measure_here(job: BenchJob, ref, inputs_path: str, budget, threads: int, flo
                  noisy_iqr_ratio: float, config) -> LatencyResult:
     """Run one job on this host; the row names the variant and records its configured options
     (what the session itself reported goes to extra["session_options"])."""
-    from edgebench.runtimes.registry import get_runtime
-
     base, options = config.runtime_spec(job.runtime)
     row = bench_local(job.artifact, base, ref, inputs_path, budget, threads, flops, budget.timeout_s, log_path,
                       noisy_iqr_ratio=noisy_iqr_ratio, device=job.device,
@@ -45,12 +44,9 @@ class LocalBackend(Backend):
     """This host: the eager baseline first, then every artifact on every configured runtime."""
 
     kind = "local"
-    named = False
 
     def plan(self, device, artifacts, pm, config):
-        from edgebench.runtimes.torch_eager import eager_artifact
-
-        eager = runtime_job(device, eager_artifact(pm.ref), EAGER_RUNTIME, config, exclusive=True)  # speed-ups need it
+        eager = runtime_job(device, eager_artifact(pm.ref), EAGER.runtime, config, exclusive=True)  # speed-ups need it
         return [eager, *runtime_jobs(device, artifacts, config, exclusive=True)]
 
     def run(self, job, pm, settings):

@@ -1,27 +1,22 @@
-"""Device kind -> backend; adding a device kind is one module and one line here."""
+"""Device kind -> backend, from the catalogue's DEVICE_KINDS; a new kind is one backend module and one entry there."""
 
 from __future__ import annotations
 
-from edgebench.devices.aihub import AIHubBackend
+import functools
+
+from edgebench.catalogue import DEVICE_KINDS, split_device
 from edgebench.devices.base import Backend, BenchJob, Device, Measured, skipped
-from edgebench.devices.local import LocalBackend
-from edgebench.devices.queue import QueueBackend
-from edgebench.errors import UserError
-
-BACKENDS: dict[str, Backend] = {b.kind: b for b in (LocalBackend(), AIHubBackend(), QueueBackend())}
 
 
-def _forms() -> str:
-    return ", ".join(f"'{b.kind}:{b.example}'" if b.named else f"'{b.kind}'" for b in BACKENDS.values())
+@functools.lru_cache(maxsize=1)
+def backends() -> dict[str, Backend]:
+    """One instance per device kind, in catalogue order (imports every backend module)."""
+    return {k.name: k.backend.load()() for k in DEVICE_KINDS}
 
 
 def parse_device(text: str) -> Device:
     """Parse one device string; an unknown kind or a missing name is a one-line UserError."""
-    kind, _, name = str(text).strip().partition(":")
-    backend = BACKENDS.get(kind.strip().lower())
-    if backend is None:
-        raise UserError(f"device '{text}': unknown device kind; expected {_forms()}")
-    return backend.device(name.strip())
+    return Device(*split_device(text))
 
 
 def parse_devices(texts: list[str]) -> list[Device]:
@@ -35,17 +30,28 @@ def parse_devices(texts: list[str]) -> list[Device]:
 
 def configured_devices(config) -> list[Device]:
     """`devices:` then what each backend's own section adds, de-duplicated."""
-    extra = [d.label for b in BACKENDS.values() for d in b.configured(config)]
+    extra = [d.label for b in backends().values() for d in b.configured(config)]
     return parse_devices([*config.devices, *extra])
 
 
 def backend_for(device: str) -> Backend:
-    return BACKENDS[parse_device(device).kind]
+    return backends()[parse_device(device).kind]
+
+
+def report_columns() -> dict[str, str]:
+    """The results.csv columns the backends add (name -> str | int | float), in catalogue order."""
+    return {c: kind for b in backends().values() for c, kind in b.report_columns.items()}
+
+
+def report_cells(row) -> dict:
+    """The device-specific cells of a latency row, from its device's backend (none for an unknown kind)."""
+    backend = backends().get(row.device.partition(":")[0]) if row.device else None
+    return backend.report_cells(row) if backend else {}
 
 
 def plan_jobs(artifacts, pm, config) -> list[BenchJob]:
     """Every backend's jobs for its configured devices, in device order."""
-    return [job for d in configured_devices(config) for job in BACKENDS[d.kind].plan(d, artifacts, pm, config)]
+    return [job for d in configured_devices(config) for job in backends()[d.kind].plan(d, artifacts, pm, config)]
 
 
 def run_job(job: BenchJob, pm, settings) -> Measured:

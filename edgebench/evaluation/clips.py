@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+from rich.console import Console
+from rich.progress import Progress
 
 from edgebench.config import PreprocessConfig, stable_hash
 from edgebench.errors import UserError
 from edgebench.evaluation.dataset import Video
+from edgebench.hashing import file_sha256
 from edgebench.models import sampling
 from edgebench.records import atomic_path
 
@@ -71,8 +74,6 @@ def cache_key(file_sha256: str, video: Video, cfg: PreprocessConfig, clips: int)
 
 def cached_clips(video: Video, cfg: PreprocessConfig, clips: int, cache_dir: Path) -> Path:
     """The .npy of this video's clips, decoded only when no cached file has the same key."""
-    from edgebench.hashing import file_sha256
-
     if not Path(video.path).is_file():
         raise UserError(f"video {video.path}: no such file")
     key = cache_key(file_sha256(Path(video.path)), video, cfg, clips)
@@ -115,8 +116,6 @@ def progress(total: int, description: str) -> Iterator:
     if not sys.stderr.isatty():
         yield lambda: None
         return
-    from rich.console import Console
-    from rich.progress import Progress
 
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)

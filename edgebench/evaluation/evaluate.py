@@ -9,23 +9,22 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgebench.config import EvaluationConfig
+from edgebench.catalogue import EAGER
+from edgebench.config import EvaluationConfig, validate
 from edgebench.errors import UserError
 from edgebench.evaluation import stats
 from edgebench.evaluation.clips import EvalSet, build_eval_set
 from edgebench.evaluation.dataset import load_dataset
 from edgebench.evaluation.score import score_logits
 from edgebench.isolation import run_child
-from edgebench.records import ACCURACY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED, AccuracyResult, Artifact, ModelRef
+from edgebench.models.registry import load_model_config
+from edgebench.records import ACCURACY_FAILED, AccuracyResult, Artifact, ModelRef, PASSED, RUNTIME_FAILED, SKIPPED, atomic_path, write_text_atomic
+from edgebench.runtimes.registry import get_runtime
 
-EAGER = ("pytorch", "torch")  # (format, runtime) of the baseline every drop is measured against
 
 
 def evaluation_config(ref: ModelRef, overrides: dict[str, Any] | None = None) -> EvaluationConfig:
     """The model YAML's `evaluation:` section with the CLI's values (dataset, clips, max videos) on top."""
-    from edgebench.config import validate
-    from edgebench.models.registry import load_model_config
-
     cfg = load_model_config(ref.config_path).evaluation
     if cfg.dataset and not Path(cfg.dataset).exists() and not Path(cfg.dataset).is_absolute():
         beside = Path(ref.config_path).parent / cfg.dataset  # relative to the model YAML, as labels files are
@@ -39,8 +38,6 @@ def evaluation_config(ref: ModelRef, overrides: dict[str, Any] | None = None) ->
 def prepare_eval_set(ref: ModelRef, cfg: EvaluationConfig, cache_dir: Path, listing: Path | None = None) -> EvalSet:
     """Read the dataset, check the clips fit the model's input, decode every video once (cached);
     unreadable videos are listed in `listing`."""
-    from edgebench.models.registry import load_model_config
-
     pre = load_model_config(ref.config_path).preprocess
     shape = tuple(ref.inputs[0].shape)
     clip = (3, pre.frames, pre.crop, pre.crop)
@@ -51,19 +48,16 @@ def prepare_eval_set(ref: ModelRef, cfg: EvaluationConfig, cache_dir: Path, list
     eset = build_eval_set(ref.name, cfg.dataset, ref.labels, videos, pre, cfg.clips_per_video,
                           Path(cache_dir) / "evaluation" / "clips")
     if listing is not None and eset.unreadable:
-        from edgebench.records import write_text_atomic
-
         write_text_atomic(listing, "".join(f"{path}\t{why}\n" for path, why in eset.unreadable))
         eset = dataclasses.replace(eset, unreadable_list=str(listing))
     return eset
 
 
-def run_logits(artifact: Artifact, runtime_name: str, ref: ModelRef, eset: EvalSet, threads: int) -> np.ndarray:
+def run_logits(artifact: Artifact, runtime_name: str, ref: ModelRef, eset: EvalSet, threads: int,
+               runtime_options: dict[str, Any] | None = None) -> np.ndarray:
     """Every clip of every video through one runtime session: clips x classes (in the child process)."""
-    from edgebench.runtimes.registry import get_runtime
-
     name = ref.inputs[0].name
-    with get_runtime(runtime_name).load(artifact, ref, threads) as session:
+    with get_runtime(runtime_name, runtime_options).load(artifact, ref, threads) as session:
         out = [np.asarray(session.run({name: clip[None]})[ref.outputs[0].name]).reshape(-1) for clip in iter_clips(eset)]
     return np.stack(out)
 
@@ -80,8 +74,6 @@ def score_outputs(artifact: Artifact, runtime: str, eset: EvalSet, logits: np.nd
                   seconds: float = 0.0, runtime_version: str = "") -> AccuracyResult:
     """An AccuracyResult from per-clip logits (clips x classes, in eset order) from anywhere: a local runtime,
     an AI Hub inference job; saves the per-video results the drop against eager is computed from."""
-    from edgebench.records import atomic_path
-
     s = score_logits(logits, eset.video_of_clip, eset.targets, eset.labels)
     with atomic_path(Path(out_path)) as tmp:
         with open(tmp, "wb") as f:
@@ -96,21 +88,20 @@ def score_outputs(artifact: Artifact, runtime: str, eset: EvalSet, logits: np.nd
 
 
 def evaluate_artifact(artifact: Artifact, runtime_name: str, ref: ModelRef, eset: EvalSet, threads: int,
-                      timeout_s: float, log_path: Path, out_path: Path) -> AccuracyResult:
-    """run_logits in a child process (a crash or hang becomes runtime_failed), then score in this one."""
-    from edgebench.parity.check import _why_skip
-    from edgebench.runtimes.registry import get_runtime
-
-    runtime = get_runtime(runtime_name)
+                      timeout_s: float, log_path: Path, out_path: Path,
+                      runtime_options: dict[str, Any] | None = None) -> AccuracyResult:
+    """run_logits in a child process (a crash or hang becomes runtime_failed), then score in this one; the
+    session has `runtime_options`, as the parity and latency rows of the same runtime do."""
+    runtime = get_runtime(runtime_name, runtime_options)
     row = AccuracyResult(artifact.model, artifact.format, artifact.precision, runtime_name, SKIPPED,
                          dataset=eset.dataset, videos=len(eset.videos), unreadable=len(eset.unreadable),
                          runtime_version=runtime.version())
-    skip = _why_skip(artifact, runtime)
+    skip = runtime.why_not(artifact)
     if skip:
         row.reason = skip
         return row
     start = time.perf_counter()
-    done = run_child(run_logits, (artifact, runtime_name, ref, eset, threads), timeout_s, log_path)
+    done = run_child(run_logits, (artifact, runtime_name, ref, eset, threads, runtime_options), timeout_s, log_path)
     row.peak_mb = done.memory.peak_mb
     if done.failure:
         row.status = done.failure.status(RUNTIME_FAILED)
@@ -122,12 +113,17 @@ def evaluate_artifact(artifact: Artifact, runtime_name: str, ref: ModelRef, eset
     return scored
 
 
+def _is_eager(r: AccuracyResult) -> bool:
+    """The baseline row every drop is measured against."""
+    return (r.format, r.runtime) == (EAGER.format, EAGER.runtime)
+
+
 def judge_drops(results: list[AccuracyResult], cfg: EvaluationConfig) -> list[AccuracyResult]:
     """Fill each artifact's top-1 drop against the eager row of its model, its interval and its verdict."""
-    eager = {r.model: r for r in results if (r.format, r.runtime) == EAGER and r.status == PASSED}
+    eager = {r.model: r for r in results if _is_eager(r) and r.status == PASSED}
     for r in results:
         base = eager.get(r.model)
-        if r.status != PASSED or (r.format, r.runtime) == EAGER:
+        if r.status != PASSED or _is_eager(r):
             continue
         if base is None:
             r.reason = "no eager result to compare with"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -16,40 +15,41 @@ from prefect.futures import as_completed
 from edgebench import interrupts, pipeline
 from edgebench.config import load_pipeline_config
 from edgebench.console import log_to
+from edgebench.devices.base import BenchJob, Measured
 from edgebench.flows.progress import describe, expect, say
 from edgebench.flows.stopping import StoppingTaskRunner
-from edgebench.devices.base import BenchJob, Measured
 from edgebench.records import AccuracyResult, Artifact, ParityResult
+from edgebench.runs import ModelResults, PreparedModel, RunSettings
 
 Budget = Literal["quick", "full"]
 
 
 @task(name="prepare-model")
-def prepare_task(name: str, settings: pipeline.RunSettings, weights: str | None,
-                 input_shape: tuple[int, ...] | None) -> pipeline.PreparedModel:
+def prepare_task(name: str, settings: RunSettings, weights: str | None,
+                 input_shape: tuple[int, ...] | None) -> PreparedModel:
     pm = pipeline.prepare_model(name, settings, weights, input_shape)
     say(f"{name}: inputs and reference ready ({pm.ref.provenance}, {pm.flops / 1e9:.2f} GFLOP)")
     return pm
 
 
 @task(name="export", task_run_name="export-{fmt}-{precision}")
-def export_task(pm: pipeline.PreparedModel, fmt: str, precision: str, options: dict,
-                settings: pipeline.RunSettings) -> Artifact:
+def export_task(pm: PreparedModel, fmt: str, precision: str, options: dict,
+                settings: RunSettings) -> Artifact:
     artifact = pipeline.export_one(pm.ref, fmt, precision, options, settings)
     say(f"export {describe(artifact)}")
     return artifact
 
 
 @task(name="parity", task_run_name="parity-{artifact.format}-{artifact.precision}-{runtime}")
-def parity_task(pm: pipeline.PreparedModel, artifact: Artifact, runtime: str,
-                settings: pipeline.RunSettings) -> ParityResult:
+def parity_task(pm: PreparedModel, artifact: Artifact, runtime: str,
+                settings: RunSettings) -> ParityResult:
     result = pipeline.parity_one(pm, artifact, runtime, settings)
     say(f"parity {describe(result)}")
     return result
 
 
 @task(name="prepare-evaluation")
-def prepare_eval_task(pm: pipeline.PreparedModel, settings: pipeline.RunSettings):
+def prepare_eval_task(pm: PreparedModel, settings: RunSettings):
     eset = pipeline.prepare_evaluation(pm, settings)
     if eset is not None:
         say(f"{pm.ref.name}: {len(eset.videos)} videos x up to {eset.clips_per_video} clips decoded for evaluation"
@@ -58,15 +58,15 @@ def prepare_eval_task(pm: pipeline.PreparedModel, settings: pipeline.RunSettings
 
 
 @task(name="evaluate", task_run_name="evaluate-{artifact.format}-{artifact.precision}-{runtime}")
-def evaluate_task(pm: pipeline.PreparedModel, eset, artifact: Artifact, runtime: str,
-                  settings: pipeline.RunSettings) -> AccuracyResult:
+def evaluate_task(pm: PreparedModel, eset, artifact: Artifact, runtime: str,
+                  settings: RunSettings) -> AccuracyResult:
     result = pipeline.evaluate_one(pm, eset, artifact, runtime, settings)
     say(f"accuracy {describe(result)}" + (f" top-1 {result.top1:.1f} %" if result.top1 is not None else ""))
     return result
 
 
 @task(name="benchmark", task_run_name="bench-{job.artifact.format}-{job.row_precision}-{job.runtime}-{job.device}")
-def bench_task(pm: pipeline.PreparedModel, job: BenchJob, settings: pipeline.RunSettings) -> Measured:
+def bench_task(pm: PreparedModel, job: BenchJob, settings: RunSettings) -> Measured:
     # One benchmark per device at a time, across runs too: the local harness holds a file lock per device
     # on this host; with a server (edgebench serve), a global concurrency limit per device as well.
     with device_slot(job.device) if job.exclusive else contextlib.nullcontext():
@@ -83,40 +83,46 @@ def device_slot(device: str):
 
 
 @task(name="reports")
-def report_task(settings: pipeline.RunSettings, results: list[pipeline.ModelResults]):
+def report_task(settings: RunSettings, results: list[ModelResults]):
     return pipeline.finish_run(settings, results)
 
 
+class FlowSteps(pipeline.Steps):
+    """The model branch's steps as Prefect tasks: exports in parallel, parity submitted as each artifact lands,
+    accuracy after parity, benchmarks one task at a time (pipeline.model_branch keeps the order)."""
+
+    def prepare(self, name, weights, input_shape):
+        return prepare_task(name, self.settings, weights, input_shape)
+
+    def prepare_evaluation(self, pm, overrides):
+        return prepare_eval_task(pm, self.settings)
+
+    def exports(self, pm, plan):
+        futures = [export_task.submit(pm, f, p, o, self.settings) for f, p, o in plan]
+        expect("export", len(futures))
+        return (done.result() for done in as_completed(futures))
+
+    def check(self, pm, artifact, runtimes):
+        expect("parity", len(runtimes))
+        return [parity_task.submit(pm, artifact, rt, self.settings) for rt in runtimes]
+
+    def done(self, pending):
+        return [future.result() for future in pending]
+
+    def evaluate(self, pm, eset, plan):
+        futures = [evaluate_task.submit(pm, eset, a, rt, self.settings) for a, rt in plan]
+        return [future.result() for future in futures]
+
+    def bench(self, pm, jobs):
+        expect("bench", len(jobs))
+        return [bench_task(pm, job, self.settings) for job in jobs]
+
+
 @flow(name="model-pipeline", flow_run_name="{name}", task_runner=StoppingTaskRunner(max_workers=2))
-def model_flow(name: str, settings: pipeline.RunSettings, weights: str | None = None,
-               input_shape: tuple[int, ...] | None = None) -> pipeline.ModelResults:
-    """One model: exports in parallel, parity per artifact as soon as it exists, then benchmarks."""
-    pm = prepare_task(name, settings, weights, input_shape)
-    eset = prepare_eval_task(pm, settings)  # None without a dataset; a bad one fails before any export
-    result = pipeline.ModelResults(pm.ref)
-    exports = [export_task.submit(pm, f, p, o, settings) for f, p, o in pipeline.planned_exports(settings.config)]
-    expect("export", len(exports))
-    checks = []
-    for artifact in chain((done.result() for done in as_completed(exports)),
-                          pipeline.external_artifacts(pm.ref, settings)):  # files built elsewhere: the same checks
-        result.artifacts.append(artifact)
-        if artifact.ok:
-            expect("parity", len(pipeline.parity_runtimes(artifact.format, settings.config)))
-            checks += [parity_task.submit(pm, artifact, rt, settings)
-                       for rt in pipeline.parity_runtimes(artifact.format, settings.config)]
-    result.parity = [c.result() for c in checks]
-    if eset is not None:  # after parity, before benchmarks: its children must not share the cores with them
-        evals = [evaluate_task.submit(pm, eset, a, rt, settings)
-                 for a, rt in pipeline.evaluation_plan([a for a in result.artifacts if a.ok], pm, settings.config)]
-        result.accuracy = pipeline.judge_accuracy(pm, [e.result() for e in evals])
-    # Benchmarks only now: exports and parity children no longer compete for the same cores.
-    ok = [a for a in result.artifacts if a.ok]
-    plan = pipeline.bench_plan(ok, pm, settings.config)
-    expect("bench", len(plan))
-    measured = [bench_task(pm, job, settings) for job in plan]
-    result.latency = [m.latency for m in measured]
-    result.parity += [m.parity for m in measured if m.parity is not None]  # outputs a hub device returned
-    return result
+def model_flow(name: str, settings: RunSettings, weights: str | None = None,
+               input_shape: tuple[int, ...] | None = None) -> ModelResults:
+    """One model's branch, its steps as tasks (pipeline.model_branch)."""
+    return pipeline.model_branch(name, FlowSteps(settings), weights, input_shape)
 
 
 @flow(name="export-and-benchmark", task_runner=StoppingTaskRunner())  # stopped: children killed, run marked
@@ -127,7 +133,6 @@ def export_and_benchmark(
     runtimes: list[str] | None = None,
     devices: list[str] | None = None,
     budget: Budget = "full",
-    quick: bool = False,
     out: str | None = None,
     fail_on_regression: bool = False,
     use_cache: bool = True,
@@ -139,7 +144,7 @@ def export_and_benchmark(
     """Export every configured model and format, check parity, benchmark, report; returns the HTML path."""
     config = pipeline.narrow_config(load_pipeline_config(Path(config_path) if config_path else None),
                                     formats, precisions, runtimes, devices, models, calibration)
-    settings = pipeline.new_run(config, out, quick=quick or budget == "quick", use_cache=use_cache)
+    settings = pipeline.new_run(config, out, quick=budget == "quick", use_cache=use_cache)
     log_to(settings.run_dir)  # other libraries' warnings: <run_dir>/logs/warnings.log, counted in the report
     interrupts.begin_run(settings)  # sweeps dead runs' temporary cache folders, watches the server
     say(f"run {settings.run_id}: models {', '.join(config.models)}, formats {', '.join(config.formats)}, "

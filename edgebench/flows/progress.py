@@ -8,6 +8,7 @@ import time
 
 from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgebench.interrupts import note_finished
 
@@ -43,7 +44,6 @@ def expect(step: str, total: int) -> None:
     """Announce `total` more lines of `step`: a bar for it when stdout is a terminal (nothing otherwise)."""
     if total <= 0 or not sys.stdout.isatty():
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with _lock:
         if _bars["progress"] is None:

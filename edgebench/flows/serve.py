@@ -15,12 +15,13 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
 from edgebench.config import PROJECT_ROOT
 from edgebench.errors import UserError
+from edgebench.liveness import pid_alive, probe
+from edgebench.records import write_json_atomic
 
 POOL = "edgebench"
 QUEUES = ("default", "second-host")  # the main worker's queue, then one per device host served here
@@ -43,30 +44,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:  # os.kill(-1, 0) would signal every process we may signal
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        pid_done, _ = os.waitpid(pid, os.WNOHANG)
-        return pid_done == 0
-    except ChildProcessError:
-        return True
-
-
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def environment(api_url: str) -> dict[str, str]:
@@ -98,8 +75,6 @@ def load_state() -> dict:
 
 
 def _save_state(state: dict) -> None:
-    from edgebench.records import write_json_atomic
-
     write_json_atomic(state_path(), state)
 
 
@@ -122,7 +97,7 @@ def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: f
     """Start (or find) the server and workers, then apply pool, limits and deployments."""
     state = load_state()
     pids = state.get("pids", {})
-    if state and _alive(pids.get("server", -1)) and _healthy(state["api_url"]):
+    if state and pid_alive(pids.get("server", -1)) and probe(state["api_url"], 2) == "ok":
         say(f"server already running at {state['api_url']} (pid {pids['server']})")
     else:
         port = port or _free_port()
@@ -133,8 +108,8 @@ def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: f
         state = {"api_url": api_url, "ui_url": f"http://127.0.0.1:{port}", "pids": pids}
         _save_state(state)
         deadline = time.monotonic() + wait_s
-        while not _healthy(api_url):
-            if time.monotonic() > deadline or not _alive(pids["server"]):
+        while probe(api_url, 2) != "ok":
+            if time.monotonic() > deadline or not pid_alive(pids["server"]):
                 raise UserError(f"Prefect server did not become healthy in {wait_s:g} s; see {prefect_home() / 'logs' / 'server.log'}")
             time.sleep(0.5)
         say(f"server started at {state['ui_url']} (pid {pids['server']}), database under {prefect_home()}")
@@ -146,7 +121,7 @@ def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: f
     say(f"work pool '{POOL}', limits {', '.join(DEVICE_LIMITS)} and deployments from prefect.yaml applied")
     for queue in QUEUES:
         key = f"worker-{queue}"
-        if not _alive(pids.get(key, -1)):
+        if not pid_alive(pids.get(key, -1)):
             # Through edgebench.flows.worker: stopping it stops its flow runs cleanly (Crashed, children killed).
             pids[key] = _spawn(key, [sys.executable, "-m", "edgebench.flows.worker", "--pool", POOL, "--work-queue",
                                      queue, "--type", "process"], env)
@@ -165,14 +140,14 @@ def stop(say: Callable[[str], None] = print, wait_s: float = 60) -> list[int]:
     state = load_state()
     pids = list(state.get("pids", {}).items())
     for name, pid in reversed(pids):  # workers first, the server last
-        if _alive(pid):
+        if pid_alive(pid):
             os.killpg(pid, signal.SIGTERM)
             say(f"stopping {name} (pid {pid})")
     deadline = time.monotonic() + wait_s
     for name, pid in pids:
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid):
+        if pid_alive(pid):
             _kill_tree(pid)
             say(f"killed {name} (pid {pid})")
     state_path().unlink(missing_ok=True)

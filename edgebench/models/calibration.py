@@ -24,6 +24,7 @@ from edgebench.config import CalibrationConfig, PreprocessConfig, stable_hash
 from edgebench.errors import UserError
 from edgebench.evaluation.dataset import VIDEO_SUFFIXES, Video, read_entries
 from edgebench.hashing import file_sha256
+from edgebench.models import sampling
 from edgebench.records import ModelRef, atomic_path
 
 RANDOM_STREAM = 0xCA11B  # second entropy word: calibration's random draws are never parity's default_rng(seed)
@@ -125,8 +126,6 @@ def describe(picks: list[tuple[Video, int]], entries: list[str]) -> str:
 def set_key(ref: ModelRef, cfg: CalibrationConfig, pre: PreprocessConfig | None, picks: list[tuple[Video, int]]) -> str:
     """What decides the clips: the model config and input shape, the sampler, the calibration config, the picked
     videos' bytes and windows."""
-    from edgebench.models import sampling
-
     return stable_hash({"config": ref.config_hash, "inputs": [list(t.shape) for t in ref.inputs],
                         "preprocess": pre.model_dump(mode="json") if pre else None, "sampler": sampling.VERSION,
                         "calibration": cfg.model_dump(mode="json"),

@@ -8,9 +8,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from edgebench.models import sampling
-from edgebench.models.registry import load_model_config
 from edgebench.models.lowering import op_mix
-from edgebench.models.source import build_base, example_input, lowering_report
+from edgebench.models.registry import load_model_config
+from edgebench.models.source import build_base, build_module, example_input, lowering_report
 from edgebench.records import ModelRef
 
 
@@ -25,7 +25,7 @@ def model_info(ref: ModelRef) -> dict:
     """Parameters of the source model and of its export-friendly form, FLOPs, I/O, weights."""
     cfg = load_model_config(ref.config_path)
     base, _ = build_base(cfg, Path(ref.config_path), ref.weights_path)
-    friendly = ref.build()
+    friendly = build_module(ref)
     flops = count_flops(friendly, example_input(ref))
     return {
         "model": ref.name,
@@ -47,11 +47,11 @@ def model_info(ref: ModelRef) -> dict:
 def export_form(ref: ModelRef) -> dict:
     """The form artifacts are exported in (2d-lowered or 3d, and why), with the op mix of both forms."""
     report = lowering_report(ref)
-    lowered = ref.build(lowered=True)
+    lowered = build_module(ref, lowered=True)
     return {
         "form": report.form,
         "form_reason": report.reason or "; ".join(f"{name} {why}" for name, why in report.kept.items()),
         "form_max_abs_diff": report.max_abs_diff,
         "op_mix": op_mix(lowered),
-        "op_mix_3d": op_mix(ref.build()),
+        "op_mix_3d": op_mix(build_module(ref)),
     }

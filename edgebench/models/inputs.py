@@ -8,7 +8,7 @@ import numpy as np
 
 from edgebench.config import ParityConfig
 from edgebench.errors import UserError
-from edgebench.records import ModelRef
+from edgebench.records import ModelRef, atomic_path
 
 
 def random_clips(ref: ModelRef, count: int, seed: int) -> np.ndarray:
@@ -34,8 +34,6 @@ def make_inputs(ref: ModelRef, cfg: ParityConfig) -> dict[str, np.ndarray]:
 
 
 def save_inputs(path: Path, inputs: dict[str, np.ndarray]) -> None:
-    from edgebench.records import atomic_path
-
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **inputs)

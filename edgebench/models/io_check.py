@@ -28,17 +28,14 @@ def expected_output_shape(ref: ModelRef, spec: TensorSpec) -> tuple[int, ...]:
     return tuple(spec.shape)
 
 
-def check_outputs(ref: ModelRef, module=None) -> None:
-    """Run the module once on the example input; a failure or an undeclared output shape is a UserError."""
+def check_outputs(ref: ModelRef, module, x) -> None:
+    """Run the module once on the example input `x`; a failure or an undeclared output shape is a UserError."""
     import torch
 
-    from edgebench.models.source import example_input
-
-    x = example_input(ref)
     where = f"--input-shape {_dims(x.shape)}" if ref.input_override else f"{ref.config_path}: input {_dims(x.shape)}"
     try:
         with torch.no_grad():
-            out = (module if module is not None else ref.build())(x)
+            out = module(x)
     except Exception as e:  # noqa: BLE001 - any failure of the user's model on this input is bad input
         raise UserError(f"{where}: {ref.name} cannot run on it ({reason_of(e)})") from None
     outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else [out]

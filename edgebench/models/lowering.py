@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgebench.catalogue import LOWERED, THREE_D
 from edgebench.models.friendly import GlobalMean
 
-LOWERED = "2d-lowered"
-THREE_D = "3d"
 RTOL = 1e-4  # max |lowered - 3d| allowed, relative to max |3d output|: fp32 reordering is ~1e-7
 
 _ROWS = [False]  # True inside rows_layout(): the static-batch path runs in eager too (the build-time check)

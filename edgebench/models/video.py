@@ -13,6 +13,7 @@ import torch
 from edgebench.config import PreprocessConfig
 from edgebench.errors import UserError, reason_of
 from edgebench.models import sampling
+from edgebench.models.registry import load_model_config
 from edgebench.records import ModelRef
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,6 @@ def read_clips(path: str | Path, cfg: PreprocessConfig, clips: int = 1) -> np.nd
 
 def preprocess_of(ref: ModelRef) -> PreprocessConfig:
     """The model's preprocessing, with frames and crop taken from its input shape when that is overridden (tests)."""
-    from edgebench.models.registry import load_model_config
-
     pre = load_model_config(ref.config_path).preprocess
     shape = tuple(ref.inputs[0].shape)
     if len(shape) != 5:

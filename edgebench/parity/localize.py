@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
+from edgebench.catalogue import LOWERED, THREE_D
 from edgebench.config import LocalizeConfig
 from edgebench.isolation import IsolatedFailure, run_isolated
 from edgebench.parity.layermap import RefTap, map_taps
 from edgebench.parity.layers import (FLOOR, JUMP, LARGEST, LayerRow, culprit, first_below_floor, first_divergent,
                                      judge_layers, largest_jump, layer_errors, sqnr_db)
+from edgebench.parity.taps import artifact_taps
 from edgebench.records import PARITY_FAILED, PASSED, Artifact, ModelRef, ParityResult, write_json_atomic
+from edgebench.tables import number
 
 _SKIPPED_MODULES = ("Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d")  # their output is their input
 
@@ -86,8 +90,7 @@ class Localization:
 def reference_forms(ref: ModelRef, artifact: Artifact) -> list[str]:
     """The form(s) the artifact may come from: its recorded Artifact.form, else (a file from elsewhere) the
     unlowered form and, when the model lowers, the 2D-lowered one too (localize keeps the better mapped)."""
-    from edgebench.models.lowering import LOWERED, THREE_D
-    from edgebench.models.source import lowering_report
+    from edgebench.models.source import lowering_report  # imports torch
 
     if artifact.form:
         return [artifact.form]
@@ -149,33 +152,38 @@ def reference_taps(module, inputs: dict[str, np.ndarray], input_names: list[str]
 
 def localize(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], cfg: LocalizeConfig) -> Localization:
     """Reference and artifact taps for one input, paired, compared, and the first divergent layer named."""
-    from edgebench.parity.taps import artifact_taps
-
-    from edgebench.models.lowering import LOWERED
+    from edgebench.models.source import build_module  # imports torch
 
     start = time.perf_counter()
     names = [t.name for t in ref.inputs]
     art_taps = artifact_taps(artifact.format, artifact.path, {n: inputs[n] for n in names})
     candidates = []
     for form in reference_forms(ref, artifact):
-        ref_taps = reference_taps(ref.build(lowered=form == LOWERED), inputs, names)
+        ref_taps = reference_taps(build_module(ref, lowered=form == LOWERED), inputs, names)
         candidates.append((form, *map_taps(ref_taps, art_taps)))
     form, pairs, unmatched = max(candidates, key=lambda c: len(c[1]))
     rows = [{"depth": depth, "name": p.ref.name, "kind": p.ref.kind, "op": p.art.op_type, "tensor": p.art.name[:200],
              "mapping": p.method, "shape": list(p.ref.value.shape), "note": p.note, **layer_errors(p.value, p.target)}
             for depth, p in enumerate(pairs)]
-    floor = cfg.rel_floor.get(artifact.precision, max(cfg.rel_floor.values(), default=1e-4))
-    judge_layers(rows, floor, cfg.jump_factor)
-    layers = [LayerRow.from_dict(r) for r in rows]
     counts: dict[str, int] = {}
     for p in pairs:
         counts[p.method] = counts.get(p.method, 0) + 1
+    table = Localization(model=artifact.model, format=artifact.format, precision=artifact.precision,
+                         reference_form=form, mapping=counts, unmatched=unmatched)
+    return replace(judged_table(table, rows, cfg), seconds=round(time.perf_counter() - start, 3))
+
+
+def judged_table(loc: Localization, rows: list[dict], cfg: LocalizeConfig) -> Localization:
+    """The table with every layer judged by the config's rule (its precision's floor, the jump factor) and the
+    layers its verdicts name: a pure function of the per-layer errors (a re-judge calls it on saved rows)."""
+    floor = cfg.rel_floor.get(loc.precision, max(cfg.rel_floor.values(), default=1e-4))
+    rows = [dict(r) for r in rows]
+    judge_layers(rows, floor, cfg.jump_factor)
+    layers = [LayerRow.from_dict(r) for r in rows]
     blamed, rule = culprit(layers, failed=True)
-    return Localization(model=artifact.model, format=artifact.format, precision=artifact.precision,
-                        reference_form=form, mapping=counts, unmatched=unmatched, layers=layers,
-                        first_divergent=first_divergent(layers), first_below_floor=first_below_floor(layers),
-                        largest_jump=largest_jump(layers), culprit=blamed, culprit_rule=rule, rel_floor=floor,
-                        jump_factor=cfg.jump_factor, seconds=round(time.perf_counter() - start, 3))
+    return replace(loc, layers=layers, first_divergent=first_divergent(layers),
+                   first_below_floor=first_below_floor(layers), largest_jump=largest_jump(layers), culprit=blamed,
+                   culprit_rule=rule, rel_floor=floor, jump_factor=cfg.jump_factor)
 
 
 # ---------------------------------------------------------------- in a child, attached to a parity row
@@ -205,6 +213,12 @@ def attach_localization(result: ParityResult, artifact: Artifact, ref: ModelRef,
             result.reason = _join(result.reason, f"localization failed: {found.reason} (log: {found.log_path})")
             return None
         write_json_atomic(json_path, found.to_dict())
+    record_localization(result, found, json_path)
+    return found
+
+
+def record_localization(result: ParityResult, found: Localization, json_path: str | Path) -> None:
+    """The row's culprit layer, the table's path and the reason's tail; a passing row whose layer jumps fails."""
     failed = result.status == PARITY_FAILED
     blamed, rule = found.blame(failed)
     result.first_divergent_layer = blamed
@@ -214,7 +228,6 @@ def attach_localization(result: ParityResult, artifact: Artifact, ref: ModelRef,
         result.reason = _join(result.reason, f"outputs within bounds, but {found.summary(failed=False)}")
     elif failed or blamed:
         result.reason = _join(result.reason, found.summary(failed))
-    return found
 
 
 def should_localize(result: ParityResult, cfg: LocalizeConfig | None) -> bool:
@@ -230,9 +243,6 @@ def _join(reason: str, more: str) -> str:
 
 def localization_table(loc: Localization, rows: int = 12):
     """A short rich table: the layers around the first divergent one (or the largest jumps when none)."""
-    from rich.table import Table
-
-    from edgebench.tables import number
 
     title = f"{loc.model} {loc.format} {loc.precision}: per-layer error ({loc.summary()})"
     table = Table(title=title)

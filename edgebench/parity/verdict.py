@@ -1,7 +1,11 @@
-"""The parity verdict: structure first, then NaN/Inf, then the metrics against the precision's tolerance."""
+"""The parity verdict: structure first, then NaN/Inf, then the metrics against the precision's tolerance.
+
+A pure function of outputs, the reference and a tolerance: nothing here runs a model.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,7 +13,7 @@ import numpy as np
 from edgebench.config import ParityConfig, Tolerance
 from edgebench.errors import UserError
 from edgebench.parity.metrics import OutputMetrics, compare
-from edgebench.records import PARITY_FAILED, PASSED
+from edgebench.records import PARITY_FAILED, PASSED, ParityResult
 
 # Output dtypes a runtime may return for an artifact of each precision, besides the reference's own.
 _EXTRA_DTYPES = {"fp16": {np.dtype(np.float16)}}
@@ -91,3 +95,34 @@ def judge(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], prec
     metrics = [compare(name, outputs[name], reference[name]) for name in reference]
     broken = check_tolerance(metrics, tol)
     return Verdict(PARITY_FAILED if broken else PASSED, "; ".join(broken), metrics)
+
+
+def judged(result: ParityResult, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+           tolerance: Tolerance) -> ParityResult:
+    """The row with the verdict of `outputs` written in: status, reason and the worst value of every metric."""
+    verdict = judge(outputs, reference, result.precision, tolerance)
+    result.status, result.reason = verdict.status, verdict.reason
+    fill_metrics(result, verdict.metrics)
+    return result
+
+
+def fill_metrics(result: ParityResult, metrics: list[OutputMetrics]) -> None:
+    """Worst value over all outputs for each metric field of the row (none when the structure differed)."""
+    if not metrics:
+        return
+    worst = max(metrics, key=lambda m: m.max_abs_err)
+    result.max_abs_err = _finite(worst.max_abs_err)
+    result.max_abs_index = worst.max_abs_index
+    result.mean_abs_err = _finite(max(m.mean_abs_err for m in metrics))
+    result.max_rel_err = _finite(max(m.max_rel_err for m in metrics))
+    result.cosine = _finite(min(m.cosine for m in metrics))
+    result.psnr_db = _finite(min(m.psnr_db for m in metrics))
+    top1 = [m.top1_agree for m in metrics if m.top1_agree is not None]
+    top5 = [m.top5_agree for m in metrics if m.top5_agree is not None]
+    result.top1_agree = min(top1) if top1 else None
+    result.top5_agree = min(top5) if top5 else None
+    result.min_passing_atol = _finite(max(m.min_passing_atol for m in metrics))
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None

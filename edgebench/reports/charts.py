@@ -6,8 +6,9 @@ import math
 
 import pandas as pd
 
+from edgebench.catalogue import EAGER, shown_device
 from edgebench.reports.regressions import series_label
-from edgebench.reports.rows import EAGER_FORMAT, SERIES
+from edgebench.reports.rows import SERIES
 
 BAR_H, BAR_GAP, LABEL_W, PLOT_W, VALUE_W, AXIS_H = 18, 6, 250, 420, 150, 22
 
@@ -32,9 +33,9 @@ def fmt_ms(v: float) -> str:
 
 
 def _label(r) -> str:
-    device = f" @ {r['device']}" if r["device"] and r["device"] != "local" else ""
-    if r["format"] == EAGER_FORMAT:
-        return f"pytorch eager{device}"
+    device = shown_device(r["device"])
+    if r["format"] == EAGER.format:
+        return f"{EAGER.label}{device}"
     return f"{r['format']} {r['precision']} · {r['runtime'] or '-'}{device}"
 
 
@@ -57,7 +58,7 @@ def latency_chart(df: pd.DataFrame) -> dict | None:
             "p90_x": x(p90) if p90 else None, "tol_x": None,
             "text": f"{fmt_ms(r['p50_ms'])} ms" + (f" (p90 {fmt_ms(p90)})" if p90 else ""),
             "text_x": max(x(r["p50_ms"]), x(p90) if p90 else 0) + 6,
-            "cls": "eager" if r["format"] == EAGER_FORMAT else ("bad" if truthy(r.get("regression")) else r["status"]),
+            "cls": "eager" if r["format"] == EAGER.format else ("bad" if truthy(r.get("regression")) else r["status"]),
             "title": f"{_label(r)}: p50 {r['p50_ms']:.2f} ms" + (f", p90 {p90:.2f} ms" if p90 else ""),
         })  # fmt: skip
     height = AXIS_H + len(bars) * (BAR_H + BAR_GAP) + 4
@@ -68,7 +69,7 @@ def latency_chart(df: pd.DataFrame) -> dict | None:
 
 def parity_chart(df: pd.DataFrame, tolerances: dict | None = None) -> dict | None:
     """Max abs error against the reference on a log scale, with the tolerance of each precision."""
-    d = df[df["max_abs_err"].notna() & (df["format"] != EAGER_FORMAT)]
+    d = df[df["max_abs_err"].notna() & (df["format"] != EAGER.format)]
     if d.empty:
         return None
     tolerances = tolerances or {}

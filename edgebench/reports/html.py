@@ -11,18 +11,21 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from edgebench.benchmarks.peak import describe_limit
+from edgebench.benchmarks.peak import describe_limit, peak_for
+from edgebench.catalogue import EAGER, shown_device
+from edgebench.evaluation.stats import ci_text
+from edgebench.parity.localize import Localization
 from edgebench.records import RunData
 from edgebench.reports import charts
 from edgebench.reports.precision import precision_table
 from edgebench.reports.regressions import Finding
+from edgebench.reports.rows import COLUMNS, STATUS_RANK
 from edgebench.reports.runinfo import key_packages
-from edgebench.reports.rows import COLUMNS, EAGER_FORMAT, STATUS_RANK
 from edgebench.reports.scorecard import scorecard
-from edgebench.runtimes.registry import RUNTIMES
+from edgebench.runtimes.registry import runtime_names
+from edgebench.tables import band
 
 TEMPLATES = Path(__file__).with_name("templates")
-RUNTIME_ORDER = list(RUNTIMES)  # the registry's order
 LOG_TAIL_LINES, LOG_TAIL_BYTES, REASON_SHORT = 80, 16_000, 280
 TABLE_COLUMNS = [c for c in COLUMNS if c not in ("run_id", "started_at", "weights")]
 
@@ -77,8 +80,6 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
 
 def localization_charts(run: RunData, run_dir: Path) -> list[dict]:
     """An error-against-depth chart per localized artifact (parity.localize JSON), failing rows first."""
-    from edgebench.parity.localize import Localization
-
     rows: dict[str, list] = {}
     for pr in run.parity:
         if pr.localization_path and Path(pr.localization_path).exists():
@@ -96,10 +97,10 @@ def localization_charts(run: RunData, run_dir: Path) -> list[dict]:
 def status_matrix(df: pd.DataFrame, formats: list[str], peak: dict | None = None) -> dict:
     """Rows (format, precision) x columns (runtime [@ device]); each cell a status with its reason."""
     def col_of(r):
-        return (r["runtime"] or "(no runtime)") + (f" @ {r['device']}" if r["device"] and r["device"] != "local" else "")
+        return (r["runtime"] or "(no runtime)") + shown_device(r["device"])
 
     fmt_rank = {f: i for i, f in enumerate(formats)}
-    rt_rank = {r: i for i, r in enumerate(RUNTIME_ORDER)}
+    rt_rank = {r: i for i, r in enumerate(runtime_names())}  # the catalogue's order
     cols = sorted({(r["runtime"], r["device"], col_of(r)) for _, r in df.iterrows()},
                   key=lambda c: (c[1] != "local", rt_rank.get(c[0], len(rt_rank)), c[2]))  # fmt: skip
     rows = sorted({(r["format"], r["precision"]) for _, r in df.iterrows()},
@@ -117,14 +118,12 @@ def status_matrix(df: pd.DataFrame, formats: list[str], peak: dict | None = None
             "peak": peak_gauge(r, peak),
         }  # fmt: skip
     return {"columns": [c[2] for c in cols],
-            "rows": [{"label": "pytorch eager" if f == EAGER_FORMAT else f"{f} {p}",
+            "rows": [{"label": EAGER.label if f == EAGER.format else f"{f} {p}",
                       "cells": [cells.get((f, p, c[2])) for c in cols]} for f, p in rows]}  # fmt: skip
 
 
 def peak_gauge(r, peak: dict | None) -> dict | None:
     """A matrix cell's GMAC/s and share of its precision's peak, with the band its bar is coloured by."""
-    from edgebench.benchmarks.peak import band, peak_for
-
     if pd.isna(r["gmacs"]):
         return None
     limit = peak_for(peak, r["precision"]) if pd.notna(r["pct_of_peak"]) else None
@@ -138,19 +137,17 @@ def peak_gauge(r, peak: dict | None) -> dict | None:
 
 def accuracy_section(run: RunData, model: str) -> dict:
     """The model's accuracy rows (eager first), with the drop, its interval and the most confused classes."""
-    from edgebench.evaluation.stats import ci_text
-
     rows = [a for a in getattr(run, "accuracy", None) or [] if a.model == model]
-    rows.sort(key=lambda a: (a.format != EAGER_FORMAT, a.format, a.precision, a.runtime))
+    rows.sort(key=lambda a: (a.format != EAGER.format, a.format, a.precision, a.runtime))
     pct = lambda v: "" if v is None else f"{v:.1f} %"  # noqa: E731
     first = next((a for a in rows if a.videos), None)
     return {"dataset": first.dataset if first else "", "videos": first.videos if first else 0,
             "unreadable": first.unreadable if first else 0,
-            "rows": [{"label": "pytorch eager" if a.format == EAGER_FORMAT else f"{a.format} {a.precision}",
+            "rows": [{"label": EAGER.label if a.format == EAGER.format else f"{a.format} {a.precision}",
                       "runtime": a.runtime, "status": a.status, "top1": pct(a.top1), "top5": pct(a.top5),
                       "clip_top1": pct(a.clip_top1), "drop": "" if a.top1_drop is None else f"{a.top1_drop:+.1f}",
                       "ci": ci_text(a.top1_drop_low, a.top1_drop_high), "bound": "" if a.bound is None else f"{a.bound:g}",
-                      "verdict": a.verdict or ("baseline" if a.format == EAGER_FORMAT and a.status == "passed" else ""),
+                      "verdict": a.verdict or ("baseline" if a.format == EAGER.format and a.status == "passed" else ""),
                       "reason": a.reason, "confused": a.confused} for a in rows]}  # fmt: skip
 
 
@@ -293,7 +290,5 @@ def _cell_class(column: str, r) -> str:
     if column == "reason":
         return "reason"
     if column == "pct_of_peak" and pd.notna(r[column]):
-        from edgebench.benchmarks.peak import band
-
         return f"num pk pk-{band(float(r[column]))}"
     return "num" if column in COLUMNS and column not in ("model", "format", "precision", "runtime", "device", "parity") else ""

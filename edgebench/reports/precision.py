@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from edgebench.reports.rows import EAGER_FORMAT
+from edgebench.catalogue import EAGER
 
 FIELDS = ["size_mb", "p50_ms", "speedup_vs_eager", "speedup_vs_fp32", "pct_of_peak", "cosine", "psnr_db", "top5_agree"]
 
 
 def precision_table(df: pd.DataFrame) -> list[dict]:
     """One row per (format, precision, runtime) of formats exported in more than one precision; cells as text."""
-    df = df[(df["format"] != EAGER_FORMAT) & (df["format"] != "")]
+    df = df[(df["format"] != EAGER.format) & (df["format"] != "")]
     several = {f for f, g in df.groupby("format") if g["precision"].nunique() > 1}
     rows = []
     for _, r in df[df["format"].isin(several)].iterrows():

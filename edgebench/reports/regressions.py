@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from edgebench.catalogue import shown_device
 from edgebench.config import HistoryConfig
 from edgebench.records import EXPORT_FAILED, OUT_OF_MEMORY, PASSED, RUNTIME_FAILED, SKIPPED
 from edgebench.reports.rows import FAILED_STATUSES, SERIES, coerce
@@ -45,7 +46,7 @@ class Finding:
 def series_label(series) -> str:
     """model / format precision / runtime [@ device]."""
     model, fmt, precision, runtime, device = series[:5]  # then the runtime options (the variant name says them)
-    where = f" @ {device}" if device and device != "local" else ""
+    where = shown_device(device)
     return f"{model} / {fmt} {precision} / {runtime or '(no runtime)'}{where}"
 
 

@@ -8,6 +8,11 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from edgebench.benchmarks.local import add_speedups
+from edgebench.benchmarks.peak import peak_for
+from edgebench.catalogue import EAGER
+from edgebench.devices.registry import report_cells, report_columns
+from edgebench.evaluation.stats import ci_text
 from edgebench.records import (
     ACCURACY_FAILED,
     EXPORT_FAILED,
@@ -25,6 +30,7 @@ from edgebench.records import (
 from edgebench.reports.failures import classify
 
 SERIES = ["model", "format", "precision", "runtime", "device", "runtime_options"]  # one history series
+DEVICE_COLUMNS = report_columns()  # what each device backend adds (AI Hub: layers per compute unit, memory, job)
 COLUMNS = [
     "run_id", "started_at", "model", "weights", "format", "precision", "runtime", "device",
     "status", "reason", "size_mb", "export_s",
@@ -32,7 +38,7 @@ COLUMNS = [
     "load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "iqr_ms", "runs", "noisy",
     "peak_rss_mb", "fps", "speedup_vs_eager", "baseline_p50_ms", "delta_p50_pct", "regression",
     "top1", "top5", "top1_drop", "top1_drop_ci", "accuracy",
-    "runtime_options", "layers_npu", "layers_gpu", "layers_cpu", "mem_peak_low_mb", "mem_peak_high_mb", "job_url",
+    "runtime_options", *DEVICE_COLUMNS,
     "first_divergent_layer",
     "speedup_vs_fp32", "calibration",
     "gmacs", "pct_of_peak",
@@ -40,18 +46,18 @@ COLUMNS = [
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
                   "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
-STRING_COLUMNS += ["runtime_options", "job_url"]  # runtime_options: the configured options, canonical JSON
+STRING_COLUMNS += ["runtime_options"]  # the configured options, canonical JSON
 STRING_COLUMNS += ["first_divergent_layer"]  # module where a parity failure's error first jumps (parity.localize)
 STRING_COLUMNS += ["failure", "failure_detail"]  # a failed row's class and what it names (reports.failures)
 STRING_COLUMNS += ["calibration"]  # what a calibrated artifact calibrated on: "video:<files> x8 minmax <sha>", "random ..."
-INT_COLUMNS = ["runs", "layers_npu", "layers_gpu", "layers_cpu"]  # layers per compute unit, from a hub profile
+STRING_COLUMNS += [c for c, kind in DEVICE_COLUMNS.items() if kind == "str"]
+INT_COLUMNS = ["runs", *(c for c, kind in DEVICE_COLUMNS.items() if kind == "int")]
 BOOL_COLUMNS = ["noisy", "regression"]
 FLOAT_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS + INT_COLUMNS + BOOL_COLUMNS]
 
 _DTYPES = {**{c: "float64" for c in FLOAT_COLUMNS}, **{c: "Int64" for c in INT_COLUMNS},
            **{c: "boolean" for c in BOOL_COLUMNS}}  # fmt: skip
 
-EAGER_FORMAT = "pytorch"
 LOCAL = "local"
 FAILED_STATUSES = (EXPORT_FAILED, OUT_OF_MEMORY, RUNTIME_FAILED, PARITY_FAILED, ACCURACY_FAILED)
 # Lower wins when a row's parts disagree: the most severe status names the row.
@@ -68,21 +74,8 @@ _LATENCY_FIELDS = ["load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms
 RuntimesFor = Mapping[str, Iterable[str]] | Callable[[str], Iterable]
 
 
-def build_rows(run: RunData, history: pd.DataFrame | None = None, runtimes_for: RuntimesFor | None = None,
-               history_cfg=None) -> pd.DataFrame:  # fmt: skip
-    """One row per (model, format, precision, runtime, device); with `history`, the baseline columns filled."""
-    df = flatten(run, history, runtimes_for)
-    if history is not None:
-        from edgebench.reports.regressions import evaluate
-
-        df, _ = evaluate(df, history, history_cfg)
-    return df
-
-
 def flatten(run: RunData, history: pd.DataFrame | None = None, runtimes_for: RuntimesFor | None = None) -> pd.DataFrame:
     """The rows without the history columns (history only tells which runtimes a failed export would have met)."""
-    from edgebench.benchmarks.local import add_speedups
-
     add_speedups(run.latency)  # the one speed-up rule; finish_run applied it already, a rebuilt run may not have
     rows = [_row(run, key, parts) for key, parts in _join(run, history, runtimes_for).items()]
     _fill_speedup_vs_fp32(rows)
@@ -143,7 +136,7 @@ def _missing(v) -> bool:
 
 def format_order(run: RunData) -> list[str]:
     """pytorch first, then the formats in config order."""
-    return [EAGER_FORMAT, *list((run.config or {}).get("formats", {}) or {})]
+    return [EAGER.format, *list((run.config or {}).get("formats", {}) or {})]
 
 
 def _to_bool(v) -> bool | None:
@@ -225,33 +218,18 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
         row.update({f: getattr(lr, f) for f in _LATENCY_FIELDS})
         row["runs"] = lr.runs or None
         row["speedup_vs_eager"] = lr.speedup_vs_eager
-        row.update(_device_fields(lr))
+        row["runtime_options"] = json.dumps(lr.runtime_options, sort_keys=True, default=str) if lr.runtime_options else ""
+        row.update(report_cells(lr))
         row.update(_limit_fields(lr, run.peak, device))
     if ar is not None:
-        from edgebench.evaluation.stats import ci_text
-
         row.update(top1=ar.top1, top5=ar.top5, top1_drop=ar.top1_drop,
                    top1_drop_ci=ci_text(ar.top1_drop_low, ar.top1_drop_high), accuracy=ar.verdict)
     return row
 
 
-def _device_fields(lr: LatencyResult) -> dict:
-    """The configured runtime options, and what a hub profile adds: layers per compute unit, memory range, job URL."""
-    units = lr.extra.get("layers_per_compute_unit")
-    low, high = lr.extra.get("inference_peak_memory_range_mb") or (None, None)
-    return {
-        "runtime_options": json.dumps(lr.runtime_options, sort_keys=True, default=str) if lr.runtime_options else "",
-        **({f"layers_{u.lower()}": units.get(u, 0) for u in ("NPU", "GPU", "CPU")} if units else {}),
-        "mem_peak_low_mb": low, "mem_peak_high_mb": high,
-        "job_url": (lr.extra.get("jobs") or {}).get("profile", ""),
-    }
-
-
 def _limit_fields(lr: LatencyResult, peak: dict, device: str) -> dict:
     """gmacs: the model's MACs (as `edgebench info` counts them) per second at p50, in billions; pct_of_peak:
     that against this host's peak for the row's precision (benchmarks.peak.PEAK_OF), for rows timed on this host."""
-    from edgebench.benchmarks.peak import peak_for
-
     if not lr.gflops:
         return {}
     gmacs = lr.gflops / 2  # a multiply-add is 2 FLOPs

@@ -14,7 +14,10 @@ from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
 from edgebench.config import PROJECT_ROOT
+from edgebench.converters.registry import converters
+from edgebench.host import cpu_isa, cpu_model
 from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData, record_from_dict
+from edgebench.runtimes.registry import all_runtimes
 
 SCHEMA = 1
 COMPLETE, INTERRUPTED = "complete", "interrupted"  # run.json `status`
@@ -25,10 +28,7 @@ BASE_PACKAGES = ("edgebench", "torch", "torchvision", "prefect", "pandas", "qai-
 @functools.lru_cache(maxsize=1)
 def key_packages() -> tuple[str, ...]:
     """The base packages, then every registered converter's and runtime's libraries (from the registries)."""
-    from edgebench.converters.registry import CONVERTERS
-    from edgebench.runtimes.registry import RUNTIMES
-
-    tools = [name for c in CONVERTERS.values() for name in c.versions()] + [r.library for r in RUNTIMES.values()]
+    tools = [name for c in converters().values() for name in c.versions()] + [r.library for r in all_runtimes().values()]
     return tuple(dict.fromkeys([*BASE_PACKAGES, *tools]))
 
 
@@ -71,35 +71,6 @@ def _installed() -> dict[str, tuple[str, str]]:
 
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-# The flags that decide which kernels the runtimes pick (the CPU changes between sessions here).
-KERNEL_ISA = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-              "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "asimd", "sve", "i8mm", "bf16")
-
-
-def cpu_isa(cpuinfo: str | None = None) -> list[str]:
-    """The KERNEL_ISA flags /proc/cpuinfo lists for this CPU (x86 `flags`, Arm `Features`); [] elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip().lower() in ("flags", "features"):
-                present = set(value.split())
-                return [f for f in KERNEL_ISA if f in present]
-    except OSError:
-        pass
-    return []
 
 
 def host_info() -> dict:
@@ -146,8 +117,19 @@ def duration_s(start: str, end: str) -> float | None:
         return None
 
 
-def build_run_info(run: RunData, findings=(), summary: dict | None = None, files: dict | None = None) -> dict:
-    """Everything run.json holds."""
+WHERE = ("host", "git_commit", "git_dirty", "versions", "packages")  # where a run's figures came from
+
+
+def where_now() -> dict:
+    """This process's host, git commit and package versions (the WHERE fields of run.json)."""
+    return {"host": host_info(), "git_commit": git_commit(), "git_dirty": git_dirty(), "versions": library_versions(),
+            "packages": all_packages()}
+
+
+def build_run_info(run: RunData, findings=(), summary: dict | None = None, files: dict | None = None,
+                   where: dict | None = None) -> dict:
+    """Everything run.json holds; `where`: the WHERE fields of another process (default: this one's)."""
+    place = where or where_now()
     return {
         "schema": SCHEMA,
         "run_id": run.run_id,
@@ -157,11 +139,8 @@ def build_run_info(run: RunData, findings=(), summary: dict | None = None, files
         "duration_s": duration_s(run.started_at, run.ended_at),
         "threads": run.threads,
         "out_dir": run.out_dir,
-        "host": {**host_info(), "peak": run.peak},  # the limit beside the ISA flags it was measured with
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
-        "versions": library_versions(),
-        "packages": all_packages(),
+        **place,
+        "host": {**place["host"], "peak": run.peak},  # the limit beside the ISA flags it was measured with
         "weights": {m.name: m.provenance for m in run.models},
         "random_weights": any(m.random_weights for m in run.models),
         "config": run.config,

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from edgebench.catalogue import EAGER
 from edgebench.reports.failures import CLASSES
-from edgebench.reports.rows import EAGER_FORMAT, LOCAL, STATUS_RANK
+from edgebench.reports.rows import LOCAL, STATUS_RANK
 
 # One word per cell state, as the matrix shows it.
 WORDS = {"passed": "pass", "skipped": "skipped", "unsupported_op": "unsupported", "partial_delegation": "partial",
@@ -143,7 +144,7 @@ def scorecard(df: pd.DataFrame, formats: dict[str, list[str]], history: pd.DataF
                      "cells": [_view(c) if c else None for c in mine], "peak_mb": max(peaks) if peaks else None,
                      "passed": sum(1 for c in mine if c and c.state == "passed"),
                      "cells_run": sum(1 for c in mine if c and c.state != "skipped")})
-    return {"columns": [("eager" if f == EAGER_FORMAT else f, p) for f, p in cols], "rows": rows,
+    return {"columns": [("eager" if f == EAGER.format else f, p) for f, p in cols], "rows": rows,
             "changes": changes(df, history)}
 
 

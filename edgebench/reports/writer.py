@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,11 @@ def run_dir_of(out: Path, run_id: str) -> Path:
 
 
 def write_run_reports(run: RunData, out: Path, history_cfg: HistoryConfig | None = None,
-                      runtimes_for: RuntimesFor | None = None, publish_prefect: bool = True) -> ReportPaths:  # fmt: skip
-    """Rows, regressions against history, results.csv, run.json, report.html; then history and `latest`."""
+                      runtimes_for: RuntimesFor | None = None, publish_prefect: bool = True,
+                      record: bool = True, where: dict | None = None) -> ReportPaths:  # fmt: skip
+    """Rows, regressions against history, results.csv, run.json, report.html; then, when the run is `record`ed
+    (a night of the series, not a re-judged copy), its history rows and `latest`. `where`: the host, git and
+    versions the figures came from, when not this process (runinfo.WHERE)."""
     out = Path(out)
     cfg = history_cfg or HistoryConfig()
     run_dir = run_dir_of(out, run.run_id)
@@ -59,17 +63,19 @@ def write_run_reports(run: RunData, out: Path, history_cfg: HistoryConfig | None
         write_csv_atomic(df, run_dir / RESULTS_CSV)
         df = read_results_csv(run_dir / RESULTS_CSV)  # the CSV's rounding everywhere: a rebuild matches exactly
         info = build_run_info(run, findings, summary=_summary(df, findings),
-                              files={"results_csv": RESULTS_CSV, "report_html": REPORT_HTML, "run_json": RUN_JSON})  # fmt: skip
+                              files={"results_csv": RESULTS_CSV, "report_html": REPORT_HTML, "run_json": RUN_JSON},
+                              where=where)  # fmt: skip
         info["history_url"] = store._safe_url()
         info["third_party_warnings"] = count_records(run_dir)  # other libraries' records in logs/warnings.log
         write_json_atomic(run_dir / RUN_JSON, info)
         page = html.render_report(run, df, findings, history, info, run_dir, cfg.trend_nights)
         write_text_atomic(run_dir / REPORT_HTML, page)
-        store.write_run(df, {"ended_at": run.ended_at, "host": info["host"].get("hostname"),
-                             "git_commit": info["git_commit"], "weights": info["weights"], "threads": run.threads,
-                             "run_dir": str(run_dir.resolve())})  # fmt: skip
-    latest = update_latest(out, run_dir, run.started_at)
-    if publish_prefect:
+        if record:
+            store.write_run(df, {"ended_at": run.ended_at, "host": info["host"].get("hostname"),
+                                 "git_commit": info["git_commit"], "weights": info["weights"], "threads": run.threads,
+                                 "run_dir": str(run_dir.resolve())})  # fmt: skip
+    latest = update_latest(out, run_dir, run.started_at) if record else out / "latest"
+    if publish_prefect and record:
         try:
             from edgebench.reports.prefect_artifacts import publish
 
@@ -82,8 +88,6 @@ def write_run_reports(run: RunData, out: Path, history_cfg: HistoryConfig | None
 
 def mark_interrupted(out: Path, run_id: str, started_at: str, reason: str, finished: list[str]) -> Path:
     """run.json saying the run was stopped and what had finished; history and `latest` stay untouched."""
-    from datetime import datetime, timezone
-
     path = run_dir_of(Path(out), run_id) / RUN_JSON
     ended = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(path, interrupted_run_info(run_id, started_at, ended, reason, finished))

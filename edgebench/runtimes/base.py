@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgebench.catalogue import formats_run_by
+from edgebench.packages import package_version
 from edgebench.records import Artifact, ModelRef
 
 
@@ -47,26 +49,33 @@ class Runtime(ABC):
     """A backend that can execute artifacts of some formats."""
 
     name: str  # "onnxruntime"
-    formats: frozenset[str]
     library: str  # distribution name, for the version
     measures_speed: bool = True  # False for a reference evaluator whose timings mean nothing
+
+    @property
+    def formats(self) -> frozenset[str]:
+        """The formats whose catalogue entry lists this runtime (edgebench/catalogue.py)."""
+        return formats_run_by(self.name)
 
     def unavailable_reason(self) -> str | None:
         """None when usable on this host, else why not, in one line."""
         return None
+
+    def why_not(self, artifact: Artifact) -> str | None:
+        """Why this runtime cannot check or time the artifact at all (no file, another format, unusable here)."""
+        if not artifact.ok:
+            return f"no artifact ({artifact.status})"
+        if artifact.format not in self.formats:
+            return f"{self.name} does not run format {artifact.format}"
+        return self.unavailable_reason()
 
     def describe(self) -> dict[str, Any]:
         """The runtime's own options (delegates, compute units, ...), recorded with every result."""
         return {}
 
     def version(self) -> str:
-        """The installed version of `library` (importlib.metadata: no import of the library itself)."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version(self.library)
-        except PackageNotFoundError:
-            return "not installed"
+        """The installed version of `library` (no import of the library itself)."""
+        return package_version(self.library)
 
     @abstractmethod
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session: ...

@@ -41,7 +41,6 @@ class CoreMLRuntime(Runtime):
     """`coreml`: the .mlpackage on Apple's runtime, compute units CPU_ONLY (default) or ALL."""
 
     name = "coreml"
-    formats = frozenset({"coreml"})
     library = "coremltools"
 
     def __init__(self, compute_units: str = "CPU_ONLY"):

@@ -507,7 +507,6 @@ class CoreMLMilRuntime(Runtime):
     """`coreml-mil`: the converted MIL program on torch reference kernels, any OS."""
 
     name = "coreml-mil"
-    formats = frozenset({"coreml"})
     library = "coremltools"
     measures_speed = False  # torch kernels standing in for Core ML's: no latency worth reporting
 

@@ -51,7 +51,6 @@ class ExecuTorchRuntime(Runtime):
     takes when the method loads, read back with `_threadpool_get_thread_count`."""
 
     name = "executorch"
-    formats = frozenset({"executorch"})
     library = "executorch"
 
     def unavailable_reason(self) -> str | None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgebench.records import Artifact, ModelRef
 from edgebench.runtimes.base import Runtime, Session, name_outputs, resolve_threads
+from edgebench.runtimes.delegation import delegated_ops
 
 
 class LiteRTSession(Session):
@@ -46,7 +47,6 @@ class LiteRTRuntime(Runtime):
     OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES (the builtin kernels only)."""
 
     name = "litert"
-    formats = frozenset({"tflite"})
     library = "ai-edge-litert"
 
     def __init__(self, xnnpack: bool = True):
@@ -65,7 +65,6 @@ class LiteRTRuntime(Runtime):
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        from edgebench.runtimes.delegation import delegated_ops
 
         threads = resolve_threads(threads)
         resolver = OpResolverType.AUTO if self.xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

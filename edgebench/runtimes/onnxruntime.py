@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,6 @@ class OnnxRuntimeRuntime(Runtime):
     """`onnxruntime`: CPUExecutionProvider, intra-op threads, one graph optimization level."""
 
     name = "onnxruntime"
-    formats = frozenset({"onnx"})
     library = "onnxruntime"
 
     def __init__(self, graph_optimization: str = "all"):
@@ -79,9 +80,6 @@ class OnnxRuntimeRuntime(Runtime):
 
 def optimized_census(path: str | Path, threads: int = 1) -> dict[str, int]:
     """Op types of the graph ONNX Runtime actually runs (after its QDQ fusions and NHWC layout transformer)."""
-    import tempfile
-    from collections import Counter
-
     import onnx
     import onnxruntime as ort
 

@@ -1,38 +1,34 @@
-"""Runtime name -> instance; adding a runtime is one module and one line here."""
+"""The runtimes, from the catalogue (edgebench/catalogue.py): the eager baseline's, then each format's."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from edgebench.errors import UserError
+from edgebench.catalogue import configured_runtime, runtime_class, runtime_refs
 from edgebench.runtimes.base import Runtime
-from edgebench.runtimes.coreml import CoreMLRuntime
-from edgebench.runtimes.coreml_mil import CoreMLMilRuntime
-from edgebench.runtimes.executorch import ExecuTorchRuntime
-from edgebench.runtimes.litert import LiteRTRuntime
-from edgebench.runtimes.onnxruntime import OnnxRuntimeRuntime
-from edgebench.runtimes.torch_eager import TorchEagerRuntime
-from edgebench.runtimes.torchscript import TorchScriptRuntime
 
-RUNTIMES: dict[str, Runtime] = {
-    r.name: r
-    for r in (TorchEagerRuntime(), TorchScriptRuntime(), OnnxRuntimeRuntime(), LiteRTRuntime(),
-              CoreMLRuntime(), CoreMLMilRuntime(), ExecuTorchRuntime())
-}
+
+@functools.lru_cache(maxsize=None)
+def _instance(name: str) -> Runtime:
+    return runtime_class(name)()
+
+
+def runtime_names() -> list[str]:
+    """Every runtime name, in catalogue order (no runtime module imported)."""
+    return list(runtime_refs())
 
 
 def get_runtime(name: str, options: dict[str, Any] | None = None) -> Runtime:
-    """The registered runtime; with `options`, a new instance configured with them (e.g. {"xnnpack": False})."""
-    if name not in RUNTIMES:
-        raise UserError(f"unknown runtime '{name}'; known runtimes: {', '.join(RUNTIMES)}")
-    if not options:
-        return RUNTIMES[name]
-    try:
-        return type(RUNTIMES[name])(**options)
-    except TypeError:
-        raise UserError(f"runtime '{name}': unknown option(s) {', '.join(sorted(options))}") from None
+    """The runtime; with `options`, a new instance configured with them (e.g. {"xnnpack": False})."""
+    return configured_runtime(name, options) if options else _instance(name)
+
+
+def all_runtimes() -> dict[str, Runtime]:
+    """Every runtime, by name, in catalogue order (imports every runtime module)."""
+    return {name: _instance(name) for name in runtime_refs()}
 
 
 def runtimes_for(fmt: str) -> list[Runtime]:
-    """Every registered runtime that can execute artifacts of format `fmt`, in registry order."""
-    return [r for r in RUNTIMES.values() if fmt in r.formats]
+    """Every runtime that can execute artifacts of format `fmt`, in catalogue order."""
+    return [r for r in all_runtimes().values() if fmt in r.formats]

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgebench.catalogue import EAGER
+from edgebench.packages import package_version
 from edgebench.records import PASSED, Artifact, ModelRef
 from edgebench.runtimes.base import Runtime, Session, name_outputs, resolve_threads
 
-FORMAT = "pytorch"
-
 
 def eager_artifact(ref: ModelRef) -> Artifact:
-    """The pseudo-artifact for the eager baseline: format "pytorch", fp32, nothing on disk."""
-    from edgebench.converters.base import package_version
-
+    """The pseudo-artifact for the eager baseline: the eager format ("pytorch"), fp32, nothing on disk."""
     return Artifact(
-        model=ref.name, format=FORMAT, precision="fp32", status=PASSED,
+        model=ref.name, format=EAGER.format, precision="fp32", status=PASSED,
         versions={"torch": package_version("torch")}, inputs=ref.inputs, outputs=ref.outputs,
     )
 
@@ -43,12 +41,13 @@ class TorchModuleSession(Session):
 
 
 class TorchEagerRuntime(Runtime):
-    """`torch`: ref.build() run as is: the unlowered 3D form, what a PyTorch user runs (the lowered
+    """`torch`: build_module(ref) run as is: the unlowered 3D form, what a PyTorch user runs (the lowered
     one is for artifacts and is slower in eager)."""
 
-    name = "torch"
-    formats = frozenset({FORMAT})
+    name = EAGER.runtime
     library = "torch"
 
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session:
-        return TorchModuleSession(ref.build(lowered=False), ref, resolve_threads(threads), {})
+        from edgebench.models.source import build_module
+
+        return TorchModuleSession(build_module(ref), ref, resolve_threads(threads), {})

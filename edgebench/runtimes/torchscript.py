@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from edgebench.records import Artifact, ModelRef
 from edgebench.runtimes.base import Runtime, Session, resolve_threads
 from edgebench.runtimes.torch_eager import TorchModuleSession
@@ -11,12 +13,9 @@ class TorchScriptRuntime(Runtime):
     """`torchscript`: the .pt file, loaded with torch.jit.load (map_location cpu)."""
 
     name = "torchscript"
-    formats = frozenset({"torchscript"})
     library = "torch"
 
     def load(self, artifact: Artifact, ref: ModelRef, threads: int) -> Session:
-        import warnings
-
         import torch
 
         with warnings.catch_warnings():

@@ -11,17 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from edgebench.liveness import pid_alive
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +33,7 @@ def served(tmp_path_factory):
         yield {**env, "PREFECT_API_URL": state["api_url"]}, state
     finally:
         subprocess.run([BIN / "edgebench", "stop"], env=env, timeout=120)
-        left = [pid for pid in state["pids"].values() if _alive(pid)]
+        left = [pid for pid in state["pids"].values() if pid_alive(pid)]
         assert not left, f"still running after stop: {left}"
 
 
@@ -50,7 +44,7 @@ def deployment_run(env: dict, name: str, *params: str) -> subprocess.CompletedPr
 
 def test_adhoc_deployment_runs_to_a_report(served, full_out):
     env, _ = served
-    done = deployment_run(env, "export-and-benchmark/adhoc", "-p", "quick=true", "-p", f"out={full_out}")
+    done = deployment_run(env, "export-and-benchmark/adhoc", "-p", "budget=quick", "-p", f"out={full_out}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Completed" in done.stdout
     latest = full_out / "latest"
@@ -62,7 +56,7 @@ def test_adhoc_deployment_runs_to_a_report(served, full_out):
 
 def test_benchmark_dispatched_to_the_second_worker(served, tmp_path):
     env, state = served
-    done = deployment_run(env, "export-and-benchmark/adhoc", "-p", "quick=true", "-p", f"out={tmp_path}",
+    done = deployment_run(env, "export-and-benchmark/adhoc", "-p", "budget=quick", "-p", f"out={tmp_path}",
                           "-p", 'formats=["onnx"]', "-p", 'precisions=["fp32"]', "-p", 'devices=["local", "queue:second-host"]',
                           "-p", "input_shape=[1, 3, 4, 32, 32]")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

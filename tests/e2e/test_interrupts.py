@@ -230,7 +230,7 @@ def served(tmp_path_factory):
 
 
 def deploy(env: dict, out: Path, config: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = [BIN / "prefect", "deployment", "run", "export-and-benchmark/adhoc", "-p", "quick=true", "-p", f"out={out}",
+    args = [BIN / "prefect", "deployment", "run", "export-and-benchmark/adhoc", "-p", "budget=quick", "-p", f"out={out}",
             "-p", f"config_path={config}", "-p", f"input_shape=[{SHAPE}]", *extra]
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=1900, check=True)
 

@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from edgebench.converters import registry
+from edgebench.catalogue import PLUGINS_ENV
 from edgebench.flows.export_and_benchmark import export_and_benchmark
-from tests.fault_converters import Raising
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +31,13 @@ def harness():
 
 @pytest.fixture
 def with_fault_format(monkeypatch):
-    monkeypatch.setitem(registry.CONVERTERS, "fault", Raising())
+    monkeypatch.setenv(PLUGINS_ENV, "tests.fault_converters:FAULT")  # the export children inherit it
 
 
 def run(tmp_path, **params) -> pd.DataFrame:
     config = tmp_path / "pipeline.yaml"
     config.write_text(CONFIG)
-    state = export_and_benchmark(models=["resnet_mixed"], quick=True, out=str(tmp_path / "out"),
+    state = export_and_benchmark(models=["resnet_mixed"], budget="quick", out=str(tmp_path / "out"),
                                  config_path=str(config), input_shape=[1, 3, 4, 32, 32], return_state=True, **params)
     assert state.is_completed(), state.message
     html = state.result()

@@ -14,6 +14,7 @@ import torch
 
 from edgebench.converters.registry import get_converter
 from edgebench.records import PASSED, Artifact, ModelRef
+from edgebench.models.source import build_module
 
 _DIR = Path(tempfile.mkdtemp(prefix="edgebench-test-artifacts-"))
 atexit.register(shutil.rmtree, _DIR, True)
@@ -33,11 +34,11 @@ def wrap(ref: ModelRef, fmt: str, precision: str, path: Path) -> Artifact:
 
 def make_artifact(ref: ModelRef, fmt: str, precision: str = "fp32", module: torch.nn.Module | None = None,
                   variant: str = "") -> Artifact:
-    """The artifact of `module` (default ref.build()), exported once; `variant` names a modified module."""
+    """The artifact of `module` (default build_module(ref)), exported once; `variant` names a modified module."""
     key = (ref, fmt, precision, variant)
     if key not in _CACHE:
         path = _DIR / f"{ref.name}-{variant or 'base'}-{precision}{get_converter(fmt).suffix}"
-        export(module if module is not None else ref.build(), ref, fmt, precision, path)
+        export(module if module is not None else build_module(ref), ref, fmt, precision, path)
         _CACHE[key] = wrap(ref, fmt, precision, path)
     return _CACHE[key]
 

@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgebench.config import PipelineConfig
+from edgebench.config import PipelineConfig, validate
 from edgebench.converters.export import (cached_artifact, export_artifact, export_table, files_sha256,
                                          plan_artifacts)
-from edgebench.converters.registry import CONVERTERS, get_converter
+from edgebench.converters.registry import converters, get_converter
 from edgebench.errors import UserError
+from edgebench.pipeline import narrow_config
 from edgebench.records import Artifact
 from tests.fault_converters import Tiny
 from tests import CONVS_3D, CONVS_LOWERED
+from edgebench.models.source import build_module
 
 REAL = [("torchscript", "fp32"), ("onnx", "fp32"), ("coreml", "fp32"), ("tflite", "fp32")]
 TIMEOUT_S = 600
@@ -47,7 +49,7 @@ def _eager(small_ref) -> np.ndarray:
     from edgebench.models.source import example_input
 
     with torch.no_grad():
-        return small_ref.build()(example_input(small_ref)).numpy()
+        return build_module(small_ref)(example_input(small_ref)).numpy()
 
 
 # ---------------------------------------------------------------- each artifact in its own library
@@ -243,7 +245,7 @@ def test_bad_requests_are_user_errors(small_ref, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing was started
 
 
-def test_plan_artifacts_default_and_narrowed():
+def test_plan_artifacts_in_config_order_with_merged_options():
     cfg = PipelineConfig(converter_options={"onnx": {"opset": 17}})
     plan = plan_artifacts(cfg)
     assert [(f, p) for f, p, _ in plan] == [("torchscript", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
@@ -252,25 +254,22 @@ def test_plan_artifacts_default_and_narrowed():
     assert dict((f, o) for f, p, o in plan)["onnx"] == {"opset": 17, "dynamic_batch": True, "optimize": True,
                                                         "per_channel": True, "reduce_range": False,
                                                         "static_batch_quantized": True}
-    assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["coreml", "onnx"])] == [("coreml", "fp32"), ("coreml", "fp16"),
-                                                                                ("coreml", "w8"), ("onnx", "fp32"),
-                                                                                ("onnx", "int8")]
-    assert [(f, p) for f, p, _ in plan_artifacts(cfg, ["tflite,onnx"])] == [("tflite", "fp32"), ("tflite", "int8"),
-                                                                            ("onnx", "fp32"), ("onnx", "int8")]
-    only_onnx = PipelineConfig(formats={"onnx": ["fp32"]})
-    assert [(f, p) for f, p, _ in plan_artifacts(only_onnx, ["tflite"])] == [("tflite", "fp32")]
+    narrowed = narrow_config(cfg, ["coreml", "onnx"])
+    assert [(f, p) for f, p, _ in plan_artifacts(narrowed)] == [("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "w8"),
+                                                                ("onnx", "fp32"), ("onnx", "int8")]
 
 
-@pytest.mark.parametrize("cfg, formats, message", [
-    (PipelineConfig(), ["onnx", "gguf"], "unknown format 'gguf'"),
-    (PipelineConfig(), [], "--formats: no format given"),
-    (PipelineConfig(formats={"gguf": ["fp32"]}), None, "unknown format 'gguf'"),
-    (PipelineConfig(converter_options={"gguf": {}}), None, "converter_options: unknown format 'gguf'"),
-    (PipelineConfig(converter_options={"torchscript": {"lite": True, "fuse": 1}}), None, "unknown converter option"),
+@pytest.mark.parametrize("make, message", [
+    (lambda: narrow_config(PipelineConfig(), ["onnx", "gguf"]), "unknown or unconfigured format gguf"),
+    (lambda: validate(PipelineConfig, {"formats": {"gguf": ["fp32"]}}, "p.yaml"), "field 'formats.gguf': unknown format 'gguf'"),
+    (lambda: validate(PipelineConfig, {"converter_options": {"gguf": {}}}, "p.yaml"),
+     "field 'converter_options.gguf': unknown format 'gguf'"),
+    (lambda: plan_artifacts(PipelineConfig(converter_options={"torchscript": {"lite": True, "fuse": 1}})),
+     "unknown converter option"),
 ])
-def test_plan_artifacts_rejects_bad_config(cfg, formats, message):
+def test_bad_plans_are_user_errors(make, message):
     with pytest.raises(UserError, match=message):
-        plan_artifacts(cfg, formats)
+        make()
 
 
 def test_export_table_shows_status_size_and_reason(exported):
@@ -288,6 +287,7 @@ def test_export_table_shows_status_size_and_reason(exported):
 
 
 def test_registry_lists_every_converter():
-    assert list(CONVERTERS) == ["torchscript", "onnx", "coreml", "tflite", "executorch"]
-    assert CONVERTERS["coreml"].precisions == {"fp32", "fp16", "w8"} and CONVERTERS["tflite"].precisions == {"fp32", "int8"}
+    assert list(converters()) == ["torchscript", "onnx", "coreml", "tflite", "executorch"]
+    assert converters()["coreml"].precisions == {"fp32", "fp16", "w8"}
+    assert converters()["tflite"].precisions == {"fp32", "int8"}
     assert get_converter("torchscript").filename({"lite": True}) == "model.ptl"

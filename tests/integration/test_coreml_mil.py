@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from edgebench.config import Tolerance
-from edgebench.parity import check_parity
+from edgebench.parity.check import check_parity
 from edgebench.records import SKIPPED, Artifact
 from edgebench.runtimes.base import NotSupported
 from edgebench.runtimes.coreml_mil import supported_ops

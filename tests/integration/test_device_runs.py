@@ -40,14 +40,12 @@ def test_litert_with_and_without_xnnpack_gives_two_rows_with_their_options(tmp_p
 
 def test_queue_round_trip_without_prefect(monkeypatch, tmp_path):
     """The queue backend's storage round trip, with the remote machine's side called in place of run_deployment."""
-    from edgebench import config as config_module
     from edgebench.devices import queue
-    from edgebench.flows import remote
     from edgebench.runtimes.torch_eager import eager_artifact
 
     quick = BudgetConfig(warmup_runs=0, min_runs=2, min_seconds=0, max_seconds=5, timeout_s=300)
     remote_config = PipelineConfig(benchmark=BenchmarkConfig(quick=quick))  # the remote machine's own, tiny budget
-    monkeypatch.setattr(config_module, "load_pipeline_config", lambda: remote_config)
+    monkeypatch.setattr(queue, "load_pipeline_config", lambda: remote_config)
     monkeypatch.setenv(queue.STORAGE_ENV, str(tmp_path / "shared"))
     sent = []
 
@@ -56,8 +54,8 @@ def test_queue_round_trip_without_prefect(monkeypatch, tmp_path):
         queue.measure_remote_here(**parameters)
         return ""
 
-    monkeypatch.setattr(remote, "inside_flow_run", lambda: True)
-    monkeypatch.setattr(remote, "dispatch", fake_dispatch)
+    monkeypatch.setattr(queue, "inside_flow_run", lambda: True)
+    monkeypatch.setattr(queue, "dispatch", fake_dispatch)
     config = PipelineConfig(devices=["queue:second-host"], runtimes=["torch"], threads=1)
     settings = pipeline.new_run(config, tmp_path / "out", quick=True)
     pm = pipeline.prepare_model("resnet_mixed", settings, input_shape=SMALL_SHAPE)
@@ -67,6 +65,6 @@ def test_queue_round_trip_without_prefect(monkeypatch, tmp_path):
     assert sent == ["second-host"]
     assert (row.status, row.runtime, row.device) == (PASSED, "torch", "queue:second-host"), row.reason
     assert row.p50_ms > 0 and row.runs == 2
-    monkeypatch.setattr(remote, "dispatch", lambda *a: "remote run r on queue second-host ended Crashed")
+    monkeypatch.setattr(queue, "dispatch", lambda *a: "remote run r on queue second-host ended Crashed")
     failed = pipeline.bench_one(pm, job, settings).latency  # negative control: the remote run's end is the reason
     assert failed.status == "runtime_failed" and "ended Crashed" in failed.reason

@@ -16,13 +16,14 @@ from edgebench.config import CalibrationConfig, ParityConfig
 from edgebench.converters.export import export_artifact
 from edgebench.converters.registry import get_converter
 from edgebench.errors import UserError
-from edgebench.parity import check_parity
+from edgebench.parity.check import check_parity
 from edgebench.parity.verdict import tolerance_for
 from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED
 from edgebench.runtimes.registry import get_runtime, runtimes_for
 from tests.integration.artifact_helpers import scratch_dir
 from tests.integration.test_runtimes import inputs, reference  # noqa: F401 - the same parity clips, as fixtures
 from tests import CONVS_LOWERED
+from edgebench.models.source import build_module
 
 FMT = "executorch"
 CONVERTER = get_converter(FMT)
@@ -110,7 +111,7 @@ def test_truncated_pte_is_a_runtime_failure(exported, small_ref, inputs, referen
 
 def test_int8_without_calibration_is_a_clear_error(small_ref, tmp_path):
     with pytest.raises(UserError, match="executorch int8: no calibration clips"):
-        CONVERTER.export(small_ref.build(lowered=True), small_ref, "int8", {}, tmp_path / "m.pte", calibration=None)
+        CONVERTER.export(build_module(small_ref, lowered=True), small_ref, "int8", {}, tmp_path / "m.pte", calibration=None)
 
 
 def test_a_3d_convolution_left_to_the_portable_kernels_is_refused(small_ref, tmp_path):
@@ -151,7 +152,7 @@ def test_an_altered_weight_in_the_pte_is_named(exported, small_ref, inputs, tmp_
     from tests import weight_edits
     from tests.integration.test_localize import K, conv_names
 
-    module = small_ref.build(lowered=True)
+    module = build_module(small_ref, lowered=True)
     name = conv_names(module)[K]
     altered = weight_edits.altered_copy(exported["fp32"].path, FMT, module, name, tmp_path / "altered")
     loc = localize(replace(exported["fp32"], path=str(altered)), small_ref, first_clip(inputs), LocalizeConfig())

@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from edgebench import interrupts, isolation
+from edgebench.liveness import probe
 from edgebench.converters.export import export_artifact, sweep_temporary
 from edgebench.errors import UserError
 from edgebench.reports.writer import mark_interrupted, rebuild_report
@@ -153,7 +154,7 @@ def test_watchdog_stops_the_run_when_the_api_goes_away(monkeypatch):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/api"
-    assert interrupts.probe(url) == "ok"
+    assert probe(url) == "ok"
     lost = threading.Event()
     dog = interrupts.ServerWatchdog(run=None)
     monkeypatch.setattr(dog, "lost", lost.set)  # the real one kills the children and exits the process
@@ -164,7 +165,7 @@ def test_watchdog_stops_the_run_when_the_api_goes_away(monkeypatch):
     assert not lost.is_set()  # negative control: a healthy server is left alone
     server.shutdown()
     server.server_close()
-    assert interrupts.probe(url) == "refused"
+    assert probe(url) == "refused"
     assert lost.wait(10)
     dog.stop()
 

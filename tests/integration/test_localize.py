@@ -17,6 +17,7 @@ from edgebench.parity.localize import reference_taps
 from edgebench.parity.taps.base import ArtifactTap
 from tests import weight_edits
 from tests.conftest import SMALL_SHAPE
+from edgebench.models.source import build_module
 
 SHAPE_ARG = ",".join(map(str, SMALL_SHAPE))
 K = 5  # the k-th conv (0-based, in the reference's execution order) whose weight the tests alter
@@ -34,7 +35,7 @@ def exported(small_ref, tmp_path_factory):
     for fmt in ("onnx", "tflite", "coreml"):
         converter = get_converter(fmt)
         path = folder / f"model{converter.suffix}"
-        export(small_ref.build(lowered=converter.lowered_form), small_ref, fmt, "fp32", path)
+        export(build_module(small_ref, lowered=converter.lowered_form), small_ref, fmt, "fp32", path)
         out[fmt] = replace(wrap(small_ref, fmt, "fp32", path), form=lowering_report(small_ref, converter.lowered_form).form)
     return out
 
@@ -48,7 +49,7 @@ def altered_copy(artifact, small_ref, tmp_path: Path) -> tuple[Path, str]:
     """A copy of the artifact with one weight of its K-th conv altered (tests/weight_edits.py), and its name."""
     from edgebench.models.lowering import LOWERED
 
-    module = small_ref.build(lowered=artifact.form == LOWERED)
+    module = build_module(small_ref, lowered=artifact.form == LOWERED)
     name = conv_names(module)[K]
     return weight_edits.altered_copy(artifact.path, artifact.format, module, name, tmp_path / "altered"), name
 
@@ -121,7 +122,7 @@ def test_torchscript_graph_taps_name_the_altered_conv(small_ref, tmp_path):
     from tests.integration.artifact_helpers import export, wrap
 
     x = {"video": np.random.default_rng(1).random(SMALL_SHAPE, dtype=np.float32)}
-    module = small_ref.build()
+    module = build_module(small_ref)
     name = conv_names(module)[K]
     altered = copy.deepcopy(module)
     with torch.no_grad():

@@ -17,6 +17,7 @@ from edgebench.models import lowering
 from edgebench.models.friendly import make_export_friendly
 from edgebench.models.lowering import LOWERED, THREE_D, FoldedConv3d, Kept3d, lower_3d, mismatch, op_mix, rows_layout
 from tests.unit.test_models import _trained_like
+from edgebench.models.source import build_module
 
 SHAPE = (1, 3, 8, 32, 32)
 
@@ -177,11 +178,11 @@ def test_both_forms_are_selectable_and_keyed(tmp_path):
 
     on, off = (resolve_model(str(_tiny_yaml(tmp_path, flag))) for flag in (True, False))
     assert on.config_hash != off.config_hash  # the export cache key covers the config hash
-    assert lowering_report(on).form == LOWERED and not any(isinstance(m, nn.Conv3d) for m in on.build(lowered=True).modules())
+    assert lowering_report(on).form == LOWERED and not any(isinstance(m, nn.Conv3d) for m in build_module(on, lowered=True).modules())
     assert lowering_report(off).form == THREE_D and "lower_3d is false" in lowering_report(off).reason
-    assert any(isinstance(m, nn.Conv3d) for m in off.build(lowered=True).modules())
+    assert any(isinstance(m, nn.Conv3d) for m in build_module(off, lowered=True).modules())
     x = torch.rand(1, 3, 4, 8, 8)
-    assert mismatch(_reference(on.build(lowered=True), x), _reference(on.build(), x)) is None
+    assert mismatch(_reference(build_module(on, lowered=True), x), _reference(build_module(on), x)) is None
 
 
 def test_eager_baseline_is_the_unlowered_form(small_ref):
@@ -189,7 +190,7 @@ def test_eager_baseline_is_the_unlowered_form(small_ref):
 
     session = TorchEagerRuntime().load(eager_artifact(small_ref), small_ref, 1)
     assert any(isinstance(m, nn.Conv3d) for m in session.module.modules())
-    assert not any(isinstance(m, nn.Conv3d) for m in small_ref.build(lowered=True).modules())
+    assert not any(isinstance(m, nn.Conv3d) for m in build_module(small_ref, lowered=True).modules())
 
 
 def test_lowering_source_is_in_the_converter_code_hash(tmp_path, monkeypatch):
@@ -227,7 +228,7 @@ def test_tflite_has_no_conv3d_and_every_conv_in_xnnpack(lowered_exports, small_r
     from edgebench.runtimes.delegation import delegated_ops
 
     a = lowered_exports["tflite"]
-    convs = conv2d_count(small_ref.build(lowered=True))  # 28 for mc3_18: layer1's 4 convs summed over 3 taps
+    convs = conv2d_count(build_module(small_ref, lowered=True))  # 28 for mc3_18: layer1's 4 convs summed over 3 taps
     assert a.form == LOWERED and "CONV_3D" not in a.op_census and a.op_census["CONV_2D"] == convs
     assert a.op_census.get("TRANSPOSE", 0) <= 2  # the input's NCTHW -> folded NHWC, and the pooled tail
     runs = {}
@@ -251,9 +252,9 @@ def test_onnx_lowered_has_2d_convs_a_free_batch_and_matches_eager(lowered_export
     a = lowered_exports["onnx"]
     graph = onnx.load(a.path).graph
     weights = {t.name: len(t.dims) for t in graph.initializer}
-    convs = conv2d_count(small_ref.build(lowered=True))
+    convs = conv2d_count(build_module(small_ref, lowered=True))
     assert [weights[n.input[1]] for n in graph.node if n.op_type == "Conv"] == [4] * convs  # weights as they are
     assert a.inputs[0].shape[0] == -1
     x = torch.rand((2,) + tuple(small_ref.inputs[0].shape[1:]), generator=torch.Generator().manual_seed(2))
     (got,) = ort.InferenceSession(a.path, providers=["CPUExecutionProvider"]).run(None, {"video": x.numpy()})
-    assert mismatch(torch.from_numpy(np.asarray(got)), _reference(small_ref.build(), x)) is None
+    assert mismatch(torch.from_numpy(np.asarray(got)), _reference(build_module(small_ref), x)) is None

@@ -13,15 +13,16 @@ import pytest
 from edgebench.config import CalibrationConfig, ParityConfig, PipelineConfig, Precision
 from edgebench.converters.export import export_artifact, mislabelled, refusal
 from edgebench.converters.onnx import OnnxConverter, quantize
-from edgebench.converters.registry import CONVERTERS
+from edgebench.converters.registry import converters
 from edgebench.errors import UserError
 from edgebench.models.calibration import calibration_videos, make_calibration, pick_videos, video_clips
 from edgebench.records import SKIPPED, Artifact, RunData
 from tests import CONVS_3D, CONVS_LOWERED, quant_bugs
+from edgebench.models.source import build_module
 
 TIMEOUT_S = 600
 TOLERANCES = PipelineConfig().parity.tolerances
-IMPOSSIBLE = [(fmt, p) for fmt, c in CONVERTERS.items() for p in get_args(Precision) if p not in c.precisions]
+IMPOSSIBLE = [(fmt, p) for fmt, c in converters().items() for p in get_args(Precision) if p not in c.precisions]
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ def test_calibration_set_is_in_the_cache_key(small_ref, cache, calib_cfg, onnx_q
     assert again.cached and again.cache_key == onnx_q["int8"].cache_key
     from edgebench.converters.export import cache_key
 
-    conv = CONVERTERS["onnx"]
+    conv = converters()["onnx"]
     opts = {**conv.merge_options({}), "calibration_method": "minmax"}
     other = make_calibration(small_ref, calib_cfg.model_copy(update={"seed": 5}), cache)
     assert cache_key(small_ref, "onnx", "int8", opts, conv, other) != onnx_q["int8"].cache_key
@@ -310,7 +311,7 @@ def test_tflite_int8_is_all_int8_passes_parity_and_injected_bugs_fail(small_ref,
     quant_bugs.tflite_wrong_scale(Path(a.path), scaled)
     garbage = tmp_path / "garbage.tflite"
     calib = make_calibration(small_ref, calib_cfg, cache).load(small_ref)
-    TFLiteConverter().export(small_ref.build(lowered=True), small_ref, "int8", {"strict_export": False}, garbage,
+    TFLiteConverter().export(build_module(small_ref, lowered=True), small_ref, "int8", {"strict_export": False}, garbage,
                              calibration=quant_bugs.garbage(calib))
     for bad in (scaled, garbage):
         with litert.load(replace(a, path=str(bad)), small_ref, 1) as s:

@@ -14,12 +14,14 @@ import torch
 
 from edgebench.config import ParityConfig, Tolerance
 from edgebench.errors import UserError
-from edgebench.parity import check_parity, check_parity_isolated, parity_table, reference_outputs
+from edgebench.parity.check import check_parity, check_parity_isolated, reference_outputs
+from edgebench.parity.table import parity_table
 from edgebench.parity.verdict import tolerance_for
 from edgebench.records import PARITY_FAILED, PASSED, RUNTIME_FAILED, SKIPPED
-from edgebench.runtimes.registry import RUNTIMES, get_runtime, runtimes_for
+from edgebench.runtimes.registry import get_runtime, runtime_names, runtimes_for
 from edgebench.runtimes.torch_eager import eager_artifact
 from tests.integration.artifact_helpers import make_artifact, scratch_dir
+from edgebench.models.source import build_module
 
 FP32 = tolerance_for(ParityConfig(), "fp32")
 FP16 = tolerance_for(ParityConfig(), "fp16")
@@ -45,7 +47,7 @@ def _check(artifact, runtime, small_ref, inputs, reference, tol=FP32, **options)
 
 
 def test_registry_names_and_formats():
-    assert list(RUNTIMES) == ["torch", "torchscript", "onnxruntime", "litert", "coreml", "coreml-mil", "executorch"]
+    assert runtime_names() == ["torch", "torchscript", "onnxruntime", "coreml", "coreml-mil", "litert", "executorch"]
     assert [r.name for r in runtimes_for("coreml")] == ["coreml", "coreml-mil"]
     assert [r.name for r in runtimes_for("tflite")] == ["litert"]
     assert runtimes_for("nonsense") == []
@@ -136,7 +138,7 @@ def test_wrong_format_is_skipped(small_ref, inputs, reference):
 
 
 def _changed(small_ref, edit):
-    module = copy.deepcopy(small_ref.build())
+    module = copy.deepcopy(build_module(small_ref))
     with torch.no_grad():
         edit(module)
     return module
@@ -186,7 +188,7 @@ def test_wrong_output_shape_fails_parity(small_ref, inputs, reference):
             y = self.inner(x)
             return torch.cat([y, y[:, :1]], dim=1)
 
-    art = make_artifact(small_ref, "torchscript", module=Wider(small_ref.build()), variant="wider")
+    art = make_artifact(small_ref, "torchscript", module=Wider(build_module(small_ref)), variant="wider")
     r = _check(art, "torchscript", small_ref, inputs, reference)
     assert r.status == PARITY_FAILED
     assert r.reason == "output 'logits' shape (1, 401) != reference (1, 400)"

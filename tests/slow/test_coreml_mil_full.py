@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgebench.config import ParityConfig, Tolerance
-from edgebench.parity import check_parity, reference_outputs
+from edgebench.parity.check import check_parity, reference_outputs
 from edgebench.parity.verdict import tolerance_for
 from edgebench.records import PASSED
 from tests import CONVS_3D

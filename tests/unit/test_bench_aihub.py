@@ -6,9 +6,9 @@ import logging
 import numpy as np
 import pytest
 
-from edgebench.config import AIHubConfig, PipelineConfig
+from edgebench.config import PipelineConfig
 from edgebench.devices import hub_client, registry
-from edgebench.devices.aihub import AIHubBackend, upload_path
+from edgebench.devices.aihub import AIHubBackend, AIHubConfig, upload_path
 from edgebench.devices.hub_client import Scrubber, connect, find_token
 from edgebench.models.inputs import save_inputs
 from edgebench.pipeline import ModelResults, PreparedModel, RunSettings, finish_run
@@ -55,7 +55,7 @@ def hub(monkeypatch):
     def install(fake):
         backend = AIHubBackend()
         backend.connect, backend.sleep = (lambda: (fake, "")), sleeps.append
-        monkeypatch.setitem(registry.BACKENDS, "aihub", backend)
+        monkeypatch.setitem(registry.backends(), "aihub", backend)
         return backend
 
     return install, sleeps

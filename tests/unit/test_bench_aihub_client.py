@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from edgebench.config import AIHubConfig, PipelineConfig
+from edgebench.config import PipelineConfig
 from edgebench.devices import hub_client as aihub
-from edgebench.devices.aihub import AIHubBackend
+from edgebench.devices.aihub import AIHubBackend, AIHubConfig
 from edgebench.devices.base import Device
 from edgebench.devices.hub_client import RealHub
 from edgebench.pipeline import PreparedModel, RunSettings

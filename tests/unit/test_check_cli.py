@@ -10,7 +10,7 @@ import pytest
 
 from edgebench.config import ExternalArtifactConfig, PipelineConfig, validate
 from edgebench.errors import UserError
-from edgebench.parity.external import configured_external, detect_format, external_artifact
+from edgebench.external import configured_external, detect_format, external_artifact
 from edgebench.records import EXPORT_FAILED
 from tests.conftest import SMALL_SHAPE
 

@@ -14,6 +14,7 @@ from edgebench.models.friendly import GlobalMean, make_export_friendly
 from edgebench.models.info import count_flops
 from edgebench.models.registry import known_models
 from edgebench.models.source import resolve_model
+from edgebench.models.source import build_module
 
 PRE = PreprocessConfig()
 
@@ -135,4 +136,4 @@ def test_user_model_from_a_python_file(tmp_path):
         "outputs: [{name: logits, shape: [1, 2]}]\nlabels: [cat, dog]\n")
     ref = resolve_model(str(tmp_path / "tiny.yaml"))
     assert ref.labels == ("cat", "dog")
-    assert ref.build()(torch.rand(1, 3, 4, 8, 8)).shape == (1, 2)
+    assert build_module(ref)(torch.rand(1, 3, 4, 8, 8)).shape == (1, 2)

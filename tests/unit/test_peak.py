@@ -10,7 +10,7 @@ import pytest
 from edgebench.benchmarks import peak
 from edgebench.reports.rows import flatten
 from edgebench.reports.runinfo import run_from_dict, run_to_dict
-from edgebench.tables import peak_cell
+from edgebench.tables import band, peak_cell
 from tests.synthetic_runs import FLOPS, PEAK, SERIES_P50, synthetic_run
 
 
@@ -33,7 +33,7 @@ def test_precisions_map_to_their_compute_peak():
     assert peak.peak_for(peaks, "w8a16")[0] == "fp32"
     assert peak.peak_for(peaks, "fp16")[0] == "fp32"  # no native fp16 peak measured on this host
     assert peak.peak_for({}, "fp32") is None and peak.peak_for({"error": "x"}, "int8") is None
-    assert [peak.band(p) for p in (80, 50, 49.9, 25, 10, None)] == ["high", "high", "mid", "mid", "low", ""]
+    assert [band(p) for p in (80, 50, 49.9, 25, 10, None)] == ["high", "high", "mid", "mid", "low", ""]
 
 
 def test_rows_carry_gmacs_and_share_of_peak():

@@ -16,7 +16,7 @@ from edgebench.records import (
     ParityResult,
     RunData,
 )
-from edgebench.reports.rows import COLUMNS, build_rows
+from edgebench.reports.rows import COLUMNS, flatten
 from tests.synthetic_runs import model_ref, synthetic_run
 
 EXPECTED = ("run_id, started_at, model, weights, format, precision, runtime, device, status, reason, size_mb, "
@@ -44,12 +44,12 @@ def _row(df: pd.DataFrame, fmt: str, runtime: str, device: str = "local") -> pd.
 
 
 def test_columns_exactly_in_order():
-    df = build_rows(synthetic_run(0))
+    df = flatten(synthetic_run(0))
     assert list(df.columns) == EXPECTED == COLUMNS
 
 
 def test_one_row_per_key_with_eager_baseline_first():
-    df = build_rows(synthetic_run(0))
+    df = flatten(synthetic_run(0))
     keys = list(zip(df["model"], df["format"], df["precision"], df["runtime"], df["device"]))
     assert len(keys) == len(set(keys)) == 6
     eager = df.iloc[0]
@@ -66,7 +66,7 @@ def test_parity_and_latency_merge_on_key_parity_only_local():
                  LatencyResult("m", "tflite", "fp32", "litert", "galaxy-s24", PASSED, p50_ms=20.0),
                  LatencyResult("m", "pytorch", "fp32", "torch", "local", PASSED, p50_ms=50.0)],
     )  # fmt: skip
-    df = build_rows(run)
+    df = flatten(run)
     assert len(df) == 3
     local, hub = _row(df, "tflite", "litert"), _row(df, "tflite", "litert", "galaxy-s24")
     assert local["max_abs_err"] == 2e-7 and local["parity"] == "passed" and local["p50_ms"] == 100.0
@@ -79,25 +79,25 @@ def test_parity_and_latency_merge_on_key_parity_only_local():
 
 def test_export_failed_gives_one_row_per_runtime_that_could_run_it():
     run = _run(artifacts=[Artifact("m", "onnx", "fp32", EXPORT_FAILED, reason="Unsupported op aten::foo")])
-    df = build_rows(run, runtimes_for={"onnx": ["onnxruntime", "qnn"]})
+    df = flatten(run, runtimes_for={"onnx": ["onnxruntime", "qnn"]})
     assert list(df["runtime"]) == ["onnxruntime", "qnn"]
     assert set(df["status"]) == {EXPORT_FAILED}
     assert all("aten::foo" in r for r in df["reason"])
     # a callable works too (the runtime registry's runtimes_for returns Runtime objects with .name)
     named = type("R", (), {"name": "onnxruntime"})()
-    assert list(build_rows(run, runtimes_for=lambda f: [named])["runtime"]) == ["onnxruntime"]
+    assert list(flatten(run, runtimes_for=lambda f: [named])["runtime"]) == ["onnxruntime"]
 
 
 def test_export_failed_without_runtime_list_is_one_row_with_empty_runtime():
     run = _run(artifacts=[Artifact("m", "onnx", "fp32", EXPORT_FAILED, reason="boom")])
-    df = build_rows(run)
+    df = flatten(run)
     assert len(df) == 1 and df["runtime"].iat[0] == "" and df["status"].iat[0] == EXPORT_FAILED
     assert df["reason"].iat[0] == "export: boom"
 
 
 def test_export_failed_borrows_runtimes_seen_for_the_same_format():
     run = synthetic_run(0, overrides={("coreml", "fp16", "coreml"): {"export_status": EXPORT_FAILED}})
-    row = _row(build_rows(run)[lambda d: d["precision"] == "fp16"], "coreml", "coreml")
+    row = _row(flatten(run)[lambda d: d["precision"] == "fp16"], "coreml", "coreml")
     assert row["status"] == EXPORT_FAILED
 
 
@@ -121,7 +121,7 @@ def test_status_precedence(parity, latency, expected):
         latency=[LatencyResult("m", "onnx", "fp32", "onnxruntime", "local", latency,
                                reason=f"l-{latency}" if latency != PASSED else "")],
     )  # fmt: skip
-    row = build_rows(run).iloc[0]
+    row = flatten(run).iloc[0]
     assert row["status"] == expected
     assert row["parity"] == {PASSED: "passed", PARITY_FAILED: "failed"}.get(parity, "")
     if expected != PASSED:  # the decisive reason comes first
@@ -133,16 +133,16 @@ def test_export_failed_beats_everything():
         artifacts=[Artifact("m", "onnx", "fp32", EXPORT_FAILED, reason="no")],
         latency=[LatencyResult("m", "onnx", "fp32", "onnxruntime", "local", PASSED, p50_ms=1.0)],
     )
-    assert build_rows(run)["status"].iat[0] == EXPORT_FAILED
+    assert flatten(run)["status"].iat[0] == EXPORT_FAILED
 
 
 def test_same_reason_from_parity_and_latency_said_once():
-    df = build_rows(synthetic_run(0))
+    df = flatten(synthetic_run(0))
     row = _row(df[df["precision"] == "fp32"], "coreml", "coreml")
     assert row["status"] == SKIPPED
     assert row["reason"] == "parity, latency: Core ML prediction needs macOS"
 
 
 def test_artifact_no_runtime_ran_is_skipped_with_reason():
-    df = build_rows(_run(artifacts=[Artifact("m", "onnx", "fp32", PASSED)]))
+    df = flatten(_run(artifacts=[Artifact("m", "onnx", "fp32", PASSED)]))
     assert df["status"].iat[0] == SKIPPED and "no runtime ran" in df["reason"].iat[0]

@@ -205,7 +205,8 @@ def test_history_command_prints_and_exports_the_series(tmp_path, monkeypatch, ca
 
 
 def test_run_json_names_the_cpu_and_its_kernel_isa():
-    from edgebench.reports.runinfo import cpu_isa, host_info
+    from edgebench.host import cpu_isa
+    from edgebench.reports.runinfo import host_info
 
     x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni amx_tile\n"
     assert cpu_isa(x86) == ["avx2", "fma", "avx512f", "avx512_vnni", "amx_tile"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from edgebench.reports.rows import build_rows
+from edgebench.reports.rows import flatten
 from edgebench.reports.scorecard import cells, changes, latency_bucket, markdown, scorecard
 from edgebench.reports.writer import write_run_reports
 from tests.synthetic_runs import synthetic_run
@@ -15,7 +15,7 @@ LEGALIZE = "RuntimeError: error: failed to legalize operation 'tfl.add' that was
 
 
 def night(n, model="resnet_mixed", **kw):
-    return build_rows(synthetic_run(n, model=model, **kw))
+    return flatten(synthetic_run(n, model=model, **kw))
 
 
 def test_one_cell_per_model_and_format_precision():

@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from edgebench.parity.taps.base import ArtifactTap, kind_of
+from edgebench.runtimes.executorch import XNNPACK_BACKEND, _pybindings
+from edgebench.runtimes.executorch_program import (forward_plan, read_pte, scopes_path, split_payload, tensor_dtype,
+                                                  xnnpack_graphs, xnnpack_payload)
 
 EXTERNAL_OUTPUT = 2  # XNN_VALUE_FLAG_EXTERNAL_OUTPUT
 NO_ID = 0xFFFFFFFF  # XNN_INVALID_VALUE_ID
@@ -128,8 +131,6 @@ class _Rewriter:
 
 
 def _np_dtype(tensor):
-    from edgebench.runtimes.executorch_program import tensor_dtype
-
     return np.dtype(tensor_dtype(tensor))
 
 
@@ -170,10 +171,6 @@ def tapped_program(path: str | Path, out: Path) -> list[_Tap]:
     from executorch.exir._serialize._program import serialize_pte_binary
     from executorch.exir.schema import BackendDelegateInlineData
 
-    from edgebench.runtimes.executorch import XNNPACK_BACKEND
-    from edgebench.runtimes.executorch_program import (forward_plan, read_pte, scopes_path, split_payload,
-                                                      xnnpack_graphs, xnnpack_payload)
-
     scopes_file = scopes_path(path)
     scopes = json.loads(scopes_file.read_text()) if scopes_file.exists() else {}
     pte = read_pte(path)
@@ -204,8 +201,6 @@ def executorch_taps(path: str | Path, inputs: dict[str, np.ndarray]) -> list[Art
     """Every layer tensor of the forward method for one input (positional, in the model's input order), in
     execution order, as the ExecuTorch runtime computes it."""
     import torch
-
-    from edgebench.runtimes.executorch import _pybindings
 
     runtime = _pybindings()
     with tempfile.TemporaryDirectory() as tmp:
