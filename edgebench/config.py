@@ -232,7 +232,7 @@ class _Pipeline(Strict):
     formats: dict[str, list[Precision]] = Field(default_factory=default_formats)  # every catalogued format
     converter_options: dict[str, dict[str, Any]] = {}
     export_timeout_s: float = Field(900.0, gt=0)
-    runtimes: list[str] = Field(default_factory=lambda: list(runtime_refs()))  # every catalogued runtime, in catalogue order
+    runtimes: list[str] = Field(default_factory=lambda: list(runtime_refs()))  # every catalogued one, in its order
     runtime_options: dict[str, dict[str, Any]] = {}  # registry runtime -> its options, e.g. litert: {xnnpack: false}
     runtime_variants: dict[str, RuntimeVariant] = {}  # a new runtime name = a registry runtime with other options
     devices: list[str] = ["local"]

@@ -143,8 +143,8 @@ def parity_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: Ru
     if tolerance is None:
         raise UserError(f"parity.tolerances: no tolerance configured for precision {artifact.precision}")
     return check_parity_isolated(
-        artifact, runtime, pm.ref, load_inputs(Path(pm.inputs_path)), load_inputs(Path(pm.reference_path)), tolerance,
-        settings.threads, timeout_s=settings.budget.timeout_s,
+        artifact, runtime, pm.ref, load_inputs(Path(pm.inputs_path)), load_inputs(Path(pm.reference_path)),
+        tolerance, settings.threads, timeout_s=settings.budget.timeout_s,
         log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, "parity"),
         localize=settings.config.localize, localization_path=localization_path(settings, artifact),
         runtime_options=settings.config.runtime_spec(runtime)[1] or None,  # the same options the benchmark uses

@@ -43,6 +43,15 @@ def bikes() -> Path:
     return path
 
 
+@pytest.fixture
+def fault_formats(monkeypatch):
+    """The formats of tests/fault_converters.py in the catalogue (spawned export children inherit the variable)."""
+    from edgebench.catalogue import PLUGINS_ENV
+    from tests.fault_converters import PLUGIN
+
+    monkeypatch.setenv(PLUGINS_ENV, PLUGIN)
+
+
 @pytest.fixture(scope="session")
 def small_ref():
     """resnet_mixed with random weights on a 1x3x4x32x32 input: every converter, in seconds."""

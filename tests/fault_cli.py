@@ -6,9 +6,9 @@ import os
 
 from edgebench.catalogue import PLUGINS_ENV
 from edgebench.cli import main
+from tests.fault_converters import PLUGIN
 
-# The export children inherit the variable, so they find the same formats.
-os.environ[PLUGINS_ENV] = ",".join(f"tests.fault_converters:{name}" for name in ("FAULT", "HANG", "TINY", "SLOW"))
+os.environ[PLUGINS_ENV] = PLUGIN  # the export children inherit the variable, so they find the same formats
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ def _entry(name: str, converter: str) -> FormatEntry:
 
 FAULT = _entry("fault", "Raising")  # every converter below has the format `fault`: its suffix, precisions, form
 HANG, TINY, SLOW = _entry("hang", "Hanging"), _entry("tiny", "Tiny"), _entry("slow", "Slow")
+PLUGIN = ",".join(f"tests.fault_converters:{name}" for name in ("FAULT", "HANG", "TINY", "SLOW"))  # $EDGEBENCH_FORMATS
 
 
 class _Fault(Converter):

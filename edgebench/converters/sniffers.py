@@ -27,7 +27,11 @@ def is_mlpackage(path: Path) -> bool:
 
 
 def is_torchscript(path: Path) -> bool:
-    return path.is_file() and zipfile.is_zipfile(path)  # torch.jit.save writes a zip archive
+    """torch.jit.save's zip archive: it holds the module's code and constants.pkl (a torch.save checkpoint does not)."""
+    if not (path.is_file() and zipfile.is_zipfile(path)):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
 
 
 def is_onnx(path: Path) -> bool:

@@ -88,7 +88,8 @@ def measure_remote_here(artifact: dict, model: str, runtime: str, device: str, i
         remote_path = record.path
         record.path = str(storage.get(remote_path[len(storage.url) + 1:], work / Path(remote_path).name))
     inputs_path = storage.get(inputs_url[len(storage.url) + 1:], work / "inputs.npz")
-    job = runtime_job(Device(*split_device(device)), record, runtime, config, exclusive=True) or BenchJob(record, runtime, device)
+    job = (runtime_job(Device(*split_device(device)), record, runtime, config, exclusive=True)
+           or BenchJob(record, runtime, device))
     result = measure_here(job, ref, str(inputs_path), budget, resolve_threads(threads), flops, work / "bench.log",
                           config.benchmark.noisy_iqr_ratio, config)
     return storage.write_json(result_key, dataclasses.asdict(result))

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from edgebench.catalogue import PLUGINS_ENV
 from edgebench.flows.export_and_benchmark import export_and_benchmark
 
 pytestmark = pytest.mark.slow
@@ -29,11 +28,6 @@ def harness():
         yield
 
 
-@pytest.fixture
-def with_fault_format(monkeypatch):
-    monkeypatch.setenv(PLUGINS_ENV, "tests.fault_converters:FAULT")  # the export children inherit it
-
-
 def run(tmp_path, **params) -> pd.DataFrame:
     config = tmp_path / "pipeline.yaml"
     config.write_text(CONFIG)
@@ -45,7 +39,7 @@ def run(tmp_path, **params) -> pd.DataFrame:
     return pd.read_csv(tmp_path / "out" / "latest" / "results.csv", keep_default_na=False)
 
 
-def test_flow_exports_everything_and_survives_a_failing_converter(harness, with_fault_format, tmp_path):
+def test_flow_exports_everything_and_survives_a_failing_converter(harness, fault_formats, tmp_path):
     rows = run(tmp_path)
     fault = rows[rows["format"] == "fault"]
     assert list(fault["status"]) == ["export_failed"]

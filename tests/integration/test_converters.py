@@ -147,7 +147,7 @@ def test_second_call_is_a_fast_cache_hit(exported, small_ref, cache):
     assert again.cached and again.sha256 == exported["onnx"].sha256 and again.path == exported["onnx"].path
 
 
-def test_tiny_converter_hits_then_misses_on_another_option(small_ref, tmp_path):
+def test_tiny_converter_hits_then_misses_on_another_option(small_ref, tmp_path, fault_formats):
     first = export_artifact(small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, converter=Tiny())
     assert first.ok and not first.cached
     assert export_artifact(small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, converter=Tiny()).cached

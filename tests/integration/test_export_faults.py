@@ -11,6 +11,8 @@ from edgebench.converters.export import ArtifactError, _export_job, cached_artif
 from edgebench.converters.registry import get_converter
 from tests import fault_converters as faults
 
+pytestmark = pytest.mark.usefixtures("fault_formats")  # the `fault` format's entry: suffix, precisions, form
+
 
 def test_raise_crash_and_hang_fail_alone(small_ref, tmp_path):
     jobs = {

@@ -91,7 +91,7 @@ def test_a_sigkilled_parent_takes_its_child_along(tmp_path):
         parent.kill()
 
 
-def test_second_exporter_of_a_key_waits_then_takes_the_hit(small_ref, tmp_path):
+def test_second_exporter_of_a_key_waits_then_takes_the_hit(small_ref, tmp_path, fault_formats):
     converter = faults.Slow()
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(export_artifact, small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, True, converter)
@@ -103,7 +103,7 @@ def test_second_exporter_of_a_key_waits_then_takes_the_hit(small_ref, tmp_path):
     assert Path(first.log_path).read_text().count("edgebench: exporting resnet_mixed") == 1  # one export, not two
 
 
-def test_waiting_for_a_key_lock_gives_up_when_the_run_stops(small_ref, tmp_path):
+def test_waiting_for_a_key_lock_gives_up_when_the_run_stops(small_ref, tmp_path, fault_formats):
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(export_artifact, small_ref, "fault", "fp32", {}, tmp_path, TIMEOUT_S, True, faults.Hanging())
         _wait_for(lambda: list(tmp_path.glob("*/*/.tmp-*/model.bin")))
