@@ -25,7 +25,6 @@ from rich.table import Table
 from edgebench.config import CalibrationConfig, PipelineConfig, stable_hash
 from edgebench.converters.base import Converter
 from edgebench.converters.registry import get_converter
-from edgebench.errors import UserError
 from edgebench.hashing import file_sha256, update_with_file
 from edgebench.isolation import Stopped, run_child, stopping
 from edgebench.liveness import pid_alive
