@@ -3,8 +3,8 @@ the tolerances (and localization rule) of another config; no model is built and 
 
 Every parity row of a run points at the outputs its session saved (ParityResult.outputs_path) and at the
 reference they were judged against; the verdict is a pure function of those files and a tolerance
-(parity/verdict.py), and the first divergent layer a pure function of the saved per-layer errors
-(parity/localize.mark_divergence). The re-judged run is written beside the original as
+(parity/verdict.py), and the culprit layer a pure function of the saved per-layer errors
+(parity/localize.judged_table). The re-judged run is written beside the original as
 `<run id>-rejudged-<suffix>`, with its own results.csv and report, and never enters the history.
 """
 
