@@ -56,7 +56,7 @@ def test_the_peak_is_the_childs_own_not_the_parents(budget, tmp_path):
     del ballast
 
 
-def test_an_export_over_budget_is_an_out_of_memory_row_and_the_others_export(budget, small_ref, tmp_path):
+def test_an_export_over_budget_is_an_out_of_memory_row_and_the_others_export(budget, small_ref, tmp_path, fault_formats):
     # A torch child holds ~0.8 GB resident but maps ~3.5 GB of address space: the limit fits the mechanism.
     limit = "1500M" if _cgroups_here() else "6G"
     budget(limit, "auto")
