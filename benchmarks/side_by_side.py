@@ -71,6 +71,33 @@ def also_rows(specs: list[str], rows: list[tuple[Artifact, str]]) -> list[tuple[
     return extra
 
 
+def interleaved(rows: list[tuple[Artifact, str]], ref: ModelRef, rounds: int, warmup: int, threads: int) -> np.ndarray:
+    """Seconds of one inference per (round, row): every row loaded in its own child first, then one inference of
+    each per round, the order rotated every round."""
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    for artifact, runtime in rows:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=serve, args=(child, artifact, runtime, ref, threads), daemon=True)
+        proc.start()
+        parent.recv()  # loaded: loading never overlaps a timed inference
+        pipes.append(parent)
+        procs.append(proc)
+    times = np.zeros((rounds, len(rows)))
+    for round_ in range(-warmup, rounds):
+        order = np.roll(np.arange(len(rows)), round_)
+        for i in order:
+            time.sleep(0.05)  # let the previous runtime's worker threads stop spinning
+            pipes[i].send("run")
+            seconds = pipes[i].recv()
+            if round_ >= 0:
+                times[round_, i] = seconds
+    for pipe, proc in zip(pipes, procs):
+        pipe.send("stop")
+        proc.join(30)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (reports/latest, or reports/runs/<id>)")
@@ -82,27 +109,7 @@ def main() -> int:
     opts = parser.parse_args()
     ref, rows = rows_of(opts.run_dir.resolve())
     rows += also_rows(opts.also, rows)
-    ctx = mp.get_context("spawn")
-    pipes, procs = [], []
-    for artifact, runtime in rows:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=serve, args=(child, artifact, runtime, ref, opts.threads), daemon=True)
-        proc.start()
-        parent.recv()  # loaded: loading never overlaps a timed inference
-        pipes.append(parent)
-        procs.append(proc)
-    times = np.zeros((opts.rounds, len(rows)))
-    for round_ in range(-opts.warmup, opts.rounds):
-        order = np.roll(np.arange(len(rows)), round_)
-        for i in order:
-            time.sleep(0.05)  # let the previous runtime's worker threads stop spinning
-            pipes[i].send("run")
-            seconds = pipes[i].recv()
-            if round_ >= 0:
-                times[round_, i] = seconds
-    for pipe, proc in zip(pipes, procs):
-        pipe.send("stop")
-        proc.join(30)
+    times = interleaved(rows, ref, opts.rounds, opts.warmup, opts.threads)
     ratios = times / times[:, :1]  # per round, against that round's eager
     print(f"{ref.name}, {opts.rounds} interleaved rounds, {opts.threads} threads, {ref.inputs[0].shape}")
     print(f"{'format':12} {'precision':9} {'runtime':12} {'median ms':>9} {'x eager':>8} {'IQR':>6}  target")

@@ -57,6 +57,8 @@ class FormatEntry:
     suffixes: tuple[str, ...]  # the file (or folder) name ends: the converter's own first, then option-chosen ones
     tapper: Ref  # fn(path, one input) -> [parity.taps.base.ArtifactTap]: the intermediate tensors, for localization
     sniffer: Ref  # fn(path) -> bool: the file's content is of this format (a file from elsewhere, no known suffix)
+    # fn mapping float_layers (module paths) onto the toolchain's own per-layer mechanism (docs/repair.md); the
+    # converter's `mixable` / `keep_in` say which precisions and float kinds it offers
     float_layers: Ref = field(default_factory=lambda: none("the converter takes no float_layers option yet"))
     why_form: str = ""  # why this export form
 
@@ -69,6 +71,7 @@ FORMATS: tuple[FormatEntry, ...] = (
         precisions=("fp32",), default_precisions=("fp32",), export_form=THREE_D, suffixes=(".pt", ".ptl"),
         tapper=Ref("edgebench.parity.taps.torchscript:torchscript_taps"),
         sniffer=Ref("edgebench.converters.sniffers:is_torchscript"),
+        float_layers=none("fp32 only: every layer is float already"),
         why_form="TorchScript runs PyTorch's own kernels, where Conv3d beats the 2D-lowered graph "
                  "(gather + concatenation + Conv2d), as in eager (docs/converters.md)"),
     FormatEntry(
@@ -78,6 +81,7 @@ FORMATS: tuple[FormatEntry, ...] = (
         precisions=("fp32", "int8", "w8a16"), default_precisions=("fp32", "int8"), export_form=LOWERED,
         suffixes=(".onnx",), tapper=Ref("edgebench.parity.taps.onnx:onnx_taps"),
         sniffer=Ref("edgebench.converters.sniffers:is_onnx"),
+        float_layers=Ref("edgebench.converters.onnx:layer_nodes"),  # -> quantize_static's nodes_to_exclude
         why_form="ONNX Runtime's 2D convolutions beat its 3D ones (0.91, 0.74, 0.68 of the 3d time for mc3_18, "
                  "r3d_18, r2plus1d_18: docs/converters.md)"),
     FormatEntry(
@@ -88,6 +92,7 @@ FORMATS: tuple[FormatEntry, ...] = (
         precisions=("fp32", "fp16", "w8"), default_precisions=("fp32", "fp16", "w8"), export_form=THREE_D,
         suffixes=(".mlpackage",), tapper=Ref("edgebench.parity.taps.coreml:coreml_taps"),
         sniffer=Ref("edgebench.converters.sniffers:is_mlpackage"),
+        float_layers=Ref("edgebench.converters.coreml:layer_weights"),  # -> linear_quantize_weights' op_name_configs
         why_form="MIL's conv takes rank-5 input as is, and the Neural Engine cannot be measured here (no Mac); "
                  "the lowered form would add a 5D gather and a reshape per temporal conv (docs/converters.md)"),
     FormatEntry(
@@ -97,6 +102,7 @@ FORMATS: tuple[FormatEntry, ...] = (
         precisions=("fp32", "int8"), default_precisions=("fp32", "int8"), export_form=LOWERED,
         suffixes=(".tflite",), tapper=Ref("edgebench.parity.taps.tflite:tflite_taps"),
         sniffer=Ref("edgebench.converters.sniffers:is_tflite"),
+        float_layers=Ref("edgebench.converters.base:outside_layers"),  # -> the PT2E quantizer's annotation filter
         why_form="XNNPACK has no 3D convolution and LiteRT's builtin CONV_3D is float only: lowered, every conv "
                  "runs in XNNPACK (0.50 of the 3d time for mc3_18) and int8 exists"),
     FormatEntry(
@@ -107,6 +113,7 @@ FORMATS: tuple[FormatEntry, ...] = (
         suffixes=(".pte",),
         tapper=Ref("edgebench.parity.taps.executorch:executorch_taps"),
         sniffer=Ref("edgebench.converters.sniffers:is_pte"),
+        float_layers=Ref("edgebench.converters.base:outside_layers"),  # -> XNNPACKQuantizer.set_filter_function
         why_form="ExecuTorch's XNNPACK partitioner takes 1D/2D convs only and the portable kernels no 5-D convolution"),
 )
 

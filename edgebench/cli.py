@@ -30,7 +30,9 @@ from edgebench.parity.table import parity_table
 from edgebench.pipeline import DEFAULT_OUT
 from edgebench.prefect_env import apply_defaults
 from edgebench.preflight import check_config, check_models, check_run
+from edgebench.records import REPAIR_FAILED
 from edgebench.rejudge import rejudge_run, write_rejudged
+from edgebench.repair.run import repair_config
 from edgebench.tables import history_view, run_summary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -335,6 +337,38 @@ def evaluate(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt,
     paths = pipeline.finish_run(settings, [result])
     console.print(f"results: {paths.results_csv}")
     console.print(f"report: {paths.report_html}")
+
+
+@app.command()
+def repair(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt, formats: Optional[str] = FormatsOpt,
+           precision: str = typer.Option("int8", "--precision", help="The reduced precision to repair: int8, w8, w8a16."),
+           dataset: Optional[str] = typer.Option(None, "--dataset", help="Judge by the accuracy bound on this labelled "
+                                                 "set (folder per class or CSV); default: the parity bound."),
+           max_videos: Optional[int] = typer.Option(None, "--max-videos", min=1, help="A class-balanced subset."),
+           bench: bool = typer.Option(True, "--bench/--no-bench", help="Measure fp32, quantized and mixed latency."),
+           quick: bool = QuickOpt, out: Optional[Path] = OutOpt, config: Optional[Path] = ConfigOpt,
+           no_cache: bool = NoCacheOpt, input_shape: Optional[str] = ShapeOpt) -> None:
+    """Repair failing reduced-precision files: the fewest layers kept in float that make each pass its bound
+    (docs/repair.md); exit 0 repaired or nothing to repair, 1 a file no small layer set repairs."""
+    from edgebench.repair.table import repair_table
+    from edgebench.reports.writer import read_results_csv
+
+    cfg = repair_config(load_pipeline_config(config), _split(formats), precision)
+    check_config(cfg, config)
+    settings = pipeline.new_run(cfg, out, quick=quick, use_cache=not no_cache)
+    _checked_model(model, weights, input_shape)
+    log_to(settings.run_dir)
+    chosen = {"dataset": dataset, "max_videos": max_videos}
+    result = pipeline.run_model_sequential(model, settings, str(weights) if weights else None, _shape(input_shape),
+                                           bench=bench, evaluate=dataset is not None, evaluation=chosen)
+    paths = pipeline.finish_run(settings, [result])
+    console.print(repair_table(result.repairs, read_results_csv(paths.results_csv)))
+    for r in result.repairs:
+        if r.trials_path:
+            console.print(f"{r.format} {r.precision}: trials in {r.trials_path}")
+    console.print(f"results: {paths.results_csv}")
+    console.print(f"report: {paths.report_html}")
+    raise typer.Exit(1 if any(r.status == REPAIR_FAILED for r in result.repairs) else 0)
 
 
 @app.command()

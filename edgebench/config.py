@@ -24,6 +24,17 @@ CONFIG_DIR = Path(os.environ.get("EDGEBENCH_CONFIG_DIR", PROJECT_ROOT / "configs
 # fp32 / fp16: float; int8: int8 weights (per-channel) and int8 activations (static, calibrated);
 # w8: int8 weights, float activations; w8a16: int8 weights, 16-bit activations.
 Precision = Literal["fp32", "fp16", "int8", "w8", "w8a16"]
+MIXED = "-mixed"  # a reduced-precision file with some layers kept in higher precision: "int8-mixed"
+
+
+def mixed_precision(precision: str) -> str:
+    """The row precision of a file of `precision` that keeps some layers in float: int8 -> int8-mixed."""
+    return precision if precision.endswith(MIXED) else precision + MIXED
+
+
+def base_precision(precision: str) -> str:
+    """The precision whose bounds judge a row: int8-mixed -> int8 (a repaired file meets the int8 bound)."""
+    return precision.removesuffix(MIXED)
 
 
 class Strict(BaseModel):
@@ -178,6 +189,19 @@ class CalibrationConfig(Strict):
     method: CalibrationMethod = "minmax"  # a converter that does not offer it skips the precision, saying so
 
 
+KeepIn = Literal["fp32", "fp16", "w8a16"]
+
+
+class RepairConfig(Strict):
+    """Repair of failing reduced-precision files (docs/repair.md): the smallest set of layers kept in `keep_in`."""
+
+    enabled: bool = False  # a run repairs every reduced-precision row that fails (edgebench repair always does)
+    max_trials: int | None = Field(None, ge=1)  # exports tried; default ceil(2 log2(layers) + 4)
+    budget_s: float = Field(1800.0, gt=0)  # wall clock of one file's search; a trial running past it is the last
+    keep_in: KeepIn = "fp32"  # what a kept layer computes in, where the toolchain offers it (else a refusal)
+    max_float_layers: int | None = Field(None, ge=1)  # default: a third of the layers, at most 4; more is no repair
+
+
 class BudgetConfig(Strict):
     warmup_runs: int = Field(2, ge=0)
     min_runs: int = Field(10, ge=1)
@@ -243,6 +267,7 @@ class _Pipeline(Strict):
     history: HistoryConfig = HistoryConfig()
     localize: LocalizeConfig = LocalizeConfig()
     memory: MemoryConfig = MemoryConfig()
+    repair: RepairConfig = RepairConfig()
     external_artifacts: list[ExternalArtifactConfig] = []
 
     @field_validator("devices")

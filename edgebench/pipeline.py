@@ -19,7 +19,7 @@ from edgebench.benchmarks.local import add_speedups
 from edgebench.benchmarks.peak import host_peak
 from edgebench.catalogue import EAGER
 from edgebench.child_memory import MemoryBudget
-from edgebench.config import PROJECT_ROOT, PipelineConfig
+from edgebench.config import PROJECT_ROOT, PipelineConfig, base_precision
 from edgebench.converters.export import export_artifact, plan_artifacts
 from edgebench.devices.base import BenchJob, Measured
 from edgebench.devices.registry import parse_devices, plan_jobs, run_job
@@ -31,7 +31,9 @@ from edgebench.isolation import use_memory_budget
 from edgebench.models.inputs import load_inputs, make_inputs, save_inputs
 from edgebench.models.io_check import check_output_shapes
 from edgebench.parity.check import check_parity_isolated, reference_outputs
-from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData
+from edgebench.repair.run import RepairOutcome, failing, not_needed, repair_artifact
+from edgebench.repair.trials import TrialSteps
+from edgebench.records import PASSED, SKIPPED, AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RepairResult, RunData
 from edgebench.runs import ModelResults, PreparedModel, RunSettings, utc_now
 from edgebench.runtimes.base import resolve_threads
 from edgebench.runtimes.registry import runtimes_for
@@ -137,15 +139,17 @@ def parity_runtimes(fmt: str, config: PipelineConfig) -> list[str]:
     return [r.name for r in runtimes_for(fmt) if r.name in config.runtimes]
 
 
-def parity_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: RunSettings) -> ParityResult:
-    """Compare one artifact on one runtime with the reference; never raises for runtime trouble."""
-    tolerance = settings.config.parity.tolerances.get(artifact.precision)
+def parity_one(pm: PreparedModel, artifact: Artifact, runtime: str, settings: RunSettings, tag: str = "") -> ParityResult:
+    """Compare one artifact on one runtime with the reference; never raises for runtime trouble.
+    `tag` tells apart the logs of several files with the same name (a repair's trials)."""
+    tolerance = settings.config.parity.tolerances.get(base_precision(artifact.precision))  # int8-mixed: int8's bound
     if tolerance is None:
         raise UserError(f"parity.tolerances: no tolerance configured for precision {artifact.precision}")
     return check_parity_isolated(
         artifact, runtime, pm.ref, load_inputs(Path(pm.inputs_path)), load_inputs(Path(pm.reference_path)),
         tolerance, settings.threads, timeout_s=settings.budget.timeout_s,
-        log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, "parity"),
+        log_path=settings.log_path(pm.ref.name, artifact.format, artifact.precision, runtime, *([tag] if tag else []),
+                                   "parity"),
         localize=settings.config.localize, localization_path=localization_path(settings, artifact),
         runtime_options=settings.config.runtime_spec(runtime)[1] or None,  # the same options the benchmark uses
         outputs_dir=settings.run_dir / "outputs", reference_path=pm.reference_path)
@@ -170,9 +174,10 @@ def evaluation_plan(artifacts: list[Artifact], pm: PreparedModel, config: Pipeli
     return [(eager_artifact(pm.ref), EAGER.runtime)] + [(a, rt) for a in artifacts for rt in parity_runtimes(a.format, config)]
 
 
-def evaluate_one(pm: PreparedModel, eset, artifact: Artifact, runtime: str, settings: RunSettings) -> AccuracyResult:
+def evaluate_one(pm: PreparedModel, eset, artifact: Artifact, runtime: str, settings: RunSettings,
+                 tag: str = "") -> AccuracyResult:
     """Video-level accuracy of one (artifact, runtime) in a child process; never raises for runtime trouble."""
-    parts = (artifact.format, artifact.precision, runtime)
+    parts = (artifact.format, artifact.precision, runtime, *([tag] if tag else []))
     return evaluate_artifact(artifact, runtime, pm.ref, eset, settings.threads, settings.budget.timeout_s,
                              settings.log_path(pm.ref.name, *parts, "accuracy"),
                              settings.run_dir / "evaluation" / pm.ref.name / ("-".join(parts) + ".npz"),
@@ -182,6 +187,57 @@ def evaluate_one(pm: PreparedModel, eset, artifact: Artifact, runtime: str, sett
 def judge_accuracy(pm: PreparedModel, results: list[AccuracyResult], overrides: dict | None = None) -> list[AccuracyResult]:
     """Each row's top-1 drop against eager with its 95 % interval and its verdict against the bound."""
     return judge_drops(results, evaluation_config(pm.ref, overrides))
+
+
+def reduced_precision(artifacts: list[Artifact]) -> list[Artifact]:
+    """The exported reduced-precision files a repair step looks at (not fp32, not already repaired)."""
+    return [a for a in artifacts if a.ok and a.precision != "fp32" and not a.float_layers]
+
+
+def repair_one(pm: PreparedModel, artifact: Artifact, settings: RunSettings, parity: list[ParityResult],
+               accuracy: list[AccuracyResult], eset=None, converter=None) -> RepairOutcome:
+    """A RepairOutcome for one reduced-precision file: `not_needed` when it passes its judge (the accuracy bound
+    with a dataset, else the parity bound), else the search for layers to keep in float (edgebench/repair/)."""
+    by_accuracy = eset is not None
+    judge = "accuracy" if by_accuracy else "parity"
+    if not failing(artifact, parity, accuracy, by_accuracy):
+        return not_needed(artifact, judge)
+    eager = next((a for a in accuracy if (a.format, a.runtime) == (EAGER.format, EAGER.runtime)
+                  and a.status == PASSED), None)
+    why = ("no eager accuracy to judge trials against" if by_accuracy and eager is None else
+           f"the {artifact.format} fp32 file fails its {judge} bound too: no layer kept in float can help"
+           if failing(artifact, parity, accuracy, by_accuracy, "fp32") else "")
+    if why:
+        return RepairOutcome(RepairResult(artifact.model, artifact.format, artifact.precision, SKIPPED, why, judge=judge))
+    steps = TrialSteps(parity_one, evaluate_one, parity_runtimes(artifact.format, settings.config))
+    return repair_artifact(pm, artifact, settings, parity, steps, eset, eager, converter)
+
+
+def judge_repaired(pm: PreparedModel, artifact: Artifact, settings: RunSettings, accuracy: list[AccuracyResult],
+                   eset=None) -> tuple[list[ParityResult], list[AccuracyResult]]:
+    """A repaired file's rows, like any artifact's: parity on every runtime and, with a dataset, accuracy."""
+    rows = [parity_one(pm, artifact, rt, settings) for rt in parity_runtimes(artifact.format, settings.config)]
+    if eset is None:
+        return rows, []
+    eager = [a for a in accuracy if (a.format, a.runtime) == (EAGER.format, EAGER.runtime)]
+    scored = [evaluate_one(pm, eset, artifact, rt, settings) for rt in parity_runtimes(artifact.format, settings.config)]
+    return rows, judge_accuracy(pm, eager + scored)[len(eager):]
+
+
+def repair_model(pm: PreparedModel, result: ModelResults, settings: RunSettings, eset=None) -> ModelResults:
+    """The repair step (repair.enabled): every failing reduced-precision file of `result` repaired, the repaired
+    files judged like any other. Returns what it adds: repair records, artifacts and their rows."""
+    added = ModelResults(pm.ref)
+    for artifact in reduced_precision(result.artifacts):
+        outcome = repair_one(pm, artifact, settings, result.parity, result.accuracy, eset)
+        added.repairs.append(outcome.result)
+        if outcome.artifact is not None:
+            added.artifacts.append(outcome.artifact)
+        if outcome.artifact is not None and outcome.artifact.ok:
+            parity, accuracy = judge_repaired(pm, outcome.artifact, settings, result.accuracy, eset)
+            added.parity += parity
+            added.accuracy += accuracy
+    return added
 
 
 def bench_plan(artifacts: list[Artifact], pm: PreparedModel, config: PipelineConfig) -> list[BenchJob]:
@@ -212,6 +268,7 @@ def finish_run(settings: RunSettings, results: list[ModelResults]):
         config={**settings.config.model_dump(mode="json"), "quick": settings.quick},
         accuracy=[a for r in results for a in r.accuracy],
         peak=host_limit(settings, latency),
+        repairs=[rep for r in results for rep in r.repairs],
     )
     return write_run_reports(run, Path(settings.out), settings.config.history,
                              runtimes_for=lambda fmt: parity_runtimes(fmt, settings.config))
@@ -266,6 +323,10 @@ class Steps:
                 advance()
         return results
 
+    def repair(self, pm: PreparedModel, result: ModelResults, eset: EvalSet | None) -> ModelResults:
+        """What the repair step adds: each failing reduced-precision file's repair and its judged rows."""
+        return repair_model(pm, result, self.settings, eset)
+
     def bench(self, pm: PreparedModel, jobs: list[BenchJob]) -> list[Measured]:
         return [bench_one(pm, job, self.settings) for job in jobs]
 
@@ -293,6 +354,9 @@ def model_branch(name: str, steps: Steps, weights: str | None = None, input_shap
     ok = [a for a in result.artifacts if a.ok]
     if eset is not None:
         result.accuracy = judge_accuracy(pm, steps.evaluate(pm, eset, evaluation_plan(ok, pm, config)), evaluation)
+    if parity and config.repair.enabled:  # each failing reduced-precision file: a <precision>-mixed file, judged alike
+        result.add(steps.repair(pm, result, eset))
+        ok = [a for a in result.artifacts if a.ok]
     if bench:
         measured = steps.bench(pm, bench_plan(ok, pm, config))
         result.latency = [m.latency for m in measured]

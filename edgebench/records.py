@@ -18,7 +18,8 @@ RUNTIME_FAILED = "runtime_failed"
 SKIPPED = "skipped"
 ACCURACY_FAILED = "accuracy_failed"  # the top-1 drop against eager is beyond the precision's bound (evaluation)
 OUT_OF_MEMORY = "out_of_memory"  # a child (export, check or benchmark) went past its memory budget (child_memory)
-STATUSES = (PASSED, EXPORT_FAILED, OUT_OF_MEMORY, PARITY_FAILED, ACCURACY_FAILED, RUNTIME_FAILED, SKIPPED)
+REPAIR_FAILED = "repair_failed"  # no small set of layers kept in float made a failing file pass (docs/repair.md)
+STATUSES = (PASSED, EXPORT_FAILED, OUT_OF_MEMORY, REPAIR_FAILED, PARITY_FAILED, ACCURACY_FAILED, RUNTIME_FAILED, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Artifact:
     model: str
     format: str
     precision: str
-    status: str  # passed | export_failed | out_of_memory
+    status: str  # passed | export_failed | out_of_memory | skipped | repair_failed (no <precision>-mixed file made)
     reason: str = ""
     path: str = ""
     size_bytes: int = 0
@@ -75,6 +76,7 @@ class Artifact:
     form: str = ""  # the module exported: "2d-lowered" or "3d" (models/lowering.py); "" for eager / not exported
     compute_dtypes: dict[str, int] = field(default_factory=dict)  # conv/matmul ops per compute dtype
     calibration: str = ""  # "video:<files> x<clips> <method> <sha256 prefix>", "random ...", "" (none needed)
+    float_layers: tuple[str, ...] = ()  # layers an <precision>-mixed file keeps in higher precision (docs/repair.md)
     options: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
     cache_key: str = ""
@@ -246,6 +248,28 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 @dataclass
+class RepairResult:
+    """The repair of one failing reduced-precision file (docs/repair.md): what was tried and what came of it."""
+
+    model: str
+    format: str
+    precision: str  # the failing file's precision; the repaired one is <precision>-mixed
+    status: str  # repaired | not_needed | repair_failed | skipped
+    reason: str = ""
+    judge: str = ""  # parity | accuracy: the bound every trial was held to
+    float_layers: tuple[str, ...] = ()  # the repaired file's layers kept in higher precision
+    keep_in: str = ""
+    trials: int = 0  # exports tried (a cached layer set counts once)
+    candidates: int = 0  # layers the search could keep in float
+    max_trials: int = 0
+    seconds: float = 0.0
+    trials_path: str = ""  # JSON: the ranking and every trial (layer set, verdict, figures, seconds)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class RunData:
     """Everything one run produced: what the reports and the history store are written from."""
 
@@ -261,3 +285,4 @@ class RunData:
     config: dict[str, Any] = field(default_factory=dict)  # the resolved PipelineConfig
     accuracy: list[AccuracyResult] = field(default_factory=list)
     peak: dict[str, Any] = field(default_factory=dict)  # this host's limit per precision (benchmarks.peak), {} when unmeasured
+    repairs: list[RepairResult] = field(default_factory=list)

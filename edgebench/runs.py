@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgebench.config import BudgetConfig, PipelineConfig
-from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult
+from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RepairResult
 
 
 def utc_now() -> str:
@@ -63,3 +63,9 @@ class ModelResults:
     parity: list[ParityResult] = field(default_factory=list)
     latency: list[LatencyResult] = field(default_factory=list)
     accuracy: list[AccuracyResult] = field(default_factory=list)
+    repairs: list[RepairResult] = field(default_factory=list)
+
+    def add(self, more: "ModelResults") -> None:
+        """Append another step's records (the repair step's) to these."""
+        for name in ("artifacts", "parity", "latency", "accuracy", "repairs"):
+            getattr(self, name).extend(getattr(more, name))

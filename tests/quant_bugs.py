@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebench.converters.onnx import OnnxConverter
+
 GARBAGE_FACTOR = 255.0  # calibration clips not divided by 255: a classic preprocessing slip
 
 
@@ -96,6 +98,30 @@ def conv_names(path: Path) -> list[str]:
     import onnx
 
     return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "Conv"]
+
+
+def layer_conv_indices(path: Path, layer: str) -> list[int]:
+    """Indices (among the Conv nodes) of the convs the exporter recorded under one module path."""
+    import onnx
+
+    from edgebench.parity.taps.onnx import node_scope
+
+    convs = [n for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "Conv"]
+    return [i for i, n in enumerate(convs) if node_scope(n) == layer]
+
+
+class WrongScaleOnnx(OnnxConverter):
+    """ONNX int8 files with one layer's weight scales x `factor` (onnx_wrong_scale), unless float_layers keeps that
+    layer float: the injected failure a repair must undo by keeping exactly that layer in float."""
+
+    def __init__(self, layer: str, factor: float = 2.0):
+        self.layer, self.factor = layer, factor
+
+    def export(self, model, ref, precision, options, out, calibration=None) -> None:
+        super().export(model, ref, precision, options, out, calibration)
+        if precision != "fp32" and self.layer not in options.get("float_layers", ()):
+            for index in layer_conv_indices(Path(out), self.layer):
+                onnx_wrong_scale(Path(out), Path(out), index, self.factor)
 
 
 def garbage(calibration: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:

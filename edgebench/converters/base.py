@@ -17,6 +17,29 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+MIXED_OPTIONS = ("float_layers", "keep_in")  # options every converter takes (refusal() says which can use them)
+
+
+def module_paths(model: nn.Module, layers) -> list[str]:
+    """`layers` (float_layers), each checked to be a module path of `model`; a ValueError names the unknown ones."""
+    known = dict(model.named_modules())
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise ValueError(f"float_layers: no module {', '.join(unknown)} in the model")
+    return list(layers)
+
+
+def outside_layers(layers):
+    """A PT2E annotation filter: True for an FX node traced outside every module named in `layers` (by the module
+    paths of its nn_module_stack), so the quantizer leaves those layers' ops float."""
+    layers = set(layers)
+
+    def outside(node) -> bool:
+        return not any(path in layers for path, _ in node.meta.get("nn_module_stack", {}).values())
+
+    return outside
+
+
 class Converter(ABC):
     """Exports the export-friendly module to one format and reads facts back from the saved file.
 
@@ -30,6 +53,10 @@ class Converter(ABC):
     form: str | None = None  # the export form instead of the catalogue's (benchmarks/lowering_compare.py sets it)
     calibration_methods: frozenset[str] = frozenset()  # calibration.method values the toolchain offers
     refusals: dict[str, str] = {}  # precision -> one line why this converter cannot produce it
+    # float_layers: reduced precisions whose files can keep named layers in higher precision, and what those
+    # layers can compute in (`keep_in`), each through the toolchain's own per-layer mechanism (docs/repair.md).
+    mixable: frozenset[str] = frozenset()
+    keep_in: frozenset[str] = frozenset()
 
     @property
     def entry(self) -> FormatEntry:
@@ -56,22 +83,43 @@ class Converter(ABC):
 
     def refusal(self, precision: str, options: dict[str, Any]) -> str | None:
         """One line why this converter cannot produce `precision` with `options` (None: it can)."""
-        if precision in self.precisions:
-            return None
-        why = self.refusals.get(precision) or f"supported: {', '.join(sorted(self.precisions))}"
-        return f"{self.format} {precision}: {why}"
+        if precision not in self.precisions:
+            why = self.refusals.get(precision) or f"supported: {', '.join(sorted(self.precisions))}"
+            return f"{self.format} {precision}: {why}"
+        return self.mix_refusal(precision, options["keep_in"]) if options.get("float_layers") else None
+
+    def mix_refusal(self, precision: str, keep_in: str) -> str | None:
+        """One line why a `precision` file cannot keep layers in `keep_in` here (None: it can)."""
+        if precision not in self.mixable:
+            offered = f"only {', '.join(sorted(self.mixable))} files do" if self.mixable else "no per-layer mechanism wired up"
+            return f"{self.format} {precision}: cannot keep layers in higher precision ({offered})"
+        if keep_in not in self.keep_in:
+            return f"{self.format} {precision}: cannot keep layers in {keep_in} (offered: {', '.join(sorted(self.keep_in))})"
+        return None
 
     def default_options(self) -> dict[str, Any]:
         return {}
 
     def merge_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
-        """The defaults updated by `options`; an option the converter does not know is a UserError."""
+        """The defaults updated by `options`; an option the converter does not know is a UserError.
+
+        `float_layers` (layer names) and `keep_in` are every converter's: they appear in the result only when
+        float_layers names a layer, so a plain file's options (and cache key) stay as they were.
+        """
+        options = dict(options or {})
+        layers = options.pop("float_layers", None) or []
+        keep_in = options.pop("keep_in", "fp32")
         defaults = self.default_options()
-        unknown = sorted(set(options or {}) - set(defaults))
+        unknown = sorted(set(options) - set(defaults))
         if unknown:
             known = ", ".join(sorted(defaults)) or "none"
-            raise UserError(f"{self.format}: unknown converter option(s) {', '.join(unknown)} (known: {known})")
-        merged = {**defaults, **(options or {})}
+            raise UserError(f"{self.format}: unknown converter option(s) {', '.join(unknown)} "
+                            f"(known: {known}; every format's: {', '.join(MIXED_OPTIONS)})")
+        if isinstance(layers, str) or not all(isinstance(n, str) and n for n in layers):
+            raise UserError(f"{self.format}: option float_layers must be a list of layer names, not {layers!r}")
+        merged = {**defaults, **options}
+        if layers:
+            merged.update(float_layers=sorted(set(layers)), keep_in=keep_in)
         self.check_options(merged)
         return merged
 

@@ -2,7 +2,9 @@
 
 w8 is coremltools.optimize's linear_quantize_weights of the fp32 program: per-channel symmetric int8
 weights stored as constexpr dequantize ops (constexpr_affine_dequantize up to iOS17,
-constexpr_blockwise_shift_scale from iOS18), float activations.
+constexpr_blockwise_shift_scale from iOS18), float activations. `float_layers` keep their float weights:
+an `op_name_configs` entry of None for each weight const coremltools named after the layer's parameter
+(`model.layer1.0.conv1.0` -> `model_layer1_0_conv1_0_weight`).
 
 The output stays the `logits` tensor: the class labels go into the model's user-defined metadata
 (`labels`, a JSON list) rather than a ClassifierConfig, which would replace the tensor by a
@@ -40,6 +42,8 @@ class CoreMLConverter(Converter):
                 "which needs macOS",
         "w8a16": "coremltools quantizes activations to 8 bits only",
     }
+    mixable = frozenset({"w8"})
+    keep_in = frozenset({"fp32"})
     library = "coremltools"
 
     def default_options(self) -> dict[str, Any]:
@@ -74,7 +78,7 @@ class CoreMLConverter(Converter):
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         )
         if precision == "w8":
-            mlmodel = quantize_weights(mlmodel)
+            mlmodel = quantize_weights(mlmodel, options.get("float_layers", ()))
         mlmodel.short_description = f"{ref.name} ({ref.provenance}), {precision}"
         meta = mlmodel.user_defined_metadata
         meta["edgebench.model"] = ref.name
@@ -114,13 +118,31 @@ class CoreMLConverter(Converter):
         return tuple(_feature(f) for f in desc.input), tuple(_feature(f) for f in desc.output)
 
 
-def quantize_weights(mlmodel):
-    """coremltools.optimize's per-channel symmetric int8 weight quantization of a float program."""
+def quantize_weights(mlmodel, float_layers=()):
+    """coremltools.optimize's per-channel symmetric int8 weight quantization of a float program, the weights of
+    `float_layers` (module paths) left float."""
     import coremltools.optimize as cto
 
-    config = cto.coreml.OptimizationConfig(global_config=cto.coreml.OpLinearQuantizerConfig(
-        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+    config = cto.coreml.OptimizationConfig(
+        global_config=cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8",
+                                                          granularity="per_channel", weight_threshold=0),
+        op_name_configs={name: None for name in layer_weights(mlmodel, float_layers)})
     return cto.coreml.linear_quantize_weights(mlmodel, config)
+
+
+def layer_weights(mlmodel, layers) -> list[str]:
+    """The weight consts of each layer: coremltools names a parameter's const after its module path with `_`
+    for `.` (`model_fc_weight`, `model_fc_weight_to_fp16`); a layer with none is a ValueError."""
+    consts = [op.name for function in mlmodel._mil_program.functions.values()  # noqa: SLF001 - the program converted
+              for op in function.operations if op.op_type == "const"]
+    found = []
+    for layer in layers:
+        prefix = layer.replace(".", "_") + "_weight"
+        names = [c for c in consts if c == prefix or c.startswith(prefix + "_")]
+        if not names:
+            raise ValueError(f"float_layers: no weight const named {prefix}* in the Core ML program")
+        found += names
+    return found
 
 
 def _compute_dtype(op) -> str:

@@ -1,7 +1,8 @@
 """ExecuTorch: torch.export -> to_edge_transform_and_lower with the XNNPACK partitioner -> a .pte program.
 
 fp32, and int8 through PT2E with the XNNPACK quantizer (per-channel symmetric int8 weights, static
-int8 activations calibrated on the calibration clips). The XNNPACK partitioner skips Conv3d, and the
+int8 activations calibrated on the calibration clips); `float_layers` are kept out by the quantizer's
+`set_filter_function` and run in XNNPACK's float32 kernels. The XNNPACK partitioner skips Conv3d, and the
 portable convolution kernel takes 3-D or 4-D input only (a 3D conv left to it fails at run time),
 so the export uses the 2D-lowered module. Everything else is read back from the saved .pte: the
 program's instruction chain (delegate calls, kernel calls left to the portable kernels) and each
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from edgebench.converters.base import Converter, package_version
+from edgebench.converters.base import Converter, module_paths, outside_layers, package_version
 from edgebench.errors import UserError
 from edgebench.records import ModelRef, TensorSpec
 from edgebench.runtimes.executorch_program import (instructions, read_plan, scopes_path, tensor_dtype,
@@ -39,6 +40,8 @@ class ExecuTorchConverter(Converter):
     format = "executorch"
     calibrated = frozenset({"int8"})
     calibration_methods = frozenset({"minmax"})  # activation observer: MinMaxObserver
+    mixable = frozenset({"int8"})
+    keep_in = frozenset({"fp32"})
     refusals = {
         "fp16": "not wired up (XNNPACK runs fp16 only where the CPU has fp16 arithmetic)",
         "w8": "not wired up (the XNNPACK quantizer's weight-only int8 path is dynamic activation quantization)",
@@ -63,7 +66,8 @@ class ExecuTorchConverter(Converter):
             raise NotImplementedError("executorch: only single-input models are wired up (example_input gives one tensor)")
         with torch.no_grad():
             if precision == "int8":
-                model = _quantize(model, example, ref, calibration, options.get("calibration_method", "minmax"))
+                model = _quantize(model, example, ref, calibration, options.get("calibration_method", "minmax"),
+                                  options.get("float_layers", ()))
             program = torch.export.export(model, example)
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
             _refuse_portable_3d(edge.exported_program().graph)
@@ -120,8 +124,9 @@ class ExecuTorchConverter(Converter):
 
 
 def _quantize(model: nn.Module, example: tuple, ref: ModelRef, calibration: list[dict[str, np.ndarray]] | None,
-              method: str):
-    """PT2E static int8: XNNPACK quantizer (per-channel symmetric weights), observers fed every calibration clip."""
+              method: str, float_layers=()):
+    """PT2E static int8: XNNPACK quantizer (per-channel symmetric weights), observers fed every calibration clip;
+    the modules named in `float_layers` left float."""
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -138,6 +143,8 @@ def _quantize(model: nn.Module, example: tuple, ref: ModelRef, calibration: list
     # The stock config observes activations with a HistogramObserver; `minmax` asks for their plain range.
     act = dataclasses.replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
     quantizer = XNNPACKQuantizer().set_global(dataclasses.replace(config, input_activation=act, output_activation=act))
+    if float_layers:  # set_module_name takes no None config (an assert): the quantizer's node filter instead
+        quantizer.set_filter_function(outside_layers(module_paths(model, float_layers)))
     prepared = prepare_pt2e(torch.export.export(model, example).module(), quantizer)
     names = [t.name for t in ref.inputs]
     for clip in calibration:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from rich.table import Table
 
-from edgebench.config import CalibrationConfig, PipelineConfig, stable_hash
+from edgebench.config import CalibrationConfig, PipelineConfig, mixed_precision, stable_hash
 from edgebench.converters.base import Converter
 from edgebench.converters.registry import get_converter
 from edgebench.hashing import file_sha256, update_with_file
@@ -116,15 +116,25 @@ def _match_io(converter: Converter, ref: ModelRef, inputs: tuple[TensorSpec, ...
     return ref.inputs, ref.outputs
 
 
-def mislabelled(precision: str, compute_dtypes: dict[str, int]) -> str | None:
-    """Why a census does not hold up the precision's name (None: every conv/matmul op runs in its dtype)."""
+def mislabelled(precision: str, compute_dtypes: dict[str, int], keep_in: str | None = None) -> str | None:
+    """Why a census does not hold up the precision's name (None: every conv/matmul op runs in its dtype).
+
+    With `keep_in` (a file keeping some layers in higher precision), ops run in the precision's dtype and in
+    keep_in's, and both are there: a file whose every op runs float is no int8-mixed file.
+    """
     want = COMPUTE_DTYPE[precision]
     if not compute_dtypes:
         return None if precision in ("fp32", "fp16") else f"{precision}: no compute dtype census read back"
     total = sum(compute_dtypes.values())
-    if compute_dtypes.get(want, 0) == total:
+    if keep_in is None:
+        if compute_dtypes.get(want, 0) == total:
+            return None
+        return (f"{precision}: {compute_dtypes.get(want, 0)} of {total} conv/matmul ops run {want} "
+                f"({_census_text(compute_dtypes)})")
+    kept = COMPUTE_DTYPE[keep_in]
+    if compute_dtypes.get(want, 0) and compute_dtypes.get(kept, 0) and compute_dtypes[want] + compute_dtypes[kept] == total:
         return None
-    return (f"{precision}: {compute_dtypes.get(want, 0)} of {total} conv/matmul ops run {want} "
+    return (f"{mixed_precision(precision)}: the conv/matmul ops must run {want} or, in the kept layers, {kept} "
             f"({_census_text(compute_dtypes)})")
 
 
@@ -165,7 +175,7 @@ def _export_job(converter: Converter, ref: ModelRef, precision: str, options: di
         first = (str(e).strip().splitlines() or [""])[0]
         raise ArtifactError(f"{out_path.name} cannot be read back ({type(e).__name__}: {first})") from e
     print(f"edgebench: compute dtypes {_census_text(dtypes) or 'not read'}", flush=True)
-    if why := mislabelled(precision, dtypes):
+    if why := mislabelled(precision, dtypes, options.get("keep_in")):
         raise ArtifactError(f"mislabelled file: {why}")
     inputs, outputs = _match_io(converter, ref, inputs, outputs)
     return {"export_s": export_s, "op_census": census, "compute_dtypes": dtypes, "inputs": inputs, "outputs": outputs,
@@ -204,15 +214,17 @@ def export_artifact(ref: ModelRef, fmt: str, precision: str, options: dict[str, 
     converter = converter or get_converter(fmt)
     merged = converter.merge_options(options)
     calibration = calibration or CalibrationConfig()
+    layers = tuple(merged.get("float_layers", ()))
+    row_precision = mixed_precision(precision) if layers else precision  # int8 with float layers: int8-mixed
     if why := refusal(converter, precision, merged, calibration):
-        return Artifact(model=ref.name, format=fmt, precision=precision, status=SKIPPED, reason=why,
-                        versions=converter.versions(), options=merged)
+        return Artifact(model=ref.name, format=fmt, precision=row_precision, status=SKIPPED, reason=why,
+                        versions=converter.versions(), options=merged, float_layers=layers)
     clips = None
     if precision in converter.calibrated:
         clips = make_calibration(ref, calibration, cache_dir)
         merged = {**merged, "calibration_method": calibration.method}  # the child's export reads it; the row shows it
     key = cache_key(ref, fmt, precision, merged, converter, clips)
-    folder = Path(cache_dir) / ref.name / f"{fmt}-{precision}-{key[:12]}"
+    folder = Path(cache_dir) / ref.name / f"{fmt}-{row_precision}-{key[:12]}"
     with key_lock(folder):  # one exporter per key at a time, across runs: a second one waits, then takes the hit
         if use_cache and (hit := cached_artifact(folder, key, converter)) is not None:
             return hit
@@ -220,9 +232,9 @@ def export_artifact(ref: ModelRef, fmt: str, precision: str, options: dict[str, 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / RECORD).unlink(missing_ok=True)  # from here until the new record, nothing here is a hit
         log_path = folder / LOG
-        base = Artifact(model=ref.name, format=fmt, precision=precision, status=EXPORT_FAILED,
+        base = Artifact(model=ref.name, format=fmt, precision=row_precision, status=EXPORT_FAILED,
                         versions=converter.versions(), options=merged, log_path=str(log_path), cache_key=key,
-                        calibration=clips.label if clips else "")
+                        calibration=clips.label if clips else "", float_layers=layers)
         name = converter.filename(merged)
         work = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:

@@ -6,6 +6,8 @@ int8 weights and uint8 (int8) or uint16 (w8a16) activations calibrated on the gi
 default the quantized files are exported with a static batch: the 2D-lowered form then moves frames
 with 4-D Slice/Concat/Add only, which ONNX Runtime's NHWC transformer keeps in NHWC, where the
 dynamic-batch form's 5-D Reshape/Pad/Gather cost a Transpose pair around every QLinearConv.
+`float_layers` become quantize_static's `nodes_to_exclude`: every node the exporter recorded under
+the layer's module path (its `pkg.torch.onnx.name_scopes` metadata, which quant_pre_process keeps).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from edgebench.converters.base import Converter, package_version
+from edgebench.parity.taps.onnx import node_scope
 from edgebench.records import ModelRef, TensorSpec
 
 ACTIVATIONS = {"int8": "QUInt8", "w8a16": "QUInt16"}  # precision -> onnxruntime QuantType of activations
@@ -37,6 +40,8 @@ class OnnxConverter(Converter):
     format = "onnx"
     calibrated = frozenset({"int8", "w8a16"})
     calibration_methods = frozenset(METHODS)
+    mixable = frozenset({"int8", "w8a16"})
+    keep_in = frozenset({"fp32"})
     refusals = {
         "fp16": "not wired up (onnxconverter-common's float16 pass is not installed); Core ML covers fp16",
         "w8": "onnxruntime.quantization has no weight-only int8 for Conv (quantize_dynamic quantizes "
@@ -127,19 +132,39 @@ class ClipReader:
 
 def quantize(fp32: Path, out: Path, calibration: list[dict[str, np.ndarray]], precision: str,
              options: dict[str, Any], exclude: tuple[str, ...] = ()) -> None:
-    """Static QDQ quantization of an fp32 ONNX file with onnxruntime's own tools (`exclude`: node names left float)."""
+    """Static QDQ quantization of an fp32 ONNX file with onnxruntime's own tools (`exclude`: node names left
+    float, besides the nodes of options["float_layers"])."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if not calibration:
         raise ValueError(f"onnx {precision}: no calibration clips")
     pre = fp32.with_name("model.pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+    exclude = (*exclude, *layer_nodes(pre, options.get("float_layers", ())))
     quantize_static(
         str(pre), str(out), ClipReader(calibration), quant_format=QuantFormat.QDQ,
         per_channel=bool(options["per_channel"]), reduce_range=bool(options["reduce_range"]),
         activation_type=getattr(QuantType, ACTIVATIONS[precision]), weight_type=QuantType.QInt8,
         calibrate_method=getattr(CalibrationMethod, METHODS[options.get("calibration_method", "minmax")]),
         nodes_to_exclude=list(exclude))
+
+
+def layer_nodes(path: Path, layers) -> list[str]:
+    """Names of the nodes the exporter recorded under each layer's module path (or below it); a layer with
+    none is a ValueError naming the module paths the graph has."""
+    import onnx
+
+    if not layers:
+        return []
+    scoped = [(n.name, node_scope(n)) for n in onnx.load(str(path), load_external_data=False).graph.node]
+    found = []
+    for layer in layers:
+        names = [name for name, scope in scoped if scope == layer or scope.startswith(layer + ".")]
+        if not names:
+            known = sorted({scope for _, scope in scoped if scope})
+            raise ValueError(f"float_layers: no node of the ONNX graph belongs to {layer} (module paths: {', '.join(known)})")
+        found += names
+    return found
 
 
 def _compute_dtype(node, graph, producers: dict, inits: dict) -> str:

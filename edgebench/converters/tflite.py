@@ -1,7 +1,8 @@
 """TFLite: litert-torch (the renamed ai-edge-torch) lowers the module to a .tflite flatbuffer, fp32 or int8.
 
 int8 is litert-torch's PT2E static quantization (per-channel symmetric int8 weights, int8 activations
-observed by min-max over the calibration clips) of the 2D-lowered module: on the 3D form PT2E leaves
+observed by min-max over the calibration clips) of the 2D-lowered module; `float_layers` are left out of
+it (litert-torch's quantizer annotates with a filter that skips their nodes) and run in float32. On the 3D form PT2E leaves
 every CONV_3D in float32 (LiteRT's builtin CONV_3D takes float32 only), which the compute dtype census
 then reports as a mislabelled file. No fp16: litert-torch cannot lower an fp16 module (tfl.pad in fp16
 fails to legalize), measured (docs/converters.md).
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from edgebench.converters.base import Converter, package_version
+from edgebench.converters.base import Converter, module_paths, outside_layers, package_version
 from edgebench.records import ModelRef, TensorSpec
 
 
@@ -48,6 +49,8 @@ class TFLiteConverter(Converter):
     format = "tflite"
     calibrated = frozenset({"int8"})
     calibration_methods = frozenset({"minmax"})  # PT2E observers; the quantizer's default is a histogram one
+    mixable = frozenset({"int8"})
+    keep_in = frozenset({"fp32"})
     refusals = {
         "fp16": "litert-torch cannot lower an fp16 module (tfl.pad in fp16 fails to legalize)",
         "w8": "not wired up: PT2E dynamic quantization quantizes activations at run time (not weight-only)",
@@ -72,7 +75,8 @@ class TFLiteConverter(Converter):
             raise NotImplementedError("tflite: only single-input models are wired up (example_input gives one tensor)")
         extra = {}
         if precision == "int8":
-            model, extra["quant_config"] = pt2e_int8(model, example, [c[ref.inputs[0].name] for c in calibration or []])
+            model, extra["quant_config"] = pt2e_int8(model, example, [c[ref.inputs[0].name] for c in calibration or []],
+                                                     options.get("float_layers", ()))
         wrapped = NamedIO(model, [t.name for t in ref.outputs]).eval()
         edge = litert_torch.convert(wrapped, sample_kwargs={ref.inputs[0].name: example},
                                     strict_export=options["strict_export"], **extra)
@@ -140,7 +144,7 @@ def _op_name(model, op) -> str:
     return "CUSTOM:" + (code.CustomCode() or b"?").decode() if name == "CUSTOM" else name
 
 
-def _data_first_quantizer():
+def _data_first_quantizer(float_layers=()):
     """litert-torch's PT2EQuantizer, except that a torch.cat shares the observer of its first input that is
     not a zero padding frame (`x[:1] * 0.0`, the 2D-lowered form's time padding) instead of input 0's.
 
@@ -177,6 +181,12 @@ def _data_first_quantizer():
         return None
 
     class DataFirst(PT2EQuantizer):
+        def _annotate_for_static_quantization_config(self, model):
+            """The global config on every node outside `float_layers`. (set_module_name takes no None config, and
+            its name filter reads nn_module_stack's keys as `L__self___<path with _>` where torch 2.14 writes
+            `L__self__<dotted path>`: the module paths of the values decide here.)"""
+            return self._annotate_all_static_patterns(model, self.global_config, outside_layers(float_layers))
+
         def annotate(self, model):
             model = super().annotate(model)
             for node in model.graph.nodes:  # a padding frame keeps its source's scale (converted as zeros of it)
@@ -201,8 +211,9 @@ def _data_first_quantizer():
     return DataFirst()
 
 
-def pt2e_int8(model: nn.Module, example, clips: list[np.ndarray]):
-    """litert-torch's PT2E static int8 quantization, min-max observed over `clips`: (quantized module, QuantConfig)."""
+def pt2e_int8(model: nn.Module, example, clips: list[np.ndarray], float_layers=()):
+    """litert-torch's PT2E static int8 quantization, min-max observed over `clips`, `float_layers` (module
+    paths) left float: (quantized module, QuantConfig)."""
     import torch
     from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
@@ -214,7 +225,8 @@ def pt2e_int8(model: nn.Module, example, clips: list[np.ndarray]):
         raise ValueError("tflite int8: no calibration clips")
     config = get_symmetric_quantization_config(is_per_channel=True)
     act = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-    quantizer = _data_first_quantizer().set_global(replace(config, input_activation=act, output_activation=act))
+    quantizer = _data_first_quantizer(module_paths(model, float_layers))
+    quantizer.set_global(replace(config, input_activation=act, output_activation=act))
     prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
     with torch.no_grad():
         for clip in clips:

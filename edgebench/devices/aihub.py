@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from edgebench.benchmarks.stats import summarize
-from edgebench.config import Precision, Strict
+from edgebench.config import Precision, Strict, base_precision
 from edgebench.devices.base import Backend, BenchJob, Device, Measured, skipped
 from edgebench.devices.hub_client import Caller, HubError, Scrubber, connect, find_token, wait_job
 from edgebench.models.calibration import make_calibration
@@ -327,7 +327,7 @@ class AIHubBackend(Backend):
             outputs = call("inference download", ijob.download_output_data)
             if not outputs:
                 raise HubError(f"inference job returned no outputs ({ijob.url})")
-            tolerance = settings.config.parity.tolerances.get(job.row_precision)
+            tolerance = settings.config.parity.tolerances.get(base_precision(job.row_precision))
             return judge_outputs(job, outputs, pm, tolerance, hub_version, settings.run_dir / "outputs")
         except HubError as e:
             return ParityResult(a.model, a.format, job.row_precision, job.runtime, RUNTIME_FAILED, reason=str(e),

@@ -65,6 +65,14 @@ def evaluate_task(pm: PreparedModel, eset, artifact: Artifact, runtime: str,
     return result
 
 
+@task(name="repair")
+def repair_task(pm: PreparedModel, result: ModelResults, settings: RunSettings, eset) -> ModelResults:
+    added = pipeline.repair_model(pm, result, settings, eset)
+    for r in added.repairs:
+        say(f"repair {r.format} {r.precision}: {r.status.replace('_', ' ')} ({r.reason})")
+    return added
+
+
 @task(name="benchmark", task_run_name="bench-{job.artifact.format}-{job.row_precision}-{job.runtime}-{job.device}")
 def bench_task(pm: PreparedModel, job: BenchJob, settings: RunSettings) -> Measured:
     # One benchmark per device at a time, across runs too: the local harness holds a file lock per device
@@ -112,6 +120,9 @@ class FlowSteps(pipeline.Steps):
     def evaluate(self, pm, eset, plan):
         futures = [evaluate_task.submit(pm, eset, a, rt, self.settings) for a, rt in plan]
         return [future.result() for future in futures]
+
+    def repair(self, pm, result, eset):
+        return repair_task(pm, result, self.settings, eset)
 
     def bench(self, pm, jobs):
         expect("bench", len(jobs))

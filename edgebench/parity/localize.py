@@ -18,7 +18,7 @@ import numpy as np
 from rich.table import Table
 
 from edgebench.catalogue import LOWERED, THREE_D
-from edgebench.config import LocalizeConfig
+from edgebench.config import LocalizeConfig, base_precision
 from edgebench.isolation import IsolatedFailure, run_isolated
 from edgebench.parity.layermap import RefTap, map_taps
 from edgebench.parity.layers import (FLOOR, JUMP, LARGEST, LayerRow, culprit, first_below_floor, first_divergent,
@@ -176,7 +176,7 @@ def localize(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], c
 def judged_table(loc: Localization, rows: list[dict], cfg: LocalizeConfig) -> Localization:
     """The table with every layer judged by the config's rule (its precision's floor, the jump factor) and the
     layers its verdicts name: a pure function of the per-layer errors (a re-judge calls it on saved rows)."""
-    floor = cfg.rel_floor.get(loc.precision, max(cfg.rel_floor.values(), default=1e-4))
+    floor = cfg.rel_floor.get(base_precision(loc.precision), max(cfg.rel_floor.values(), default=1e-4))
     rows = [dict(r) for r in rows]
     judge_layers(rows, floor, cfg.jump_factor)
     layers = [LayerRow.from_dict(r) for r in rows]

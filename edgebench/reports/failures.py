@@ -21,6 +21,7 @@ from edgebench.records import (
     EXPORT_FAILED,
     OUT_OF_MEMORY,
     PARITY_FAILED,
+    REPAIR_FAILED,
     RUNTIME_FAILED,
     AccuracyResult,
     Artifact,
@@ -56,7 +57,7 @@ class Failure:
     """A failed row's class, the step it failed in, the toolchain and a short detail naming what went wrong."""
 
     kind: str
-    step: str  # export | parity | benchmark | accuracy
+    step: str  # export | repair | parity | benchmark | accuracy
     toolchain: str
     detail: str
     op: str = ""  # the op an unsupported_op or partial_delegation names
@@ -73,7 +74,7 @@ def classify(art: Artifact | None, pr: ParityResult | None = None, lr: LatencyRe
     failed = [(step, rec, tool) for step, rec, tool in parts if rec is not None and rec.status in _FAILED]
     if not failed:
         return None
-    # An export failure decides; then out of memory anywhere; then the pipeline's order.
+    # An export failure (or a failed repair: no file either) decides; then out of memory anywhere; then the order.
     step, rec, tool = min(failed, key=lambda f: (f[0] != "export", f[1].status != OUT_OF_MEMORY))
     reason = rec.reason or ""
     if rec.status == OUT_OF_MEMORY:
@@ -84,10 +85,12 @@ def classify(art: Artifact | None, pr: ParityResult | None = None, lr: LatencyRe
         return Failure(NUMERICS, step, tool or "", _parity_detail(rec))
     if rec.status == ACCURACY_FAILED:
         return Failure(NUMERICS, step, tool or "", _accuracy_detail(rec))
+    if rec.status == REPAIR_FAILED:  # no small float layer set makes the file pass: its numerics, beyond repair
+        return Failure(NUMERICS, "repair", tool or "", _first(reason.removeprefix("repair_failed: ").split("; tried")[0]))
     return _from_words(step, tool or "", reason)
 
 
-_FAILED = (EXPORT_FAILED, OUT_OF_MEMORY, PARITY_FAILED, RUNTIME_FAILED, ACCURACY_FAILED)
+_FAILED = (EXPORT_FAILED, OUT_OF_MEMORY, REPAIR_FAILED, PARITY_FAILED, RUNTIME_FAILED, ACCURACY_FAILED)
 
 
 def _from_words(step: str, tool: str, reason: str) -> Failure:

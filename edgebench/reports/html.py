@@ -17,6 +17,7 @@ from edgebench.evaluation.stats import ci_text
 from edgebench.parity.localize import Localization
 from edgebench.records import RunData
 from edgebench.reports import charts
+from edgebench.reports.pareto import pareto_charts
 from edgebench.reports.precision import precision_table
 from edgebench.reports.regressions import Finding
 from edgebench.reports.rows import COLUMNS, STATUS_RANK
@@ -54,7 +55,7 @@ def render_report(run: RunData, df: pd.DataFrame, findings: list[Finding], histo
             "matrix": status_matrix(mdf, list(dict.fromkeys(df["format"])), run.peak),  # rows come in config order
             "latency": charts.latency_chart(mdf), "parity": charts.parity_chart(mdf, tolerances),
             "counts": _counts(mdf), "accuracy": accuracy_section(run, name),
-            "precisions": precision_table(mdf),
+            "precisions": precision_table(mdf), "pareto": pareto_charts(mdf), "repairs": repairs_section(run, name, run_dir),
         })  # fmt: skip
     anchors = {m["name"]: f"model-{i}" for i, m in enumerate(models, start=1)}  # the sections' ids
     ctx = {
@@ -92,6 +93,16 @@ def localization_charts(run: RunData, run_dir: Path) -> list[dict]:
         out.append({**chart, "runtimes": ", ".join(f"{p.runtime} ({p.status.replace('_', ' ')})" for p in prs),
                     "href": link(path, run_dir), "failed": failed})
     return out
+
+
+def repairs_section(run: RunData, model: str, run_dir: Path) -> list[dict]:
+    """The model's repairs: failed ones first, then repaired, then those with nothing to do; a link to the trials."""
+    order = {"repair_failed": 0, "repaired": 1, "skipped": 2, "not_needed": 3}
+    rows = sorted((r for r in run.repairs if r.model == model), key=lambda r: (order.get(r.status, 9), r.format))
+    return [{"format": r.format, "precision": r.precision, "status": r.status, "judge": r.judge,
+             "float_layers": ", ".join(r.float_layers), "trials": f"{r.trials} of {r.max_trials}" if r.max_trials else "",
+             "seconds": f"{r.seconds:.0f}" if r.seconds else "", "reason": r.reason,
+             "href": link(r.trials_path, run_dir) if r.trials_path else None} for r in rows]
 
 
 def status_matrix(df: pd.DataFrame, formats: list[str], peak: dict | None = None) -> dict:

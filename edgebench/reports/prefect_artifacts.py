@@ -67,6 +67,10 @@ def summary_markdown(df: pd.DataFrame, findings: list[Finding], run: RunData, re
         for _, r in failed.iterrows():
             label = f"{r['model']} / {r['format']} {r['precision']} / {r['runtime'] or '-'} @ {r['device']}"
             lines.append(f"| {_md(label)} | {r['status']} | {_md(r['reason'][:300])} |")
+    acted = [r for r in getattr(run, "repairs", []) if r.status != "not_needed"]
+    if acted:
+        lines += ["", "## Repairs of failing reduced-precision files", "", "| file | status | what happened |", "|---|---|---|"]
+        lines += [f"| {_md(f'{r.model} / {r.format} {r.precision}')} | {r.status} | {_md(r.reason[:300])} |" for r in acted]
     if report_path:
         lines += ["", f"Report: `{report_path}`"]
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ import pandas as pd
 from edgebench.benchmarks.local import add_speedups
 from edgebench.benchmarks.peak import peak_for
 from edgebench.catalogue import EAGER
+from edgebench.config import base_precision
 from edgebench.devices.registry import report_cells, report_columns
 from edgebench.evaluation.stats import ci_text
 from edgebench.records import (
@@ -19,6 +20,7 @@ from edgebench.records import (
     OUT_OF_MEMORY,
     PARITY_FAILED,
     PASSED,
+    REPAIR_FAILED,
     RUNTIME_FAILED,
     SKIPPED,
     Artifact,
@@ -43,6 +45,7 @@ COLUMNS = [
     "speedup_vs_fp32", "calibration",
     "gmacs", "pct_of_peak",
     "peak_mb", "failure", "failure_detail",
+    "float_layers", "speedup_vs_quantized",
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
                   "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
@@ -51,6 +54,7 @@ STRING_COLUMNS += ["first_divergent_layer"]  # module where a parity failure's e
 STRING_COLUMNS += ["failure", "failure_detail"]  # a failed row's class and what it names (reports.failures)
 STRING_COLUMNS += ["calibration"]  # what a calibrated artifact calibrated on: "video:<files> x8 minmax <sha>", "random ..."
 STRING_COLUMNS += [c for c, kind in DEVICE_COLUMNS.items() if kind == "str"]
+STRING_COLUMNS += ["float_layers"]  # an <precision>-mixed row's layers kept in higher precision, `;`-separated
 INT_COLUMNS = ["runs", *(c for c, kind in DEVICE_COLUMNS.items() if kind == "int")]
 BOOL_COLUMNS = ["noisy", "regression"]
 FLOAT_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS + INT_COLUMNS + BOOL_COLUMNS]
@@ -59,10 +63,11 @@ _DTYPES = {**{c: "float64" for c in FLOAT_COLUMNS}, **{c: "Int64" for c in INT_C
            **{c: "boolean" for c in BOOL_COLUMNS}}  # fmt: skip
 
 LOCAL = "local"
-FAILED_STATUSES = (EXPORT_FAILED, OUT_OF_MEMORY, RUNTIME_FAILED, PARITY_FAILED, ACCURACY_FAILED)
+FAILED_STATUSES = (EXPORT_FAILED, OUT_OF_MEMORY, REPAIR_FAILED, RUNTIME_FAILED, PARITY_FAILED, ACCURACY_FAILED)
 # Lower wins when a row's parts disagree: the most severe status names the row.
-STATUS_RANK = {EXPORT_FAILED: 0, OUT_OF_MEMORY: 0, RUNTIME_FAILED: 1, PARITY_FAILED: 2, ACCURACY_FAILED: 2, SKIPPED: 3,
-               PASSED: 4}  # fmt: skip
+STATUS_RANK = {EXPORT_FAILED: 0, OUT_OF_MEMORY: 0, REPAIR_FAILED: 0, RUNTIME_FAILED: 1, PARITY_FAILED: 2,
+               ACCURACY_FAILED: 2, SKIPPED: 3, PASSED: 4}  # fmt: skip
+NO_FILE = (EXPORT_FAILED, OUT_OF_MEMORY, REPAIR_FAILED)  # an artifact record without a file: its own status names the row
 MIB = 1024 * 1024  # sizes in MiB, as torchvision publishes them ("44.7 MB" for mc3_18)
 
 _PARITY_FIELDS = ["max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree"]
@@ -209,7 +214,7 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
         row.update(failure=failure.kind, failure_detail=failure.detail)
     if art is not None:
         row.update(size_mb=art.size_bytes / MIB if art.size_bytes else None, export_s=art.export_s or None,
-                   calibration=art.calibration)
+                   calibration=art.calibration, float_layers=";".join(art.float_layers))
     if pr is not None:
         row.update({f: getattr(pr, f) for f in _PARITY_FIELDS})
         row["parity"] = {PASSED: "passed", PARITY_FAILED: "failed"}.get(pr.status, "")
@@ -241,7 +246,7 @@ def _status(art, pr, lr, ar=None) -> tuple[str, str]:
     """The most severe status of the row's parts, with every part's reason, the decisive one first."""
     parts = [("export", art), ("parity", pr), ("latency", lr), ("accuracy", ar)]
     parts = [(name, p) for name, p in parts if p is not None]
-    if art is not None and art.status in (EXPORT_FAILED, OUT_OF_MEMORY):
+    if art is not None and art.status in NO_FILE:
         status = art.status
     else:
         statuses = [p.status for name, p in parts if name != "export"]
@@ -265,10 +270,13 @@ def _weights(run: RunData, model: str) -> str:
 
 
 def _fill_speedup_vs_fp32(rows: list[dict]) -> None:
-    """speedup_vs_fp32 = p50 of the same format's fp32 row on the same runtime and device / this row's p50."""
-    fp32 = {(r["model"], r["format"], r["runtime"], r["device"]): r["p50_ms"] for r in rows
-            if r["precision"] == "fp32" and r["p50_ms"]}  # fmt: skip
+    """speedup_vs_fp32 = p50 of the same format's fp32 row on the same runtime and device / this row's p50;
+    a <precision>-mixed row's speedup_vs_quantized, the same against the fully quantized <precision> row."""
+    p50 = {(r["model"], r["format"], r["runtime"], r["device"], r["precision"]): r["p50_ms"] for r in rows if r["p50_ms"]}
     for r in rows:
-        b = fp32.get((r["model"], r["format"], r["runtime"], r["device"]))
-        if r["precision"] != "fp32" and b and r["p50_ms"] and r["p50_ms"] > 0:
-            r["speedup_vs_fp32"] = b / r["p50_ms"]
+        if not r["p50_ms"] or r["p50_ms"] <= 0:
+            continue
+        series = (r["model"], r["format"], r["runtime"], r["device"])
+        for column, base in (("speedup_vs_fp32", "fp32"), ("speedup_vs_quantized", base_precision(r["precision"]))):
+            if r["precision"] != base and (b := p50.get((*series, base))):
+                r[column] = b / r["p50_ms"]

@@ -16,7 +16,8 @@ from pathlib import Path
 from edgebench.config import PROJECT_ROOT
 from edgebench.converters.registry import converters
 from edgebench.host import cpu_isa, cpu_model
-from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RunData, record_from_dict
+from edgebench.records import (AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RepairResult, RunData,
+                               record_from_dict)
 from edgebench.runtimes.registry import all_runtimes
 
 SCHEMA = 1
@@ -169,6 +170,7 @@ def run_to_dict(run: RunData) -> dict:
         "latency": [lr.to_dict() for lr in run.latency],
         "accuracy": [ar.to_dict() for ar in run.accuracy],
         "peak": run.peak,
+        "repairs": [r.to_dict() for r in run.repairs],
     }  # fmt: skip
 
 
@@ -183,4 +185,5 @@ def run_from_dict(d: dict) -> RunData:
         latency=[record_from_dict(LatencyResult, lr) for lr in d.get("latency", [])],
         accuracy=[record_from_dict(AccuracyResult, ar) for ar in d.get("accuracy", [])],
         peak=d.get("peak") or {},
+        repairs=[record_from_dict(RepairResult, r) for r in d.get("repairs", [])],
     )  # fmt: skip

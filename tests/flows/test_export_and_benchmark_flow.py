@@ -17,6 +17,7 @@ CONFIG = """
 formats: {torchscript: [fp32], onnx: [fp32], coreml: [fp32, fp16], tflite: [fp32], fault: [fp32]}
 runtimes: [torch, torchscript, onnxruntime, litert, coreml, coreml-mil]
 parity: {random_clips: 2}
+repair: {enabled: true}
 benchmark:
   quick: {warmup_runs: 0, min_runs: 2, min_seconds: 0, max_seconds: 5, timeout_s: 300}
 """
@@ -49,6 +50,8 @@ def test_flow_exports_everything_and_survives_a_failing_converter(harness, fault
             ("coreml", "coreml-mil"), ("pytorch", "torch")} <= set(zip(passed["format"], passed["runtime"]))
     assert set(rows.loc[rows["runtime"] == "coreml", "status"]) == {"skipped"}
     assert (passed[passed["runtime"] != "coreml-mil"]["p50_ms"].astype(float) > 0).all()
+    repairs = json.loads((tmp_path / "out" / "latest" / "run.json").read_text())["records"]["repairs"]
+    assert [(r["format"], r["precision"], r["status"]) for r in repairs] == [("coreml", "fp16", "not_needed")]
 
     again = run(tmp_path, runtimes=["torch", "onnxruntime"])  # the second night: exports come from the cache
     exported = again[again["format"].isin(["torchscript", "onnx", "coreml", "tflite"])]

@@ -97,8 +97,8 @@ def test_the_shipped_yaml_says_the_catalogue_defaults():
 def test_an_unknown_name_lists_the_catalogue():
     with pytest.raises(UserError, match="unknown format 'gguf'; known formats: torchscript, onnx, coreml"):
         catalogue.format_entry("gguf")
-    with pytest.raises(LookupError, match="no such part: the converter takes no float_layers option yet"):
-        catalogue.format_entry("onnx").float_layers.load()
+    with pytest.raises(LookupError, match="no such part: fp32 only"):
+        catalogue.format_entry("torchscript").float_layers.load()
 
 
 def test_a_plugin_format_joins_through_the_environment(monkeypatch):

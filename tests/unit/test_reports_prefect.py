@@ -48,3 +48,18 @@ def test_summary_markdown_lists_changes_and_failures():
     assert "passed -> parity_failed" in md
     assert "err \\| &lt;b>big&lt;/b>" in md  # table cell stays one cell, no raw HTML
     assert "reports/runs/x/report.html" in md
+
+
+def test_summary_markdown_lists_repairs_that_did_something():
+    from dataclasses import replace
+
+    from edgebench.records import RepairResult
+
+    run, df, findings = tonight()
+    run = replace(run, repairs=[
+        RepairResult("resnet_mixed", "onnx", "int8", "repaired", "1 of 21 layers kept in fp32: model.fc (1 trials, 9 s)"),
+        RepairResult("resnet_mixed", "tflite", "int8", "not_needed", "tflite int8 passes its parity bound"),
+        RepairResult("resnet_mixed", "executorch", "int8", "repair_failed", "repair_failed: the budget | spent")])
+    md = summary_markdown(df, findings, run)
+    assert "## Repairs of failing reduced-precision files" in md and "model.fc (1 trials, 9 s)" in md
+    assert "the budget \\| spent" in md and "tflite int8 passes" not in md  # nothing to say about a passing file

@@ -30,6 +30,7 @@ EXPECTED += ["first_divergent_layer"]  # localization (issue 12)
 EXPECTED += ["speedup_vs_fp32", "calibration"]  # reduced precision (issue 10)
 EXPECTED += ["gmacs", "pct_of_peak"]  # the host's limit (issue 27)
 EXPECTED += ["peak_mb", "failure", "failure_detail"]  # the zoo (issue 28): child memory, failure class
+EXPECTED += ["float_layers", "speedup_vs_quantized"]  # repair (issue 24)
 
 
 def _run(**kw) -> RunData:

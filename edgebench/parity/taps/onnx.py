@@ -16,7 +16,8 @@ from edgebench.parity.taps.base import ArtifactTap
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 
-def _scope(node) -> str:
+def node_scope(node) -> str:
+    """The deepest module path the dynamo exporter recorded for a node (\"\" when none)."""
     meta = {p.key: p.value for p in node.metadata_props}
     try:
         scopes = ast.literal_eval(meta[SCOPES_KEY])
@@ -51,5 +52,5 @@ def onnx_taps(path: str | Path, inputs: dict[str, np.ndarray]) -> list[ArtifactT
     for out, node in producers.items():
         value = np.asarray(values.get(out))
         if value.dtype.kind == "f":
-            taps.append(ArtifactTap(out, node.op_type, value, _scope(node)))
+            taps.append(ArtifactTap(out, node.op_type, value, node_scope(node)))
     return taps
