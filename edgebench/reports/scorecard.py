@@ -3,6 +3,7 @@ and what changed since the model's previous night (new passes, new failures, lat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -78,11 +79,23 @@ def cell_of(rows: pd.DataFrame) -> Cell:
     timed = passed[passed["p50_ms"].notna()].sort_values("p50_ms")
     if len(timed):
         best = timed.iloc[0]
-        return Cell("passed", runtime=best["runtime"], p50_ms=float(best["p50_ms"]),
-                    speedup=_or_none(best["speedup_vs_eager"]), peak_mb=peak)
+        return Cell("passed", delegation(best["runtime_options"]), runtime=best["runtime"],
+                    p50_ms=float(best["p50_ms"]), speedup=_or_none(best["speedup_vs_eager"]), peak_mb=peak)
     if (rows["status"] == "passed").any():
         return Cell("passed", peak_mb=peak)
     return Cell("skipped", rows["reason"].iloc[0], peak_mb=peak)
+
+
+def delegation(runtime_options: str) -> str:
+    """'XNNPACK runs 38 % of the FLOPs; off it: CONV_3D x20' from a LiteRT row's options; "" when all of it."""
+    try:
+        options = json.loads(runtime_options) if runtime_options else {}
+    except ValueError:
+        return ""
+    pct, off = options.get("delegated_flops_pct"), options.get("not_delegated") or {}
+    if pct is None or (pct >= 100 and not off) or not options.get("xnnpack", True):
+        return ""
+    return f"XNNPACK runs {pct:g} % of the FLOPs; off it: " + ", ".join(f"{op} x{n}" for op, n in sorted(off.items()))
 
 
 def changes(now: pd.DataFrame, history: pd.DataFrame | None) -> Changes:

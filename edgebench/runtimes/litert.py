@@ -71,13 +71,15 @@ class LiteRTRuntime(Runtime):
         interpreter = Interpreter(model_path=artifact.path, num_threads=threads, experimental_op_resolver_type=resolver)
         interpreter.allocate_tensors()
         ops = [o["op_name"] for o in interpreter._get_ops_details()]  # noqa: SLF001 - the only way to see delegation
+        delegation = delegated_ops(interpreter)
         partitions = ops.count("DELEGATE")
         options = {
             "threads": threads,
             "op_resolver": resolver.name,
             "xnnpack": self.xnnpack,
             "delegate_partitions": partitions,  # XNNPACK subgraphs; ops it does not take (CONV_3D) stay on builtin kernels
-            "not_delegated": delegated_ops(interpreter)["not_delegated"],  # op -> count left to builtin kernels
+            "not_delegated": delegation["not_delegated"],  # op -> count left to builtin kernels
+            "delegated_flops_pct": delegation["delegated_flops_pct"],  # the FLOPs XNNPACK runs, in %
             "tensor_names": [d["name"] for d in interpreter.get_input_details() + interpreter.get_output_details()],
         }
         return LiteRTSession(interpreter, ref, options)

@@ -225,7 +225,9 @@ def conv2d_count(model: nn.Module) -> int:
 def test_tflite_has_no_conv3d_and_every_conv_in_xnnpack(lowered_exports, small_ref):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from edgebench.runtimes.delegation import delegated_ops
+    from edgebench.models.info import count_flops
+    from edgebench.models.source import example_input
+    from edgebench.runtimes.delegation import delegated_ops, op_flops
 
     a = lowered_exports["tflite"]
     convs = conv2d_count(build_module(small_ref, lowered=True))  # 28 for mc3_18: layer1's 4 convs summed over 3 taps
@@ -239,6 +241,11 @@ def test_tflite_has_no_conv3d_and_every_conv_in_xnnpack(lowered_exports, small_r
     xnnpack, builtin = runs[OpResolverType.AUTO], runs[OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES]
     assert xnnpack["delegated"]["CONV_2D"] == convs and xnnpack["not_delegated"] == {}
     assert builtin["delegated"] == {} and builtin["not_delegated"]["CONV_2D"] == convs  # the counter can say "no"
+    assert xnnpack["delegated_flops_pct"] == 100.0 and builtin["delegated_flops_pct"] == 0.0
+    shapes = {d["index"]: tuple(d["shape"]) for d in interpreter.get_tensor_details()}
+    counted = sum(op_flops(o, shapes) for o in interpreter._get_ops_details() if o["op_name"] != "DELEGATE")
+    torch_flops = count_flops(small_ref.build(), example_input(small_ref))  # torch's count of the eager 3D model
+    assert 0.95 < counted / torch_flops < 1.15, (counted, torch_flops)  # the same MACs, plus elementwise ops
     from edgebench.runtimes.litert import LiteRTRuntime
 
     with LiteRTRuntime().load(a, small_ref, 1) as session:  # rows record what XNNPACK left out

@@ -88,3 +88,14 @@ def test_the_report_opens_on_the_scorecard(tmp_path):
     write_run_reports(synthetic_run(1), tmp_path, publish_prefect=False)
     page = (tmp_path / "latest" / "report.html").read_text()
     assert "New passes (1)" in page and "resnet_mixed · tflite fp32 (was unsupported)" in page
+
+
+def test_a_passing_cell_says_how_much_of_it_the_delegate_runs():
+    off = ('{"delegated_flops_pct": 37.5, "not_delegated": {"CONV_3D": 20, "PAD": 4}, "threads": 2, '
+           '"xnnpack": true}')
+    df = night(0)
+    df.loc[df["runtime"] == "litert", "runtime_options"] = off
+    cell = cells(df)[("resnet_mixed", "tflite", "fp32")]
+    assert cell.state == "passed" and cell.detail == "XNNPACK runs 37.5 % of the FLOPs; off it: CONV_3D x20, PAD x4"
+    df.loc[df["runtime"] == "litert", "runtime_options"] = '{"delegated_flops_pct": 100.0, "not_delegated": {}}'
+    assert cells(df)[("resnet_mixed", "tflite", "fp32")].detail == ""  # all of it: nothing to say
