@@ -70,7 +70,7 @@ class ExecuTorchConverter(Converter):
                                   options.get("float_layers", ()))
             program = torch.export.export(model, example)
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-            _refuse_portable_3d(edge.exported_program().graph)
+            _refuse_portable_3d(edge.exported_program().graph, program.graph)
             manager = edge.to_executorch()
             Path(out).write_bytes(manager.buffer)
             scopes_path(out).write_text(json.dumps(_layer_scopes(edge, manager)))
@@ -172,10 +172,24 @@ def _layer_scopes(edge, manager) -> dict:
             "instructions": {i: list(h) if isinstance(h, (list, tuple)) else [h] for i, h in chain.items()}}
 
 
-def _refuse_portable_3d(graph) -> None:
-    """Raise if a 5-D convolution stayed outside XNNPACK: the portable kernel fails on it at run time."""
-    left = [n.name for n in graph.nodes if n.op == "call_function" and "convolution" in str(n.target)
+def _refuse_portable_3d(graph, exported) -> None:
+    """Raise if a 5-D convolution stayed outside XNNPACK: the portable kernel fails on it at run time. The
+    message says the share of the model's conv/matmul FLOPs (in the `exported` graph) XNNPACK would have run."""
+    left = [n for n in graph.nodes if n.op == "call_function" and "convolution" in str(n.target)
             and getattr(n.args[0].meta.get("val"), "ndim", 0) == 5]
     if left:
-        raise ValueError(f"{len(left)} 3D convolutions left to the portable kernels, which take 3-D/4-D input only "
-                         f"(XNNPACK skips Conv3d): export the 2D-lowered form (export_friendly.lower_3d)")
+        total = sum(_matmul_flops(n) for n in exported.nodes)
+        share = f" ({100 * (1 - sum(map(_matmul_flops, left)) / total):.0f} % of the conv/matmul FLOPs delegated)" \
+            if total else ""
+        raise ValueError(f"{len(left)} 3D convolutions left to the portable kernels{share}, which take 3-D/4-D input "
+                         f"only (XNNPACK skips Conv3d): export the 2D-lowered form (export_friendly.lower_3d)")
+
+
+def _matmul_flops(node) -> int:
+    """2 x multiply-adds of a convolution or linear node, from its output's and weight's shapes; 0 for others."""
+    if node.op != "call_function" or not any(k in str(node.target) for k in ("convolution", "conv", "linear")):
+        return 0
+    out, weight = node.meta.get("val"), getattr(node.args[1], "meta", {}).get("val") if len(node.args) > 1 else None
+    if out is None or weight is None or weight.ndim < 2:
+        return 0
+    return 2 * out.numel() * weight[0].numel()

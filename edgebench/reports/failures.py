@@ -46,7 +46,8 @@ _UNSUPPORTED = [
     re.compile(r"[Uu]nsupported (?:op|operator|operation)[: ]+'?([\w:.]+)"),
 ]
 # Part of the model left off the delegate, or off the precision asked for.
-_PORTABLE = re.compile(r"(\d+) 3D convolutions left to the portable kernels")  # converters/executorch.py
+_PORTABLE = re.compile(r"(\d+) 3D convolutions left to the portable kernels(?: \((\d+) % of the conv/matmul FLOPs "
+                       r"delegated\))?")  # converters/executorch.py
 _MISLABELLED = re.compile(r"mislabelled file: (\w+): (\d+) of (\d+) conv/matmul ops run (\w+) \(([^)]*)\)")  # export.py
 _SIGNAL = re.compile(r"killed by (SIG\w+)|exited with code -?\d+ without a result")
 _TIMEOUT = re.compile(r"timeout after [\d.]+ s")
@@ -96,7 +97,8 @@ _FAILED = (EXPORT_FAILED, OUT_OF_MEMORY, REPAIR_FAILED, PARITY_FAILED, RUNTIME_F
 def _from_words(step: str, tool: str, reason: str) -> Failure:
     """unsupported_op, partial_delegation or toolchain_crash from what the toolchain said."""
     if m := _PORTABLE.search(reason):
-        return Failure(PARTIAL_DELEGATION, step, tool, f"{m.group(1)} 3D convolutions off the XNNPACK delegate "
+        share = f", {m.group(2)} % of the conv/matmul FLOPs delegated" if m.group(2) else ""
+        return Failure(PARTIAL_DELEGATION, step, tool, f"{m.group(1)} 3D convolutions off the XNNPACK delegate{share} "
                        "(portable kernels take 3-D/4-D input only)", op="aten.convolution (5-D)")
     if m := _MISLABELLED.search(reason):
         precision, good, total, dtype, census = m.groups()

@@ -242,10 +242,12 @@ def test_tflite_has_no_conv3d_and_every_conv_in_xnnpack(lowered_exports, small_r
     assert xnnpack["delegated"]["CONV_2D"] == convs and xnnpack["not_delegated"] == {}
     assert builtin["delegated"] == {} and builtin["not_delegated"]["CONV_2D"] == convs  # the counter can say "no"
     assert xnnpack["delegated_flops_pct"] == 100.0 and builtin["delegated_flops_pct"] == 0.0
-    shapes = {d["index"]: tuple(d["shape"]) for d in interpreter.get_tensor_details()}
+    shapes = {d["index"]: tuple(int(x) for x in d["shape"]) for d in interpreter.get_tensor_details()}
     counted = sum(op_flops(o, shapes) for o in interpreter._get_ops_details() if o["op_name"] != "DELEGATE")
-    torch_flops = count_flops(small_ref.build(), example_input(small_ref))  # torch's count of the eager 3D model
-    assert 0.95 < counted / torch_flops < 1.15, (counted, torch_flops)  # the same MACs, plus elementwise ops
+    torch_flops = count_flops(build_module(small_ref), example_input(small_ref))  # torch's count of the eager 3D model
+    # The same MACs, less the summed taps' products with the zero padding frames (a large share at this small T),
+    # plus the elementwise ops torch does not count.
+    assert 0.85 < counted / torch_flops < 1.15, (counted, torch_flops)
     from edgebench.runtimes.litert import LiteRTRuntime
 
     with LiteRTRuntime().load(a, small_ref, 1) as session:  # rows record what XNNPACK left out
