@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import importlib.util
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -41,6 +42,7 @@ def _factory(cfg: ModelConfig, config_path: Path):
             raise UserError(f"{config_path}: field 'source': no such file {kind}")
         spec = importlib.util.spec_from_file_location(f"edgebench_user_{file.stem}", file)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # as an import does: a dataclass in the file looks its module up there
         spec.loader.exec_module(module)
     else:
         try:

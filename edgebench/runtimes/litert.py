@@ -24,13 +24,31 @@ class LiteRTSession(Session):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for name, detail in zip(self.input_names, self.input_details):
-            self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(inputs[name], dtype=detail["dtype"]))
+            self.interpreter.set_tensor(detail["index"], fed(inputs[name], detail))
         self.interpreter.invoke()
         return name_outputs([_real(self.interpreter.get_tensor(d["index"]), d) for d in self.output_details],
                             self.output_names)
 
     def close(self) -> None:
         self.interpreter = None
+
+
+def fed(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A model input as the tensor takes it: float values into a quantized tensor (an int8 file whose first op
+    quantizes its input) are quantized with its scale and zero point, as TFLite's QUANTIZE op does; others are cast.
+
+    A plain cast turned every [0, 1] pixel into 0 or 1 before its (x - zero point) * scale: one constant clip,
+    whatever the video (issue 23's int8 collapse, docs/converters.md).
+    """
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    value = np.asarray(value)
+    if dtype.kind in "iu" and value.dtype.kind == "f" and scale:
+        scaled = value.astype(np.float32) / np.float32(scale)
+        rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)  # half away from zero, as TfLiteRound
+        info = np.iinfo(dtype)
+        return np.ascontiguousarray(np.clip(rounded + zero_point, info.min, info.max).astype(dtype))
+    return np.ascontiguousarray(value, dtype=dtype)
 
 
 def _real(value: np.ndarray, detail: dict) -> np.ndarray:

@@ -127,7 +127,12 @@ def test_flops_are_counted_not_typed():
 
 def test_user_model_from_a_python_file(tmp_path):
     (tmp_path / "tiny.py").write_text(
+        "from __future__ import annotations\n"
+        "import dataclasses\n"
         "import torch\n"
+        "@dataclasses.dataclass\n"  # a dataclass resolves its string annotations through sys.modules
+        "class Settings:\n"
+        "    width: int = 4\n"
         "def build():\n"
         "    return torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.BatchNorm3d(4),\n"
         "        torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgebench.parity.taps.base import ArtifactTap
+from edgebench.runtimes.litert import fed
 
 
 def location_path(tensor_name: str) -> str:
@@ -58,7 +59,7 @@ def tflite_taps(path: str | Path, inputs: dict[str, np.ndarray]) -> list[Artifac
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     for name, detail in interpreter.get_signature_runner().get_input_details().items():
-        interpreter.set_tensor(detail["index"], np.ascontiguousarray(inputs[name], dtype=detail["dtype"]))
+        interpreter.set_tensor(detail["index"], fed(inputs[name], detail))
     interpreter.invoke()
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     fused = _fused_activations(path)
