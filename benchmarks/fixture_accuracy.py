@@ -4,8 +4,7 @@
 
 Builds each fixture's videos and trained model under --out (seconds; the same weights on the same
 host, so a second run takes its exports from the cache), then runs `edgebench.api.evaluate` on it
-with every format the registry knows in every precision edgebench names (a precision a converter
-cannot produce is a refused row, with its reason), int8 / w8a16 calibrated on the fixture's own
+with every format of the catalogue in every precision its converter can make, int8 / w8a16 calibrated on the fixture's own
 calibration videos. Prints one row per (fixture, format, precision, runtime): video top-1, the drop
 against eager, its 95 % interval and the verdict against the precision's bound; refused and failed
 exports with their reason. Exits 1 when a row is outside its bound or failed.
@@ -24,13 +23,12 @@ from tests import trained_fixtures  # noqa: E402
 
 
 def pipeline_yaml(folder: Path, calibration: Path, threads: int) -> Path:
-    """Every format in every precision, calibrated on `calibration`; the default runtimes (each format's own)."""
+    """Every catalogued format in every precision it can make, calibrated on `calibration`; each format's runtimes."""
     import yaml
 
-    from edgebench.converters.export import COMPUTE_DTYPE
-    from edgebench.converters.registry import CONVERTERS
+    from edgebench.catalogue import formats
 
-    spec = {"formats": {fmt: list(COMPUTE_DTYPE) for fmt in CONVERTERS}, "threads": threads,
+    spec = {"formats": {name: list(entry.precisions) for name, entry in formats().items()}, "threads": threads,
             "calibration": {"videos": [str(calibration)], "clips": 8}}
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
