@@ -95,11 +95,28 @@ class Artifact:
         return record_from_dict(cls, d)
 
     def save(self, path: Path) -> None:
-        write_json_atomic(path, self.to_dict())
+        """The record as JSON; its files' paths relative to the record's folder, so a copied or restored cache still hits."""
+        folder = Path(path).parent
+        write_json_atomic(path, {**self.to_dict(), "path": _relative(self.path, folder),
+                                 "log_path": _relative(self.log_path, folder)})
 
     @classmethod
     def load(cls, path: Path) -> "Artifact":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A saved record; relative paths resolved against the record's folder (absolute ones, older records, kept)."""
+        folder = Path(path).parent
+        d = json.loads(Path(path).read_text())
+        return cls.from_dict({**d, **{k: str(folder / d[k]) for k in ("path", "log_path")
+                                      if d.get(k) and not Path(d[k]).is_absolute()}})
+
+
+def _relative(path: str, folder: Path) -> str:
+    """`path` relative to `folder` when it lies inside it, else unchanged."""
+    if not path:
+        return path
+    try:
+        return Path(path).relative_to(folder).as_posix()
+    except ValueError:
+        return path
 
 
 @dataclass
@@ -167,6 +184,13 @@ class LatencyResult:
     runtime_options: dict[str, Any] = field(default_factory=dict)
     speedup_vs_eager: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # hub job URLs, memory ranges, ...
+    trimmed_mean_ms: float | None = None  # mean of the middle 80 % of the samples
+    cv: float | None = None  # std / mean
+    stability: float | None = None  # ExecuTorch's stability score, 0-100 (benchmarks.stats.stability_score)
+    # Timed interleaved with eager (benchmarks.paired): median over rounds of row / that round's eager, 95 % interval.
+    ratio_vs_eager: float | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -286,3 +310,4 @@ class RunData:
     accuracy: list[AccuracyResult] = field(default_factory=list)
     peak: dict[str, Any] = field(default_factory=dict)  # this host's limit per precision (benchmarks.peak), {} when unmeasured
     repairs: list[RepairResult] = field(default_factory=list)
+    host: dict[str, Any] = field(default_factory=dict)  # reports.runinfo.host_info() of the host that ran it

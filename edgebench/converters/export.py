@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import inspect
+import logging
 import os
 import shutil
 import time
@@ -31,6 +32,8 @@ from edgebench.liveness import pid_alive
 from edgebench.models.calibration import CalibrationSet, make_calibration
 from edgebench.records import EXPORT_FAILED, PASSED, SKIPPED, Artifact, ModelRef, TensorSpec
 from edgebench.tables import status_cell
+
+log = logging.getLogger(__name__)
 
 RECORD = "artifact.json"
 LOG = "export.log"
@@ -83,21 +86,36 @@ def files_sha256(files: list[Path], root: Path) -> str:
 
 
 def cached_artifact(folder: Path, key: str, converter: Converter) -> Artifact | None:
-    """The saved record if it passed, has this key and its files still hash to the recorded sha256."""
+    """The saved record if it passed, has this key and its files still hash to the recorded sha256.
+
+    The files are looked for in `folder` itself, wherever the cache was copied or restored to (a record
+    written before paths were relative names another folder). A damaged entry (unreadable record,
+    missing or changed files) is a miss with a one-line warning: the caller exports it again.
+    """
+    record = folder / RECORD
+    if not record.exists():
+        return None
     try:
-        artifact = Artifact.load(folder / RECORD)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    path = Path(artifact.path)
-    if artifact.status != PASSED or artifact.cache_key != key or not path.exists():
-        return None
+        artifact = Artifact.load(record)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return _damaged(folder, f"unreadable {RECORD} ({type(e).__name__})")
+    if artifact.status != PASSED or artifact.cache_key != key:
+        return None  # a failed export or another key's record: an ordinary miss
+    path = folder / Path(artifact.path).name
     try:
-        files = converter.files(path)
-        if not files or files_sha256(files, folder) != artifact.sha256:
-            return None
-    except OSError:
-        return None
-    return replace(artifact, cached=True)
+        files = converter.files(path) if path.exists() else []
+        if not files:
+            return _damaged(folder, f"{path.name} is missing")
+        if files_sha256(files, folder) != artifact.sha256:
+            return _damaged(folder, f"{path.name} changed since its export (sha256 differs)")
+    except Exception as e:  # noqa: BLE001 - a damaged file may fail in the converter's reader: a miss, never a crash
+        return _damaged(folder, f"{path.name} unreadable ({type(e).__name__})")
+    return replace(artifact, path=str(path), log_path=str(folder / LOG), cached=True)
+
+
+def _damaged(folder: Path, why: str) -> None:
+    log.warning("artifact cache: %s: %s; exporting it again", folder, why)
+    return None
 
 
 # ---------------------------------------------------------------- the child

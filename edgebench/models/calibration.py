@@ -14,6 +14,8 @@ artifact cache; its sha256 goes into the cache key of every artifact calibrated 
 
 from __future__ import annotations
 
+import logging
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,8 @@ from edgebench.evaluation.dataset import VIDEO_SUFFIXES, Video, read_entries
 from edgebench.hashing import file_sha256
 from edgebench.models import sampling
 from edgebench.records import ModelRef, atomic_path
+
+log = logging.getLogger(__name__)
 
 RANDOM_STREAM = 0xCA11B  # second entropy word: calibration's random draws are never parity's default_rng(seed)
 LOOSE = ""  # the class of video files given one by one or lying loose in a folder
@@ -140,7 +144,10 @@ def make_calibration(ref: ModelRef, cfg: CalibrationConfig, cache_dir: Path) -> 
     picks = pick_videos(calibration_videos(cfg.videos), cfg.clips, cfg.seed) if cfg.videos else []
     pre = preprocess_of(ref) if picks else None  # random clips need no sampler
     path = Path(cache_dir) / ref.name / f"calibration-{set_key(ref, cfg, pre, picks)[:16]}.npz"
-    if not path.exists():
+    intact = _intact(path, ref)
+    if path.exists() and not intact:
+        log.warning("calibration cache: %s is damaged; making it again", path)
+    if not intact:
         clips = video_clips(picks, pre, cfg.seed) if picks else random_clips(ref, cfg.clips, cfg.seed)
         if clips.shape[1:] != tuple(ref.inputs[0].shape):
             raise UserError(f"calibration: clips of shape {clips.shape[1:]} do not fit input "
@@ -150,3 +157,12 @@ def make_calibration(ref: ModelRef, cfg: CalibrationConfig, cache_dir: Path) -> 
                 np.savez(f, clips=clips.astype(np.float32))
     return CalibrationSet(str(path), file_sha256(path), describe(picks, cfg.videos) if picks else "random",
                           cfg.clips, cfg.method)
+
+
+def _intact(path: Path, ref: ModelRef) -> bool:
+    """The saved set loads and holds clips of the input's shape (a truncated file does not)."""
+    try:
+        with np.load(path) as data:
+            return data["clips"].shape[1:] == tuple(ref.inputs[0].shape)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return False
