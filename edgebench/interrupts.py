@@ -24,6 +24,7 @@ from typing import Iterator
 from edgebench import isolation
 from edgebench.converters.export import sweep_temporary
 from edgebench.liveness import probe
+from edgebench.reaping import at_exit as reap_at_exit
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def _hard_exit(code: int) -> None:
     if _current is not None:
         _current.mark(f"interrupted, exit {code}")
     kill_ephemeral_server()
+    reap_at_exit()  # os._exit skips atexit: the resource tracker and the dead children are reaped here
     sys.stderr.flush()
     os._exit(code)
 
@@ -262,6 +264,10 @@ def kill_ephemeral_server() -> None:
     for server in list(SubprocessASGIServer._instances.values()):
         if server.server_process is not None and server.server_process.poll() is None:
             server.server_process.kill()
+            try:
+                server.server_process.wait(5)  # reaped: a killed server must not stay <defunct>
+            except subprocess.TimeoutExpired:
+                pass
 
 
 # ---------------------------------------------------------------- the server watchdog
@@ -322,4 +328,5 @@ class ServerWatchdog:
         self.run.mark(reason)
         print(f"edgebench: error: {reason}; run stopped, {self.run.settings.run_dir} marked interrupted",
               file=sys.stderr, flush=True)
+        reap_at_exit()
         os._exit(1)

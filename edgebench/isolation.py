@@ -8,12 +8,14 @@ server: see `edgebench.interrupts`) kills each child's process group at once, an
 starts. A child also dies with its parent (PR_SET_PDEATHSIG), so a SIGKILLed run leaves none.
 Every child runs under the memory budget (`edgebench.child_memory`): past it, it alone dies, as an
 `out of memory` failure with its peak; every child's peak comes back with its result.
+Every killed group is reaped whole (`edgebench.reaping`), so none is left <defunct> either.
 """
 
 from __future__ import annotations
 
 import ctypes
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -28,6 +30,7 @@ from typing import Any, Callable
 
 from edgebench.child_memory import ChildGuard, ChildMemory, MemoryBudget, own_peak_mb
 from edgebench.errors import reason_of
+from edgebench.reaping import adopt_orphans, group_members, reap
 from edgebench.records import OUT_OF_MEMORY
 
 POLL_S = 0.5  # how often the parent samples a running child's resident peak
@@ -80,13 +83,18 @@ def memory_budget() -> MemoryBudget:
     return _budget
 
 
-def stop_children() -> list[int]:
-    """Refuse new children and SIGKILL the process group of every live one; returns their pids."""
+def stop_children(wait_s: float = 5.0) -> list[int]:
+    """Refuse new children, SIGKILL the process group of every live one and reap them all; returns their pids."""
     with _live_lock:
         _stopping.set()
         procs = list(_live.values())
+    groups = {proc.pid: group_members(proc.pid) for proc in procs}
     for proc in procs:
-        _kill_group(proc, wait_s=0)
+        _signal_group(proc)
+    deadline = time.monotonic() + wait_s
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        reap(groups[proc.pid] - {proc.pid}, max(0.0, deadline - time.monotonic()))
     return [proc.pid for proc in procs]
 
 
@@ -114,20 +122,26 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _child(fn: Callable, args: tuple, result_path: str, log_path: str, parent_pid: int | None = None,
-           guard: ChildGuard | None = None) -> None:
+def _become_child(tmpdir: str, log_path: str, parent_pid: int | None, guard: ChildGuard | None) -> None:
+    """In a fresh child: its own process group, death with its parent, the memory budget, temporary files and
+    output in our places."""
     os.setsid()  # its own process group: a timeout kills grandchildren too
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     if guard is not None:
         guard.enter()
     # Temporary files of the child (converters leave some) go to a folder the parent removes.
-    os.environ["TMPDIR"] = tempfile.tempdir = os.path.dirname(result_path)
+    os.environ["TMPDIR"] = tempfile.tempdir = tmpdir
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
+
+
+def _child(fn: Callable, args: tuple, result_path: str, log_path: str, parent_pid: int | None = None,
+           guard: ChildGuard | None = None) -> None:
+    _become_child(os.path.dirname(result_path), log_path, parent_pid, guard)
     try:
         outcome = ("ok", fn(*args))
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent as a reason
@@ -143,12 +157,18 @@ def _child(fn: Callable, args: tuple, result_path: str, log_path: str, parent_pi
 
 
 def _kill_group(proc: mp.Process, wait_s: float = 10) -> None:
+    """SIGKILL the child's process group; join the child and reap its grandchildren (adopted orphans)."""
+    members = group_members(proc.pid) - {proc.pid}
+    _signal_group(proc)
+    proc.join(wait_s)
+    reap(members, wait_s)
+
+
+def _signal_group(proc: mp.Process) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         proc.kill()
-    if wait_s:
-        proc.join(wait_s)
 
 
 def run_isolated(fn: Callable, args: tuple, timeout_s: float, log_path: str | Path) -> Any | IsolatedFailure:
@@ -171,6 +191,7 @@ def run_child(fn: Callable, args: tuple, timeout_s: float, log_path: str | Path)
         if _stopping.is_set():
             guard.finish("")
             raise Stopped("the run is stopping")
+        adopt_orphans()  # a killed child's grandchildren come to us to be reaped, not to init
         proc.start()
         with _live_lock:  # stop_children either sees this child, or this sees that the run stops
             _live[proc.pid] = proc
@@ -221,6 +242,110 @@ def _exit_reason(proc: mp.Process) -> str:
     if code is not None and code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return f"exited with code {code} without a result"
+
+
+class ChildFailed(Exception):
+    """A resident child answered with an error, died or missed its deadline; the message is the one-line reason."""
+
+
+class Resident:
+    """A spawned child that stays loaded and answers the parent's requests one at a time, each under a hard timeout.
+
+    `setup(*args)` runs in the child and returns (ready, answer): `ready` goes to the parent at once,
+    then every request `m` gets `answer(m)` back, until the parent sends None or goes away. The child
+    lives like a `run_child` one: its own process group, the memory budget, its output in `log_path`,
+    registered as live (a stopping run kills it), dead with its parent. Any trouble is a `ChildFailed`
+    with a reason (an out-of-memory death says so, with its peak).
+    """
+
+    def __init__(self, setup: Callable, args: tuple, log_path: str | Path, timeout_s: float):
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+        if _stopping.is_set():
+            raise Stopped("the run is stopping")
+        self._guard = ChildGuard(_budget)
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgebench-child-")
+        ctx = mp.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe()
+        self.proc = ctx.Process(target=_resident, args=(setup, args, child_conn, self._tmp.name, str(log_path),
+                                                        os.getpid(), self._guard))
+        adopt_orphans()
+        self.proc.start()
+        child_conn.close()
+        with _live_lock:
+            _live[self.proc.pid] = self.proc
+            stopped_meanwhile = _stopping.is_set()
+        if stopped_meanwhile:
+            self.close()
+            raise Stopped("the run is stopping")
+        self.ready = self._reply(timeout_s)
+
+    def ask(self, message: Any, timeout_s: float) -> Any:
+        """Send one request and wait for its answer."""
+        try:
+            self._conn.send(message)
+        except OSError:  # the child is gone: _reply says how
+            pass
+        return self._reply(timeout_s)
+
+    def _reply(self, timeout_s: float) -> Any:
+        try:
+            got = mp.connection.wait([self._conn, self.proc.sentinel], timeout_s)
+        except BaseException:  # a signal in this thread (KeyboardInterrupt, Prefect's TerminationSignal)
+            stop_children()
+            raise
+        if _stopping.is_set():
+            self.close()
+            raise Stopped("the run is stopping")
+        if not got:
+            self.close()
+            raise ChildFailed(f"timeout after {timeout_s:g} s")
+        try:
+            kind, value = self._conn.recv()
+        except (EOFError, OSError):  # died before answering
+            self.close()
+            reason = _exit_reason(self.proc)
+            memory = self._guard.finish(reason)
+            raise ChildFailed(memory.reason(reason) if memory.out_of_memory else reason) from None
+        if kind == "error":
+            self.close()
+            raise ChildFailed(value)
+        return value
+
+    def close(self) -> None:
+        """Let the child end (or kill its group when it does not within seconds); unregister and reap it."""
+        try:
+            self._conn.send(None)
+        except OSError:
+            pass
+        self.proc.join(5)
+        if self.proc.exitcode is None:
+            _kill_group(self.proc)
+        with _live_lock:
+            _live.pop(self.proc.pid, None)
+        self._conn.close()
+        self._tmp.cleanup()
+
+
+def _resident(setup: Callable, args: tuple, conn, tmpdir: str, log_path: str, parent_pid: int,
+              guard: ChildGuard) -> None:  # fmt: skip
+    _become_child(tmpdir, log_path, parent_pid, guard)
+    try:
+        ready, answer = setup(*args)
+        conn.send(("ok", ready))
+        while answer is not None and (message := conn.recv()) is not None:
+            conn.send(("ok", answer(message)))
+    except EOFError:  # the parent went away
+        pass
+    except BaseException as e:  # noqa: BLE001 - everything must reach the parent as a reason
+        traceback.print_exc()
+        try:
+            conn.send(("error", reason_of(e)))
+        except OSError:
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def _failed(reason: str, log_path: Path, seconds: float, memory: ChildMemory) -> ChildRun:

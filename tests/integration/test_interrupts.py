@@ -37,6 +37,12 @@ def _wait_for(predicate, timeout_s: float = 60) -> None:
 
 
 def _gone(pid: int) -> bool:
+    """Ended and reaped: a <defunct> process still counts as left."""
+    return not psutil.pid_exists(pid)
+
+
+def _ended(pid: int) -> bool:
+    """Ended; <defunct> allowed (only for a SIGKILLed parent, whose orphans are init's to reap)."""
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -83,10 +89,10 @@ def test_a_sigkilled_parent_takes_its_child_along(tmp_path):
     try:
         _wait_for(pid_file.exists)
         child = int(pid_file.read_text().split()[0])
-        assert not _gone(child)
+        assert not _ended(child)
         parent.kill()  # SIGKILL: no handler, no cleanup in the parent
         parent.wait(30)
-        _wait_for(lambda: _gone(child), 10)
+        _wait_for(lambda: _ended(child), 10)
     finally:
         parent.kill()
 
@@ -183,6 +189,36 @@ def test_first_signal_stops_the_children_and_raises_with_the_exit_code(monkeypat
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+SIGNALLED = """
+import sys
+from edgebench import interrupts, isolation
+from tests.child_jobs import sleeper
+with interrupts.handled_signals():
+    try:
+        isolation.run_isolated(sleeper, (600, sys.argv[1]), 900, sys.argv[2])
+    except interrupts.Interrupted as e:
+        sys.exit(e.exit_code)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_run_leaves_no_process_not_even_a_defunct_one(tmp_path, signum):
+    """Its child, the child's grandchild and multiprocessing's resource tracker: all ended and reaped."""
+    pid_file = tmp_path / "pids"
+    run = subprocess.Popen([sys.executable, "-c", SIGNALLED, str(pid_file), str(tmp_path / "child.log")],
+                           cwd=Path(__file__).resolve().parents[2], start_new_session=True)
+    try:
+        _wait_for(pid_file.exists)
+        procs = psutil.Process(run.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in procs)
+        assert len(procs) == 3 and "resource_tracker" in names, names  # the child, its grandchild, the tracker
+        os.killpg(run.pid, signum)  # as a terminal's Ctrl-C reaches the whole foreground group
+        assert run.wait(60) == 128 + signum
+        _wait_for(lambda: all(_gone(p.pid) for p in procs), 10)
+    finally:
+        run.kill()
 
 
 TWICE = """
