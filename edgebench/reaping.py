@@ -5,7 +5,9 @@ are orphaned too (multiprocessing's `resource_tracker`, started by the first spa
 host whose init does not reap orphans (containers, the VMs here: measured, PID 1 leaves them
 <defunct> for good) each one stays in the process table. So the process that runs children adopts
 its orphaned descendants (Linux's child subreaper), reaps every member of a group it kills, and at
-exit stops the resource tracker and reaps what is left.
+exit stops the resource tracker and reaps what is left. Only a process that runs children adopts: a
+subreaper that reaped late would hold others up (Prefect's worker waits until a flow run's whole
+process group is gone, zombies included, before it exits).
 """
 
 from __future__ import annotations

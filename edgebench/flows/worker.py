@@ -17,8 +17,6 @@ from pathlib import Path
 
 import psutil
 
-from edgebench.reaping import adopt_orphans
-
 GRACE_S = 30.0  # a flow run stopping by SIGTERM takes seconds; after this the worker's own kill goes ahead
 
 
@@ -38,7 +36,6 @@ def stop_flow_runs(worker_pid: int, grace_s: float = GRACE_S) -> list[int]:
 
 
 def main(argv: list[str]) -> int:
-    adopt_orphans()  # flow-run processes the worker leaves behind when it stops come to us, and are reaped at exit
     prefect = str(Path(sys.executable).with_name("prefect"))
     # Its own process group: a signal to ours (edgebench stop) reaches this wrapper first, not the worker.
     worker = subprocess.Popen([prefect, "worker", "start", *argv], start_new_session=True)
