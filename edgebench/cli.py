@@ -305,9 +305,13 @@ def history(model: Optional[str] = typer.Option(None, "--model", "-m", help="Onl
 
 
 @app.command()
-def serve() -> None:
-    """Start a local Prefect server, work pool, limits, deployments and a worker (idempotent)."""
-    start(console.print)
+def serve(fleet_workers: Optional[int] = typer.Option(None, "--fleet-workers", min=0, help="Fleet workers to start "
+                                                       "here for the fanned-out nightly (default: fleet.workers)."),
+          cpus_per_worker: Optional[int] = typer.Option(None, "--cpus-per-worker", min=0, help="Pin each fleet "
+                                                         "worker to its own cores (default: fleet.cpus_per_worker).")
+          ) -> None:
+    """Start a local Prefect server, work pool, limits, deployments and workers (idempotent)."""
+    start(console.print, fleet_workers=fleet_workers, cpus_per_worker=cpus_per_worker)
 
 
 @app.command()

@@ -229,6 +229,20 @@ class MemoryConfig(Strict):
         return v
 
 
+class FleetConfig(Strict):
+    """The nightly fanned out over Prefect workers, one model's flow run each (docs/orchestration.md)."""
+
+    deployment: str = "model-pipeline/fleet"  # the deployment each model runs through
+    retries: int = Field(2, ge=0)  # a model run that Crashed (its worker died) is scheduled again this many times
+    start_timeout_s: float = Field(3600.0, gt=0)  # a model run no worker started in this long is given up
+    poll_s: float = Field(5.0, gt=0)  # how often the parent reads its model runs' states
+    workers: int = Field(2, ge=0)  # fleet workers `edgebench serve` starts on this machine
+    worker_limit: int = Field(1, ge=1)  # flow runs a worker runs at once: 1 keeps a model's benchmarks off the others
+    cpus_per_worker: int = Field(0, ge=0)  # >0: serve pins fleet worker i to its own cores (W workers on one machine)
+    heartbeat_s: int = Field(30, ge=30)  # model runs' heartbeat events (Prefect's minimum is 30 s) ...
+    crashed_after_s: int = Field(90, gt=30)  # ... and the silence after which serve's automation marks a run Crashed
+
+
 class HistoryConfig(Strict):
     url: str | None = None  # default: sqlite:///<out>/history.sqlite; a PostgreSQL URL for a team
     baseline_nights: int = Field(7, ge=1)
@@ -268,6 +282,7 @@ class _Pipeline(Strict):
     localize: LocalizeConfig = LocalizeConfig()
     memory: MemoryConfig = MemoryConfig()
     repair: RepairConfig = RepairConfig()
+    fleet: FleetConfig = FleetConfig()
     external_artifacts: list[ExternalArtifactConfig] = []
 
     @field_validator("devices")

@@ -48,12 +48,24 @@ def lock_dir_default() -> Path:
     return Path(os.environ.get("EDGEBENCH_LOCK_DIR") or Path(tempfile.gettempdir()) / "edgebench-locks")
 
 
+def device_key(device: str) -> str:
+    """The device a benchmark occupies: `local` is this host's cores, or only the cores this process is pinned
+    to (`local@cpus0-3`: fleet workers pinned to their own cores measure side by side)."""
+    if device != "local" or not hasattr(os, "sched_getaffinity"):
+        return device
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) == os.cpu_count():
+        return device
+    return f"{device}@cpus{mine[0]}-{mine[-1]}" if mine == list(range(mine[0], mine[-1] + 1)) else \
+        f"{device}@cpus{'_'.join(map(str, mine))}"
+
+
 @contextmanager
 def device_lock(device: str = "local", lock_dir: str | Path | None = None) -> Iterator[Path]:
-    """Hold an exclusive flock for `device` (blocks until free); yields the lock file path."""
+    """Hold an exclusive flock for `device` (its cores: device_key) until the block ends; yields the lock file path."""
     d = Path(lock_dir) if lock_dir else lock_dir_default()
     d.mkdir(parents=True, exist_ok=True)
-    path = d / (re.sub(r"[^A-Za-z0-9_.-]+", "_", device) + ".lock")
+    path = d / (re.sub(r"[^A-Za-z0-9_.@-]+", "_", device_key(device)) + ".lock")
     with open(path, "a+") as f:
         start = time.perf_counter()
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -12,14 +13,17 @@ from prefect import flow, get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.futures import as_completed
 
-from edgebench import interrupts, pipeline
+from edgebench import fleet, interrupts, pipeline
+from edgebench.benchmarks.local import device_key
 from edgebench.config import load_pipeline_config
 from edgebench.console import log_to
 from edgebench.devices.base import BenchJob, Measured
+from edgebench.flows.fleet import dispatch_models
 from edgebench.flows.progress import describe, expect, say
 from edgebench.flows.stopping import StoppingTaskRunner
 from edgebench.records import AccuracyResult, Artifact, ParityResult
 from edgebench.runs import ModelResults, PreparedModel, RunSettings
+from edgebench.storage import Storage
 
 Budget = Literal["quick", "full"]
 
@@ -84,10 +88,12 @@ def bench_task(pm: PreparedModel, job: BenchJob, settings: RunSettings) -> Measu
 
 
 def device_slot(device: str):
-    """The server's concurrency limit for the device; nothing in ephemeral mode (it has no limits)."""
+    """The server's concurrency limit for the device (its cores: a pinned fleet worker's own have none, the file
+    lock keeps them); nothing in ephemeral mode (it has no limits)."""
     if not os.environ.get("PREFECT_API_URL"):
         return contextlib.nullcontext()
-    return concurrency(f"edgebench-device-{device}", occupy=1, strict=False)
+    # A short lease: a slot held by a run whose worker died frees itself within a minute (live runs renew it).
+    return concurrency(f"edgebench-device-{device_key(device)}", occupy=1, strict=False, lease_duration=60)
 
 
 @task(name="reports")
@@ -136,6 +142,19 @@ def model_flow(name: str, settings: RunSettings, weights: str | None = None,
     return pipeline.model_branch(name, FlowSteps(settings), weights, input_shape)
 
 
+@flow(name="model-pipeline", flow_run_name="{model}", task_runner=StoppingTaskRunner(max_workers=2))
+def model_pipeline(model: str, run: dict, storage_url: str, weights: str | None = None,
+                   input_shape: list[int] | None = None) -> str:
+    """One model of a fanned-out run, on the worker that took it: its branch, then its results as one file."""
+    settings = fleet.settings_from(run)
+    pipeline.use_memory_config(settings.config)
+    log_to(settings.run_dir)
+    interrupts.begin_run(settings)  # a stopped flow run kills its children
+    start = time.perf_counter()
+    results = model_flow.fn(model, settings, weights, tuple(input_shape) if input_shape else None)
+    return fleet.save_results(Storage(storage_url), settings.run_id, results, time.perf_counter() - start)
+
+
 @flow(name="export-and-benchmark", task_runner=StoppingTaskRunner())  # stopped: children killed, run marked
 def export_and_benchmark(
     models: list[str] | None = None,
@@ -151,8 +170,10 @@ def export_and_benchmark(
     input_shape: list[int] | None = None,
     weights: str | None = None,
     calibration: list[str] | None = None,
+    fan_out: bool = False,
 ) -> str:
-    """Export every configured model and format, check parity, benchmark, report; returns the HTML path."""
+    """Export every configured model and format, check parity, benchmark, report; returns the HTML path.
+    `fan_out`: each model as its own flow run on the pool's fleet workers (config `fleet`), gathered here."""
     config = pipeline.narrow_config(load_pipeline_config(Path(config_path) if config_path else None),
                                     formats, precisions, runtimes, devices, models, calibration)
     settings = pipeline.new_run(config, out, quick=budget == "quick", use_cache=use_cache)
@@ -161,7 +182,11 @@ def export_and_benchmark(
     say(f"run {settings.run_id}: models {', '.join(config.models)}, formats {', '.join(config.formats)}, "
         f"{'quick' if settings.quick else 'full'} budget, {settings.threads} threads")
     shape = tuple(input_shape) if input_shape else None
-    results = [model_flow(name, settings, weights, shape) for name in config.models]
+    missing = {}
+    if fan_out:
+        results, missing = dispatch_models(settings, config.models, weights, shape)
+    else:
+        results = [model_flow(name, settings, weights, shape) for name in config.models]
     paths = report_task(settings, results)
     say(f"report {paths.report_html}")
     regressions = [f for f in paths.findings if f.severity == "error"]
@@ -169,4 +194,7 @@ def export_and_benchmark(
         get_run_logger().warning("%d regression(s): %s", len(regressions), "; ".join(f.message for f in regressions))
         if fail_on_regression:
             raise RuntimeError(f"{len(regressions)} regression(s) found; see {paths.report_html}")
+    if missing:  # the report holds every model that completed; these had no run that did
+        raise RuntimeError(f"{len(missing)} of {len(config.models)} model(s) without results: "
+                           + "; ".join(f"{m} ({why})" for m, why in missing.items()) + f"; see {paths.report_html}")
     return str(paths.report_html)

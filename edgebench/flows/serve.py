@@ -1,4 +1,5 @@
-"""`edgebench serve` / `stop`: a local Prefect server, work pool, limits, deployments and workers.
+"""`edgebench serve` / `stop`: a local Prefect server, work pool, limits, deployments and workers
+(the main worker, a device host's, and `fleet.workers` fleet workers for the fanned-out nightly).
 
 Every process it starts is recorded by pid in PREFECT_HOME/edgebench-serve.json; `stop` ends exactly
 those. Idempotent: a second `serve` finds the running server and workers and only re-applies the
@@ -18,14 +19,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from edgebench.config import PROJECT_ROOT
+from edgebench.config import PROJECT_ROOT, load_pipeline_config
 from edgebench.errors import UserError
 from edgebench.liveness import pid_alive, probe
 from edgebench.records import write_json_atomic
 
 POOL = "edgebench"
 QUEUES = ("default", "second-host")  # the main worker's queue, then one per device host served here
+FLEET_QUEUE = "fleet"  # the model runs of a fanned-out nightly (prefect.yaml: model-pipeline/fleet)
 DEVICE_LIMITS = ("edgebench-device-local",)
+SILENT_RUNS = "edgebench: a silent fleet model run is Crashed"  # the automation's name
 
 
 def prefect_home() -> Path:
@@ -93,8 +96,10 @@ def _kill_tree(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: float = 90) -> dict:
-    """Start (or find) the server and workers, then apply pool, limits and deployments."""
+def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: float = 90,
+          fleet_workers: int | None = None, cpus_per_worker: int | None = None) -> dict:
+    """Start (or find) the server and workers, then apply pool, limits and deployments; `fleet_workers` and
+    `cpus_per_worker` override the config's `fleet` section."""
     state = load_state()
     pids = state.get("pids", {})
     if state and pid_alive(pids.get("server", -1)) and probe(state["api_url"], 2) == "ok":
@@ -119,12 +124,21 @@ def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: f
         _run([_bin("prefect"), "gcl", "create", limit, "--limit", "1"], env, ok_if="already exists")
     _run([_bin("prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(PROJECT_ROOT / "prefect.yaml")], env)
     say(f"work pool '{POOL}', limits {', '.join(DEVICE_LIMITS)} and deployments from prefect.yaml applied")
-    for queue in QUEUES:
-        key = f"worker-{queue}"
+    fleet = load_pipeline_config().fleet
+    fleet = fleet.model_copy(update={k: v for k, v in (("workers", fleet_workers), ("cpus_per_worker", cpus_per_worker))
+                                     if v is not None})
+    crash_silent_runs(state["api_url"], fleet)
+    say(f"automation '{SILENT_RUNS}': no heartbeat for {fleet.crashed_after_s} s -> Crashed (the nightly runs it again)")
+    workers = [(f"worker-{q}", q, []) for q in QUEUES]
+    workers += [(f"worker-{FLEET_QUEUE}-{i}", FLEET_QUEUE, ["--limit", str(fleet.worker_limit), "--name",
+                 f"{FLEET_QUEUE}-{socket.gethostname()}-{i}", *fleet_cpus(i, fleet.cpus_per_worker)])
+                for i in range(1, fleet.workers + 1)]
+    for key, queue, extra in workers:
         if not pid_alive(pids.get(key, -1)):
             # Through edgebench.flows.worker: stopping it stops its flow runs cleanly (Crashed, children killed).
+            worker_env = {**env, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(fleet.heartbeat_s)}
             pids[key] = _spawn(key, [sys.executable, "-m", "edgebench.flows.worker", "--pool", POOL, "--work-queue",
-                                     queue, "--type", "process"], env)
+                                     queue, "--type", "process", *extra], worker_env)
             say(f"worker for queue '{queue}' started (pid {pids[key]})")
     state["pids"] = pids
     _save_state(state)
@@ -133,6 +147,58 @@ def serve(say: Callable[[str], None] = print, port: int | None = None, wait_s: f
                         f"export PATH={Path(sys.executable).parent}:$PATH\n")
     say(f"for the prefect CLI: source {env_file}")
     return state
+
+
+def fleet_cpus(i: int, per_worker: int) -> list[str]:
+    """`--cpus` for fleet worker i (from 1): its own `per_worker` cores; none when 0."""
+    first = (i - 1) * per_worker
+    if not per_worker:
+        return []
+    if first + per_worker > (os.cpu_count() or 1):
+        raise UserError(f"fleet.cpus_per_worker: worker {i} would need cores {first}-{first + per_worker - 1}; "
+                        f"this machine has {os.cpu_count()}")
+    return ["--cpus", f"{first}-{first + per_worker - 1}"]
+
+
+def crash_silent_runs(api_url: str, fleet) -> None:
+    """The automation that marks a fleet model run Crashed when its heartbeats stop (its worker or machine died),
+    so the nightly's parent can schedule it again. Prefect's documented zombie-flow automation, limited to the
+    fleet deployment's runs (other flow runs beat every 180 s by default)."""
+    from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(fleet.deployment)
+        related = {"prefect.resource.id": f"prefect.deployment.{deployment.id}", "prefect.resource.role": "deployment"}
+        try:
+            existing = Automation.read(name=SILENT_RUNS)
+        except ValueError:
+            existing = None
+        if existing is not None:
+            if existing.trigger.match_related == ResourceSpecification(related) and \
+                    existing.trigger.within.total_seconds() == fleet.crashed_after_s:
+                return
+            existing.delete()
+        Automation(
+            name=SILENT_RUNS,
+            description="A model run of the fanned-out nightly that stops sending heartbeats is Crashed.",
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                        "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                match_related=ResourceSpecification(related),
+                for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                within=fleet.crashed_after_s),
+            actions=[ChangeFlowRunState(state=StateType.CRASHED, force=True,
+                                        message=f"no heartbeat for {fleet.crashed_after_s} s: its worker is gone")],
+        ).create()
 
 
 def stop(say: Callable[[str], None] = print, wait_s: float = 60) -> list[int]:

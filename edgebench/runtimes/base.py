@@ -18,8 +18,13 @@ class NotSupported(Exception):
 
 
 def resolve_threads(threads: int) -> int:
-    """0 means every core of the host."""
-    return threads if threads > 0 else (os.cpu_count() or 1)
+    """0 means every core this process may run on (all of the host's, unless a fleet worker is pinned to some)."""
+    if threads > 0:
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this system (macOS)
+        return os.cpu_count() or 1
 
 
 def name_outputs(values: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 from edgebench.liveness import pid_alive
+from edgebench.reports.history import HistoryStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -69,3 +73,93 @@ def test_benchmark_dispatched_to_the_second_worker(served, tmp_path):
     remote_runs = json.loads(runs.stdout)
     assert [r["state_type"] for r in remote_runs] == ["COMPLETED"]
     assert remote_runs[0]["work_queue_name"] == "second-host"
+
+
+# ---------------------------------------------------------------- the fanned-out nightly
+
+FLEET_MODELS = ["resnet_mixed", "r3d_18", "r2plus1d_18"]
+FLEET_CONFIG = ("formats: {torchscript: [fp32]}\nruntimes: [torch, torchscript]\n"
+                "benchmark:\n  quick: {warmup_runs: 0, min_runs: 2, min_seconds: 0, max_seconds: 2, timeout_s: 600}\n")
+
+
+def flow_run_processes(worker_wrapper: int) -> dict[int, str]:
+    """{pid: flow run id} of the flow-run processes a fleet worker runs (edgebench.flows.worker -> prefect worker ->
+    flow run), read from their environment."""
+    found = {}
+    try:
+        workers = psutil.Process(worker_wrapper).children()
+    except psutil.NoSuchProcess:
+        return found
+    for proc in (p for w in workers for p in w.children()):
+        try:
+            run_id = proc.environ().get("PREFECT__FLOW_RUN_ID")
+        except psutil.Error:
+            continue
+        if run_id:
+            found[proc.pid] = run_id
+    return found
+
+
+def kill_tree(pid: int) -> list[psutil.Process]:
+    """SIGKILL a process and every descendant at once: the machine under a worker is gone."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    return procs
+
+
+def test_fanned_out_nightly_spreads_over_two_workers_and_survives_one_killed(served, tmp_path):
+    env, state = served
+    fleet = {k: pid for k, pid in state["pids"].items() if k.startswith("worker-fleet-")}
+    assert len(fleet) == 2, state["pids"]
+    config = tmp_path / "fleet.yaml"
+    config.write_text(FLEET_CONFIG)
+    out = tmp_path / "out"
+    nightly = subprocess.Popen([BIN / "prefect", "deployment", "run", "export-and-benchmark/nightly",
+                                "-p", "fan_out=true", "-p", f"models={json.dumps(FLEET_MODELS)}", "-p", "budget=quick",
+                                "-p", f"out={out}", "-p", f"config_path={config}",
+                                "-p", "input_shape=[1, 3, 4, 32, 32]", "--watch", "--watch-timeout", "1500"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        while not all(flow_run_processes(pid) for pid in fleet.values()):  # both workers run a model at once
+            assert nightly.poll() is None, nightly.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the two fleet workers never ran two models at once"
+            time.sleep(0.5)
+        (victim_run,) = flow_run_processes(fleet["worker-fleet-1"]).values()
+        killed = kill_tree(fleet["worker-fleet-1"])
+        survivor = psutil.Process(fleet["worker-fleet-2"]).children()[0].pid  # the prefect worker under the wrapper
+        text, _ = nightly.communicate(timeout=1600)
+    finally:
+        if nightly.poll() is None:
+            nightly.kill()
+        subprocess.run([BIN / "edgebench", "serve"], env=env, check=True, timeout=600)  # a new worker-fleet-1
+    assert nightly.returncode == 0 and "Completed" in text, text[-3000:]
+    assert not [p for p in killed if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    # The killed worker's model ran again: its flow run Crashed (no heartbeat), then completed on the other worker.
+    runs = json.loads(subprocess.run([BIN / "prefect", "flow-run", "ls", "--flow-name", "model-pipeline", "-o", "json"],
+                                     env=env, capture_output=True, text=True, timeout=120, check=True).stdout)
+    runs = [r for r in runs if r["deployment_id"]]  # not the in-process model-pipeline subflows of other tests
+    by_id = {r["id"]: r for r in runs}
+    assert sorted(r["name"] for r in runs) == sorted(FLEET_MODELS)
+    assert all(r["state_type"] == "COMPLETED" and r["work_queue_name"] == "fleet" for r in runs), runs
+    moved = by_id[victim_run]
+    assert moved["run_count"] >= 2, moved
+    run_id = (out / "latest").resolve().name
+    workers = {m: json.loads((out / "storage" / "runs" / run_id / "models" / f"{m}.json").read_text())["worker"]
+               for m in FLEET_MODELS}
+    assert workers[moved["name"]]["worker_pid"] == survivor
+
+    # One report and one history write with every model whole.
+    rows = pd.read_csv(out / "latest" / "results.csv")
+    assert sorted(set(rows["model"])) == sorted(FLEET_MODELS)
+    for model in FLEET_MODELS:
+        mine = rows[rows["model"] == model]
+        assert sorted(zip(mine["format"], mine["runtime"])) == [("pytorch", "torch"), ("torchscript", "torchscript")]
+        assert (mine["status"] == "passed").all(), mine[["format", "status", "reason"]]
+    history = HistoryStore(f"sqlite:///{out / 'history.sqlite'}")
+    with history as store:
+        h = store.load()
+    assert set(h["run_id"]) == {run_id} and len(h) == len(rows)
