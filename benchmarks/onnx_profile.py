@@ -5,8 +5,9 @@
 Loads each file as the `onnxruntime` runtime does (CPU provider, every graph optimization), runs
 `--runs` inferences on a seeded random input after one warm-up, and prints per op type its share of
 the summed kernel time, its node count in the graph ONNX Runtime actually runs (after the QDQ fusions
-and the NHWC layout transformer), and the median latency. Transpose, QuantizeLinear and
-DequantizeLinear shares are what issue #27 tracks: data movement around the int8 convs.
+and the NHWC layout transformer), the median latency, and which MLAS kernel each int8 conv's weights
+select (converters/onnx_conv_kernel.py: `convsym`, or `qgemm`, on AMX where the CPU has it). Transpose,
+QuantizeLinear and DequantizeLinear shares are what issue #27 tracks: data movement around the int8 convs.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ TRACKED = ("Transpose", "QuantizeLinear", "DequantizeLinear", "QLinearConv", "Co
 
 
 def profile(path: Path, runs: int, threads: int) -> dict:
-    """{"ms": median latency, "share": {op: fraction of kernel time}, "nodes": {op: count after optimization}}."""
+    """{"ms": median latency, "share": {op: fraction of kernel time}, "nodes": {op: count after optimization},
+    "conv_kernels": {MLAS kernel: convs}}."""
     import onnxruntime as ort
 
+    from edgebench.converters.onnx_conv_kernel import conv_kernels
     from edgebench.runtimes.onnxruntime import optimized_census
 
     with tempfile.TemporaryDirectory(prefix="onnx-profile-") as tmp:
@@ -54,7 +57,7 @@ def profile(path: Path, runs: int, threads: int) -> dict:
             per_op[e["args"]["op_name"]] += e["dur"]
     total = sum(per_op.values()) or 1.0
     return {"ms": float(np.median(seconds)) * 1e3, "share": {op: us / total for op, us in per_op.items()},
-            "nodes": dict(nodes)}
+            "nodes": dict(nodes), "conv_kernels": dict(conv_kernels(path))}
 
 
 def main() -> int:
@@ -69,7 +72,9 @@ def main() -> int:
             return 2
     for path in opts.models:
         result = profile(path, opts.runs, opts.threads)
-        print(f"{path}: median {result['ms']:.1f} ms over {opts.runs} runs, {opts.threads} threads")
+        kernels = ", ".join(f"{k} {n}" for k, n in sorted(result["conv_kernels"].items()))
+        print(f"{path}: median {result['ms']:.1f} ms over {opts.runs} runs, {opts.threads} threads; "
+              f"convs by MLAS kernel: {kernels or 'none'}")
         ops = sorted(set(result["share"]) | set(TRACKED), key=lambda op: -result["share"].get(op, 0.0))
         print(f"  {'op type':28} {'share':>7} {'nodes':>6}")
         for op in ops:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import flatbuffers
 import numpy as np
+
+from edgebench.benchmarks.tflite_ops import fully_connected_tflite
 
 SIZE = 2048  # M = N = K: large enough for every kernel to reach its steady rate, small enough for ~0.1 s per product
 
@@ -96,55 +97,6 @@ def _litert(quantized: bool) -> Callable[[int, int], Callable[[], object]]:
         return one
 
     return build
-
-
-def fully_connected_tflite(size: int, quantized: bool) -> bytes:
-    """A TFLite flatbuffer of one FULLY_CONNECTED op (size x size input and weight), int8 or float32."""
-    from ai_edge_litert import schema_py_generated as s
-
-    rng = np.random.default_rng(0)
-    dtype = s.TensorType.INT8 if quantized else s.TensorType.FLOAT32
-
-    def quant(scale: float, zero: int = 0):
-        q = s.QuantizationParametersT()
-        q.scale, q.zeroPoint = [scale], [zero]
-        return q if quantized else None
-
-    def tensor(name: str, shape, ttype: int, buffer: int, q=None):
-        t = s.TensorT()
-        t.name, t.shape, t.type, t.buffer, t.quantization = name, list(shape), ttype, buffer, q
-        return t
-
-    def buffer(data: bytes | None = None):
-        b = s.BufferT()
-        b.data = None if data is None else np.frombuffer(data, dtype=np.uint8)
-        return b
-
-    if quantized:  # symmetric int8 weights and bias in int32 at scale_in * scale_w, as XNNPACK's QS8 kernels want
-        weight = rng.integers(-127, 128, (size, size), dtype=np.int8).tobytes()
-        bias = np.zeros(size, dtype=np.int32).tobytes()
-    else:
-        weight = rng.standard_normal((size, size), dtype=np.float32).tobytes()
-        bias = np.zeros(size, dtype=np.float32).tobytes()
-    tensors = [tensor("x", (size, size), dtype, 0, quant(0.05)),
-               tensor("w", (size, size), dtype, 1, quant(0.01)),
-               tensor("b", (size,), s.TensorType.INT32 if quantized else dtype, 2, quant(0.05 * 0.01)),
-               tensor("y", (size, size), dtype, 0, quant(1.0))]
-    options = s.FullyConnectedOptionsT()
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1, 2], [3]
-    op.builtinOptionsType, op.builtinOptions = s.BuiltinOptions.FullyConnectedOptions, options
-    graph = s.SubGraphT()
-    graph.tensors, graph.inputs, graph.outputs, graph.operators, graph.name = tensors, [0], [3], [op], "gemm"
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.FULLY_CONNECTED
-    code.version = 4 if quantized else 1  # the op version that introduced int8 FULLY_CONNECTED
-    model = s.ModelT()
-    model.version, model.operatorCodes, model.subgraphs, model.description = 3, [code], [graph], "edgebench peak"
-    model.buffers = [buffer(), buffer(weight), buffer(bias)]
-    builder = flatbuffers.Builder(2 * size * size * 4)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 KERNELS = (

@@ -8,6 +8,8 @@ with 4-D Slice/Concat/Add only, which ONNX Runtime's NHWC transformer keeps in N
 dynamic-batch form's 5-D Reshape/Pad/Gather cost a Transpose pair around every QLinearConv.
 `float_layers` become quantize_static's `nodes_to_exclude`: every node the exporter recorded under
 the layer's module path (its `pkg.torch.onnx.name_scopes` metadata, which quant_pre_process keeps).
+`conv_kernel` picks the MLAS kernel ONNX Runtime runs the int8 convs on through the weights' zero point
+(converters/onnx_conv_kernel.py): `auto` takes the AMX GEMM path on CPUs with AMX-INT8.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edgebench.converters import onnx_conv_kernel as conv_kernel
 from edgebench.converters.base import Converter, package_version
+from edgebench.errors import UserError
 from edgebench.parity.taps.onnx import node_scope
 from edgebench.records import ModelRef, TensorSpec
 
@@ -35,7 +39,8 @@ class OnnxConverter(Converter):
     """Options: opset (18), dynamic_batch (axis 0 of every input and output is named `batch`),
     static_batch_quantized (int8 / w8a16 files keep the model's batch whatever dynamic_batch says),
     optimize (the exporter's onnxscript graph optimizer), per_channel (int8 weights per output channel),
-    reduce_range (7-bit weights, for x86 CPUs without VNNI)."""
+    reduce_range (7-bit weights, for x86 CPUs without VNNI), conv_kernel (auto | convsym | qgemm: the MLAS
+    kernel of the int8 convs; `auto` is resolved to this host's choice when the options are merged)."""
 
     format = "onnx"
     calibrated = frozenset({"int8", "w8a16"})
@@ -51,7 +56,18 @@ class OnnxConverter(Converter):
 
     def default_options(self) -> dict[str, Any]:
         return {"opset": 18, "dynamic_batch": True, "static_batch_quantized": True, "optimize": True,
-                "per_channel": True, "reduce_range": False}
+                "per_channel": True, "reduce_range": False, "conv_kernel": "auto"}
+
+    def merge_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        """The defaults and `options`, with conv_kernel `auto` replaced by this host's kernel: the cache key
+        and artifact.json then say which weight form the file holds."""
+        merged = super().merge_options(options)
+        return {**merged, "conv_kernel": conv_kernel.resolve(merged["conv_kernel"])}
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        if options["conv_kernel"] not in conv_kernel.CHOICES:
+            raise UserError(f"onnx: option conv_kernel must be one of {', '.join(conv_kernel.CHOICES)}, "
+                            f"not '{options['conv_kernel']}'")
 
     def versions(self) -> dict[str, str]:
         return {**super().versions(), "onnxscript": package_version("onnxscript"),
@@ -133,7 +149,10 @@ class ClipReader:
 def quantize(fp32: Path, out: Path, calibration: list[dict[str, np.ndarray]], precision: str,
              options: dict[str, Any], exclude: tuple[str, ...] = ()) -> None:
     """Static QDQ quantization of an fp32 ONNX file with onnxruntime's own tools (`exclude`: node names left
-    float, besides the nodes of options["float_layers"])."""
+    float, besides the nodes of options["float_layers"]); int8 files then store their conv weights for the MLAS
+    kernel options["conv_kernel"] names (ONNX Runtime has no 16-bit QLinearConv: w8a16 convs run DequantizeLinear
+    + float Conv, no kernel to pick)."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
     if not calibration:
@@ -147,6 +166,10 @@ def quantize(fp32: Path, out: Path, calibration: list[dict[str, np.ndarray]], pr
         activation_type=getattr(QuantType, ACTIVATIONS[precision]), weight_type=QuantType.QInt8,
         calibrate_method=getattr(CalibrationMethod, METHODS[options.get("calibration_method", "minmax")]),
         nodes_to_exclude=list(exclude))
+    if precision == "int8" and conv_kernel.resolve(options.get("conv_kernel", "auto")) == "qgemm":
+        model = onnx.load(str(out))
+        conv_kernel.shift_weight_zero_points(model)
+        onnx.save(model, str(out))
 
 
 def layer_nodes(path: Path, layers) -> list[str]:

@@ -238,7 +238,7 @@ def test_onnx_checker_rejects_an_invalid_graph(tmp_path):
 def test_bad_requests_are_user_errors(small_ref, tmp_path):
     with pytest.raises(UserError, match="unknown format 'gguf'; known formats: torchscript, onnx, coreml, tflite"):
         get_converter("gguf")
-    with pytest.raises(UserError, match="onnx: unknown converter option.*opsett.*known: dynamic_batch, opset"):
+    with pytest.raises(UserError, match="onnx: unknown converter option.*opsett.*known: conv_kernel, dynamic_batch, opset"):
         export_artifact(small_ref, "onnx", "fp32", {"opsett": 17}, tmp_path, TIMEOUT_S)
     with pytest.raises(UserError, match="frontend must be one of trace, export"):
         export_artifact(small_ref, "coreml", "fp32", {"frontend": "onnx"}, tmp_path, TIMEOUT_S)
@@ -246,6 +246,8 @@ def test_bad_requests_are_user_errors(small_ref, tmp_path):
 
 
 def test_plan_artifacts_in_config_order_with_merged_options():
+    from edgebench.converters.onnx_conv_kernel import host_conv_kernel
+
     cfg = PipelineConfig(converter_options={"onnx": {"opset": 17}})
     plan = plan_artifacts(cfg)
     assert [(f, p) for f, p, _ in plan] == [("torchscript", "fp32"), ("onnx", "fp32"), ("onnx", "int8"),
@@ -253,7 +255,8 @@ def test_plan_artifacts_in_config_order_with_merged_options():
                                             ("tflite", "int8"), ("executorch", "fp32"), ("executorch", "int8")]
     assert dict((f, o) for f, p, o in plan)["onnx"] == {"opset": 17, "dynamic_batch": True, "optimize": True,
                                                         "per_channel": True, "reduce_range": False,
-                                                        "static_batch_quantized": True}
+                                                        "static_batch_quantized": True,
+                                                        "conv_kernel": host_conv_kernel()}
     narrowed = narrow_config(cfg, ["coreml", "onnx"])
     assert [(f, p) for f, p, _ in plan_artifacts(narrowed)] == [("coreml", "fp32"), ("coreml", "fp16"), ("coreml", "w8"),
                                                                 ("onnx", "fp32"), ("onnx", "int8")]

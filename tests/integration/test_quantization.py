@@ -231,6 +231,30 @@ def test_onnx_int8_runs_its_convs_without_layout_round_trips(onnx_q, small_ref, 
     assert optimized_census(dynamic).get("Transpose", 0) >= CONVS_LOWERED - 4
 
 
+def test_onnx_int8_weights_pick_the_hosts_mlas_kernel_bit_for_bit(onnx_q, small_ref, cache, calib_cfg, clips):
+    """`conv_kernel: auto` stores the weights for this host's faster MLAS kernel (qgemm, on AMX, where the CPU has
+    AMX-INT8). The other weight form, quantized from the same file and clips, runs every conv on the other kernel
+    (negative control: the 9-channel stacked stem can only run qgemm) and gives the same outputs, bit for bit."""
+    from edgebench.converters.onnx_conv_kernel import conv_kernels, host_conv_kernel
+    from edgebench.parity.check import run_clips
+    from edgebench.runtimes.registry import get_runtime
+
+    host = onnx_q["int8"].options["conv_kernel"]
+    assert host == host_conv_kernel()
+    other = {"qgemm": "convsym", "convsym": "qgemm"}[host]
+    files = {host: Path(onnx_q["int8"].path), other: Path(cache) / f"int8-{other}.onnx"}
+    opts = {**OnnxConverter().merge_options({"conv_kernel": other}), "calibration_method": "minmax"}
+    quantize(Path(onnx_q["fp32"].path), files[other], make_calibration(small_ref, calib_cfg, cache).load(small_ref),
+             "int8", opts)
+    assert conv_kernels(files["qgemm"]) == {"qgemm": CONVS_LOWERED}
+    assert conv_kernels(files["convsym"]) == {"convsym": CONVS_LOWERED - 1, "qgemm": 1}
+    outputs = []
+    for path in files.values():
+        with get_runtime("onnxruntime").load(replace(onnx_q["int8"], path=str(path)), small_ref, 1) as session:
+            outputs.append(run_clips(session, clips))
+    np.testing.assert_array_equal(outputs[0]["logits"], outputs[1]["logits"])
+
+
 # ---------------------------------------------------------------- Core ML w8 on coreml-mil
 
 
