@@ -39,7 +39,8 @@ def resolve(choice: str) -> str:
 
 def conv_kernels(path: str | Path) -> Counter:
     """How many of a QDQ file's Conv nodes ONNX Runtime runs on each kernel: `convsym`, `qgemm`, `depthwise`
-    (MLAS's depthwise kernels) or `float` (no quantized weight), by qlinearconv.cc's rules for x86."""
+    (MLAS's depthwise kernels) or `float` (no 8-bit weight and activation: no QLinearConv), by qlinearconv.cc's
+    rules for x86."""
     import onnx
     from onnx import numpy_helper
 
@@ -50,8 +51,9 @@ def conv_kernels(path: str | Path) -> Counter:
     for node in graph.node:
         if node.op_type != "Conv":
             continue
-        weight_dq, input_dq = producers.get(node.input[1]), producers.get(node.input[0])
-        if weight_dq is None or weight_dq.op_type != "DequantizeLinear" or weight_dq.input[0] not in inits:
+        weight_dq, activation = producers.get(node.input[1]), _activation_type(producers.get(node.input[0]), inits)
+        if (weight_dq is None or weight_dq.op_type != "DequantizeLinear" or weight_dq.input[0] not in inits
+                or activation not in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)):
             kernels["float"] += 1
             continue
         weight = inits[weight_dq.input[0]]
@@ -61,7 +63,7 @@ def conv_kernels(path: str | Path) -> Counter:
         if group > 1 and group_in == 1 and out_channels == group:
             kernels["depthwise"] += 1
         elif (weight.data_type == onnx.TensorProto.INT8 and zero is not None and not numpy_helper.to_array(zero).any()
-              and _activation_is_uint8(input_dq, inits) and group == 1 and group_in % 4 == 0
+              and activation == onnx.TensorProto.UINT8 and group == 1 and group_in % 4 == 0
               and out_channels % 4 == 0 and out_channels >= 16):
             kernels["convsym"] += 1
         else:
@@ -107,12 +109,10 @@ def _zero_point(dq, inits):
     return inits.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
 
 
-def _activation_is_uint8(dq, inits) -> bool:
-    """The conv's input comes through a DequantizeLinear of uint8 data (its zero point says the type)."""
-    from onnx import TensorProto
-
+def _activation_type(dq, inits) -> int | None:
+    """The data type a conv's input is dequantized from (its zero point's type), None if it is not."""
     zero = _zero_point(dq, inits) if dq is not None and dq.op_type == "DequantizeLinear" else None
-    return zero is not None and zero.data_type == TensorProto.UINT8
+    return None if zero is None else zero.data_type
 
 
 def _consumers(graph, name: str) -> int:

@@ -13,12 +13,13 @@ from edgebench.errors import UserError
 
 
 def qdq_conv(cin: int, cout: int, group: int = 1, weight: np.ndarray | None = None, weight_zero: int = 0,
-             float_weight: bool = False) -> onnx.ModelProto:
+             float_weight: bool = False, activation=np.uint8) -> onnx.ModelProto:
     """x (float) -> Q/DQ uint8 -> Conv 3x3 (int8 per-channel weights through DequantizeLinear) -> y (float)."""
     rng = np.random.default_rng(0)
     if weight is None:
         weight = rng.integers(-127, 128, (cout, cin // group, 3, 3), dtype=np.int8)
-    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "xs"), numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+    activation_zero = np.array(0 if activation == np.int8 else 128, activation)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "xs"), numpy_helper.from_array(activation_zero, "xz"),
              numpy_helper.from_array(rng.uniform(1e-3, 2e-3, cout).astype(np.float32), "ws")]
     nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"])]
@@ -31,7 +32,7 @@ def qdq_conv(cin: int, cout: int, group: int = 1, weight: np.ndarray | None = No
                   helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1] * 4, group=group)]
     graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, cin, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, cout, 8, 8])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
 
 
 def kernels(model: onnx.ModelProto, tmp_path) -> dict[str, int]:
@@ -60,8 +61,10 @@ def test_kernel_follows_qlinearconvs_rules(cin, cout, group, want, tmp_path):
     assert kernels(qdq_conv(cin, cout, group), tmp_path) == {want: 1}
 
 
-def test_float_and_asymmetric_weights(tmp_path):
+def test_float_16_bit_and_asymmetric_convs(tmp_path):
     assert kernels(qdq_conv(16, 16, float_weight=True), tmp_path) == {"float": 1}
+    assert kernels(qdq_conv(16, 16, activation=np.uint16), tmp_path) == {"float": 1}  # w8a16: no QLinearConv
+    assert kernels(qdq_conv(16, 16, activation=np.int8), tmp_path) == {"qgemm": 1}  # x86 has no s8 convsym
     assert kernels(qdq_conv(16, 16, weight_zero=3), tmp_path) == {"qgemm": 1}
 
 
