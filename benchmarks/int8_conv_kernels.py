@@ -110,12 +110,12 @@ def main() -> int:
     import torch
 
     from edgebench.benchmarks.peak import measure
-    from edgebench.models.source import example_input, resolve_model
-    from edgebench.reports.runinfo import cpu_isa, cpu_model
+    from edgebench.models.source import build_module, example_input, resolve_model
+    from edgebench.host import cpu_isa, cpu_model
 
     torch.set_num_threads(opts.threads)
     ref = resolve_model(opts.model)
-    convs = distinct_convs(ref.build(lowered=True), example_input(ref))
+    convs = distinct_convs(build_module(ref, lowered=True), example_input(ref))
     if not convs:
         print(f"{ref.name}: the lowered form has no 2D convs (`edgebench info` says what stayed 3D)", file=sys.stderr)
         return 2

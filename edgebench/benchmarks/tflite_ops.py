@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import flatbuffers
 import numpy as np
 
 
@@ -45,7 +46,6 @@ def conv2d_tflite(batch: int, size: tuple[int, int], cin: int, cout: int, kernel
 def _one_op(builtin: int, version: int, options_type: int, options, x_shape: Sequence[int], weight: np.ndarray,
             bias: np.ndarray, y_shape: Sequence[int], scales: tuple | None) -> bytes:
     """The flatbuffer of y = op(x, weight, bias); `scales` (x, weight per channel, bias, y) makes it int8."""
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
     def quant(scale):

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgebench.host import cpu_isa
+
 CHOICES = ("auto", "convsym", "qgemm")
 SHIFTED_ZERO_POINT = -1
 
 
 def host_conv_kernel() -> str:
     """`qgemm` where this CPU has AMX-INT8 (MLAS's quantized GEMM then runs on AMX), else `convsym`."""
-    from edgebench.reports.runinfo import cpu_isa
-
     return "qgemm" if {"amx_tile", "amx_int8"} <= set(cpu_isa()) else "convsym"
 
 

@@ -92,11 +92,9 @@ def test_weights_the_shift_cannot_hold_stay_as_they_are(tmp_path):
 
 
 def test_auto_follows_the_cpu_and_bad_values_are_user_errors(monkeypatch):
-    import edgebench.reports.runinfo as runinfo
-
-    monkeypatch.setattr(runinfo, "cpu_isa", lambda: ["avx512f", "avx512_vnni", "amx_tile", "amx_int8"])
+    monkeypatch.setattr(ck, "cpu_isa", lambda: ["avx512f", "avx512_vnni", "amx_tile", "amx_int8"])
     assert OnnxConverter().merge_options({})["conv_kernel"] == "qgemm"
-    monkeypatch.setattr(runinfo, "cpu_isa", lambda: ["avx512f", "avx512_vnni"])
+    monkeypatch.setattr(ck, "cpu_isa", lambda: ["avx512f", "avx512_vnni"])
     assert OnnxConverter().merge_options({})["conv_kernel"] == "convsym"
     assert OnnxConverter().merge_options({"conv_kernel": "qgemm"})["conv_kernel"] == "qgemm"
     with pytest.raises(UserError, match="conv_kernel must be one of auto, convsym, qgemm, not 'amx'"):
