@@ -23,24 +23,18 @@ from tests.fault_converters import Tiny
 from tests import CONVS_3D, CONVS_LOWERED
 from edgebench.models.source import build_module
 
-REAL = [("torchscript", "fp32"), ("onnx", "fp32"), ("coreml", "fp32"), ("tflite", "fp32")]
 TIMEOUT_S = 600
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache(small_cache) -> Path:
+    return small_cache
 
 
 @pytest.fixture(scope="module")
-def exported(small_ref, cache) -> dict[str, Artifact]:
-    """The four real converters, two exports at a time (each in its own child)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {fmt: pool.submit(export_artifact, small_ref, fmt, prec, {}, cache, TIMEOUT_S) for fmt, prec in REAL}
-    artifacts = {fmt: f.result() for fmt, f in futures.items()}
-    for fmt, a in artifacts.items():
-        assert a.status == "passed", f"{fmt}: {a.reason}\n{Path(a.log_path).read_text()[-3000:]}"
-    return artifacts
+def exported(small_exports) -> dict[str, Artifact]:
+    """The four real converters' fp32 artifacts (tests/integration/conftest.py, shared with other modules)."""
+    return small_exports
 
 
 def _eager(small_ref) -> np.ndarray:
