@@ -1,9 +1,11 @@
 """Time the default pipeline cold (empty cache), warm (cached exports) and --quick, with the peak
-memory of the whole process tree, and print the figures.
+memory of the whole process tree, and print the figures; then compare the two full-budget runs'
+ratios to eager, row by row.
 
     .venv/bin/python benchmarks/pipeline_timing.py [--out DIR] [--model resnet_mixed]
 
-Targets on a 2-core machine: cold <= 6 min, warm <= 3 min, quick <= 2 min, peak <= 6 GB.
+Targets on a 2-core machine: cold <= 6 min, warm <= 3 min, quick <= 2 min, peak <= 6 GB; each row's
+ratio to eager in the cold and the warm run within 5 % of each other (MLPerf Mobile's replication rule).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import psutil
 EDGEBENCH = str(Path(sys.executable).with_name("edgebench"))
 TARGETS = {"cold": 360.0, "warm": 180.0, "quick": 120.0}
 PEAK_TARGET_GB = 6.0
+REPLICATION = 0.05  # two runs' ratios to eager within 5 % of each other
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -70,18 +73,41 @@ def main() -> int:
     out = opts.out or Path(tempfile.mkdtemp(prefix="edgebench-timing-"))
     base = [EDGEBENCH, "run", "--model", opts.model, "--out", str(out)]
     runs = {"cold": base, "warm": base, "quick": [*base, "--quick"]}
-    figures = {}
+    figures, run_dirs = {}, {}
     for name, args in runs.items():
         print(f"== {name}: {' '.join(args[1:])}", flush=True)
         figures[name] = timed_run(args)
+        run_dirs[name] = (out / "latest").resolve()
     print(f"\n{'run':6} {'seconds':>8} {'target':>7} {'peak GB':>8}  exit")
     ok = True
     for name, (seconds, peak, code) in figures.items():
         met = seconds <= TARGETS[name] and peak <= PEAK_TARGET_GB and code == 0
         ok &= met
         print(f"{name:6} {seconds:8.1f} {TARGETS[name]:7.0f} {peak:8.2f}  {code}  {'ok' if met else 'MISSED'}")
+    ok &= replicated(run_dirs["cold"], run_dirs["warm"])
     print(f"reports under {out}")
     return 0 if ok else 1
+
+
+def replicated(first: Path, second: Path) -> bool:
+    """Print each row's ratio to eager in two runs and their difference; True when every row is within REPLICATION."""
+    import pandas as pd
+
+    key = ["format", "precision", "runtime", "device"]
+    a, b = (pd.read_csv(d / "results.csv", keep_default_na=False) for d in (first, second))
+    both = a.merge(b, on=key, suffixes=("_1", "_2"))
+    both = both[(both["format"] != "pytorch") & (both["ratio_vs_eager_1"] != "") & (both["ratio_vs_eager_2"] != "")]
+    print(f"\nratio to eager, {first.name} (cold) against {second.name} (warm):")
+    print(f"{'row':36} {'cold':>7} {'warm':>7} {'diff':>7}")
+    ok = True
+    for _, r in both.iterrows():
+        r1, r2 = float(r["ratio_vs_eager_1"]), float(r["ratio_vs_eager_2"])
+        diff = r2 / r1 - 1
+        ok &= abs(diff) <= REPLICATION
+        label = f"{r['format']} {r['precision']} {r['runtime']}"
+        print(f"{label:36} {r1:7.3f} {r2:7.3f} {diff * 100:+6.1f} %  {'ok' if abs(diff) <= REPLICATION else 'MISSED'}")
+    print(f"{len(both)} rows, every one within {REPLICATION * 100:g} %: {'yes' if ok and len(both) else 'NO'}")
+    return ok and len(both) > 0
 
 
 if __name__ == "__main__":

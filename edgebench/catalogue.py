@@ -188,12 +188,23 @@ def runtime_class(name: str) -> type:
     return refs[name].load()
 
 
+SLOWED = Ref("edgebench.runtimes.slowed:SlowedRuntime")  # wraps any runtime given the option `slowdown`
+
+
 def configured_runtime(name: str, options: dict[str, Any]) -> Any:
-    """A new instance of the runtime with `options` (e.g. {"xnnpack": False}); an unknown option is a UserError."""
+    """A new instance of the runtime with `options` (e.g. {"xnnpack": False}); an unknown option is a UserError.
+
+    The option every runtime takes, `slowdown` (a fraction, e.g. 0.1), makes each run that much slower
+    (runtimes/slowed.py: how the regression finder's detection rate is measured)."""
+    options = dict(options)
+    slowdown = options.pop("slowdown", 0)
+    if not isinstance(slowdown, (int, float)) or isinstance(slowdown, bool) or not 0 <= slowdown <= 10:
+        raise UserError(f"runtime '{name}': option slowdown must be a fraction between 0 and 10, got {slowdown!r}")
     try:
-        return runtime_class(name)(**options)
+        runtime = runtime_class(name)(**options)
     except TypeError:
         raise UserError(f"runtime '{name}': unknown option(s) {', '.join(sorted(options))}") from None
+    return SLOWED.load()(runtime, float(slowdown)) if slowdown else runtime
 
 
 def formats_run_by(runtime: str) -> frozenset[str]:

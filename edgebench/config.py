@@ -210,10 +210,14 @@ class BudgetConfig(Strict):
     timeout_s: float = Field(900.0, gt=0)
 
 
+DEFAULT_MIN_STABILITY = 60.0  # ExecuTorch rates a stability score below 60 "Poor"
+
+
 class BenchmarkConfig(Strict):
     full: BudgetConfig = BudgetConfig()
     quick: BudgetConfig = BudgetConfig(warmup_runs=1, min_runs=3, min_seconds=1.0, max_seconds=20.0, timeout_s=300.0)
     noisy_iqr_ratio: float = 0.10
+    min_stability: float = Field(DEFAULT_MIN_STABILITY, ge=0, le=100)  # below: the row is marked unstable, no baseline
 
 
 class MemoryConfig(Strict):

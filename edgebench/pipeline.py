@@ -22,7 +22,7 @@ from edgebench.child_memory import MemoryBudget
 from edgebench.config import PROJECT_ROOT, PipelineConfig, base_precision
 from edgebench.converters.export import export_artifact, plan_artifacts
 from edgebench.devices.base import BenchJob, Measured
-from edgebench.devices.registry import parse_devices, plan_jobs, run_job
+from edgebench.devices.registry import batches, parse_devices, plan_jobs, run_batch, run_job
 from edgebench.errors import UserError
 from edgebench.evaluation.clips import EvalSet, progress
 from edgebench.evaluation.evaluate import evaluate_artifact, evaluation_config, judge_drops, prepare_eval_set
@@ -34,6 +34,7 @@ from edgebench.parity.check import check_parity_isolated, reference_outputs
 from edgebench.repair.run import RepairOutcome, failing, not_needed, repair_artifact
 from edgebench.repair.trials import TrialSteps
 from edgebench.records import PASSED, SKIPPED, AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RepairResult, RunData
+from edgebench.reports.runinfo import host_info
 from edgebench.runs import ModelResults, PreparedModel, RunSettings, utc_now
 from edgebench.runtimes.base import resolve_threads
 from edgebench.runtimes.registry import runtimes_for
@@ -250,6 +251,16 @@ def bench_one(pm: PreparedModel, job: BenchJob, settings: RunSettings) -> Measur
     return run_job(job, pm, settings)
 
 
+def bench_batches(plan: list[BenchJob]) -> list[list[BenchJob]]:
+    """The plan in the groups measured together: a local device's rows are timed interleaved, in one go."""
+    return batches(plan)
+
+
+def bench_batch(pm: PreparedModel, jobs: list[BenchJob], settings: RunSettings) -> list[Measured]:
+    """Run one group of BenchJobs on their device's backend, one Measured per job, in order."""
+    return run_batch(jobs, pm, settings)
+
+
 def finish_run(settings: RunSettings, results: list[ModelResults]):
     """Speed-ups against eager, then every report and the history row set, in one go."""
     from edgebench.reports.writer import write_run_reports  # imports pandas
@@ -269,6 +280,7 @@ def finish_run(settings: RunSettings, results: list[ModelResults]):
         accuracy=[a for r in results for a in r.accuracy],
         peak=host_limit(settings, latency),
         repairs=[rep for r in results for rep in r.repairs],
+        host=host_info(),
     )
     return write_run_reports(run, Path(settings.out), settings.config.history,
                              runtimes_for=lambda fmt: parity_runtimes(fmt, settings.config))
@@ -328,7 +340,8 @@ class Steps:
         return repair_model(pm, result, self.settings, eset)
 
     def bench(self, pm: PreparedModel, jobs: list[BenchJob]) -> list[Measured]:
-        return [bench_one(pm, job, self.settings) for job in jobs]
+        """Each device's jobs in the groups its backend measures together (local: interleaved with eager)."""
+        return [m for batch in bench_batches(jobs) for m in bench_batch(pm, batch, self.settings)]
 
 
 def model_branch(name: str, steps: Steps, weights: str | None = None, input_shape: tuple[int, ...] | None = None,

@@ -48,11 +48,14 @@ def model_ref(name: str = "resnet_mixed", provenance: str = "random:seed=0") -> 
 
 def synthetic_run(night: int = 0, *, model: str = "resnet_mixed", p50: dict | None = None, overrides: dict | None = None,
                   out_dir: Path | None = None, provenance: str = "random:seed=0", iqr_frac: float = 0.01,
-                  start: datetime = START, config: dict | None = None, peak: dict | None = None) -> RunData:  # fmt: skip
+                  start: datetime = START, config: dict | None = None, peak: dict | None = None,
+                  paired: bool = False, host: dict | None = None) -> RunData:  # fmt: skip
     """One night's records; `p50` and `overrides` ({(format, precision, runtime): {field: value}}) shape the night.
 
     Override fields: export_status, export_reason, parity_status, parity_reason, latency_status, latency_reason,
-    max_abs_err, top1_agree, iqr_ms, log_text (written to the export log when out_dir is given).
+    max_abs_err, top1_agree, iqr_ms, log_text (written to the export log when out_dir is given); with `paired`
+    (rows timed interleaved with eager, on `host`, default PAIRED_HOST): ratio (default p50 / eager p50),
+    ratio_halfwidth (relative, default 0.02), stability (default 90).
     """
     p50 = {**SERIES_P50, **(p50 or {})}
     overrides = overrides or {}
@@ -65,7 +68,8 @@ def synthetic_run(night: int = 0, *, model: str = "resnet_mixed", p50: dict | No
                                                                   "coreml": ["fp32", "fp16"], "tflite": ["fp32"]},
                                      "parity": {"tolerances": {"fp32": {"max_abs_err": 1e-3, "min_top1_agree": 1.0},
                                                                "fp16": {"min_psnr_db": 30.0}}},
-                                     "history": {"baseline_nights": 7}}, peak=peak or {})  # fmt: skip
+                                     "history": {"baseline_nights": 7}}, peak=peak or {},
+                  host=host or (PAIRED_HOST if paired else {}))  # fmt: skip
     eager_p50 = p50[("pytorch", "fp32", "torch")]
     for (fmt, precision, runtime), ms in p50.items():
         o = overrides.get((fmt, precision, runtime), {})
@@ -90,8 +94,20 @@ def synthetic_run(night: int = 0, *, model: str = "resnet_mixed", p50: dict | No
             load_ms=120.0, first_ms=ms * 1.3, warmup_runs=2, runs=10, min_ms=ms * 0.97, mean_ms=ms * 1.01,
             p50_ms=ms, p90_ms=ms * 1.04, p99_ms=ms * 1.07, std_ms=iqr / 1.35, iqr_ms=iqr, noisy=iqr / ms > 0.1,
             fps=1000.0 / ms, gflops=FLOPS / ms / 1e6, peak_rss_mb=850.0, threads=2, speedup_vs_eager=eager_p50 / ms if fmt != "pytorch" else 1.0,
+            **(_paired(o, ms / eager_p50) if paired else {}),
         ))  # fmt: skip
     return run
+
+
+PAIRED_HOST = {"cpu": "Synthetic Xeon", "isa": ["avx2", "avx512f", "fma"]}
+
+
+def _paired(o: dict, ratio: float) -> dict:
+    """The fields a row timed interleaved with eager has: its ratio with an interval, its stability."""
+    ratio = o.get("ratio", ratio)
+    half = o.get("ratio_halfwidth", 0.02) * ratio
+    return {"ratio_vs_eager": ratio, "ratio_low": ratio - half, "ratio_high": ratio + half,
+            "stability": o.get("stability", 90.0), "cv": 0.02, "trimmed_mean_ms": None}
 
 
 def _artifact(model, fmt, precision, o, out: Path | None) -> Artifact:

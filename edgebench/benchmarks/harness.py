@@ -38,7 +38,8 @@ def check_finite(outputs: Mapping[str, np.ndarray], run: str) -> None:
             raise NonFiniteOutput(f"non-finite output ({bad}) in '{name}' on the {run}")
 
 
-def _timed(session: Session, feed: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
+def timed_run(session: Session, feed: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
+    """Nanoseconds of one `session.run` and its outputs."""
     start = time.perf_counter_ns()
     out = session.run(feed)
     return time.perf_counter_ns() - start, out
@@ -64,10 +65,10 @@ def measure(
     """
     feeds = split_clips(inputs)
     n_feeds = len(feeds)
-    first_ns, out = _timed(session, feeds[0])
+    first_ns, out = timed_run(session, feeds[0])
     check_finite(out, "first run")
     for i in range(budget.warmup_runs):
-        _, out = _timed(session, feeds[(1 + i) % n_feeds])
+        _, out = timed_run(session, feeds[(1 + i) % n_feeds])
         check_finite(out, f"warm-up run {i + 1}")
 
     samples_ns: list[int] = []
@@ -80,7 +81,7 @@ def measure(
     try:
         phase_start = time.perf_counter_ns()
         while True:
-            ns, out = _timed(session, feeds[(offset + len(samples_ns)) % n_feeds])
+            ns, out = timed_run(session, feeds[(offset + len(samples_ns)) % n_feeds])
             samples_ns.append(ns)
             check_finite(out, f"steady-state run {len(samples_ns)}")
             elapsed = time.perf_counter_ns() - phase_start

@@ -81,11 +81,13 @@ def device_lock(device: str = "local", lock_dir: str | Path | None = None) -> It
 # ---------------------------------------------------------------- child side
 
 
-def _stage(name: str) -> None:
+def mark_stage(name: str) -> None:
+    """Mark in the child's log where it is, so a crash or a timeout can name its stage."""
     print(f"{STAGE_MARK} {name}", flush=True)
 
 
-def _load_inputs(ref: ModelRef, inputs_path: str | None) -> dict:
+def bench_inputs(ref: ModelRef, inputs_path: str | None) -> dict:
+    """The run's saved clips, or three seeded random ones without a file."""
     if inputs_path:
         return load_inputs(Path(inputs_path))
 
@@ -106,7 +108,7 @@ def _bench_child(
     """Runs in the child: resolve the runtime, load (timed), measure, report peak RSS."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(threads))
-    _stage("resolve runtime")
+    mark_stage("resolve runtime")
     if runtime is None:
         runtime = get_runtime(runtime_name)
     reason = runtime.unavailable_reason()
@@ -115,15 +117,15 @@ def _bench_child(
     if artifact.format not in runtime.formats:
         return {"status": SKIPPED, "reason": f"{runtime.name} cannot run format {artifact.format}"}
     version = runtime.version()
-    _stage("load inputs")
-    inputs = _load_inputs(ref, inputs_path)
+    mark_stage("load inputs")
+    inputs = bench_inputs(ref, inputs_path)
     try:
-        _stage("load")
+        mark_stage("load")
         start = time.perf_counter_ns()
         session = runtime.load(artifact, ref, threads)
         load_ms = (time.perf_counter_ns() - start) / 1e6
         try:
-            _stage("measure")
+            mark_stage("measure")
 
             batch = ref.inputs[0].shape[0] if ref.inputs and ref.inputs[0].shape else 1
             stats = measure(session, inputs, budget, batch=batch, flops=flops, noisy_iqr_ratio=noisy_iqr_ratio)
@@ -132,7 +134,7 @@ def _bench_child(
             session.close()
     except NotSupported as e:
         return {"status": SKIPPED, "reason": f"{runtime.name} does not support this artifact: {e}"}
-    _stage("done")
+    mark_stage("done")
     return {
         "status": PASSED,
         "load_ms": load_ms,
@@ -146,7 +148,8 @@ def _bench_child(
 # ---------------------------------------------------------------- parent side
 
 
-def _last_stage(log_path: Path) -> str:
+def last_stage(log_path: Path) -> str:
+    """The last stage a child's log names ("" if none)."""
     try:
         lines = Path(log_path).read_text(errors="replace").splitlines()
     except OSError:
@@ -198,7 +201,7 @@ def bench_local(
     with device_lock(device, lock_dir):
         done = run_child(_bench_child, args, timeout_s, log_path)
     if done.failure:
-        stage = _last_stage(log_path)
+        stage = last_stage(log_path)
         row.status = done.failure.status(RUNTIME_FAILED)
         row.peak_rss_mb = done.memory.peak_mb
         reason = done.failure.reason
@@ -226,7 +229,8 @@ def bench_local(
 
 
 def add_speedups(results: list[LatencyResult]) -> list[LatencyResult]:
-    """speedup_vs_eager = eager p50 / row p50 for the same model on the same device (in place; also returned).
+    """speedup_vs_eager: 1 / ratio_vs_eager for a row timed interleaved with eager, else eager p50 / row p50
+    for the same model on the same device (in place; also returned).
 
     The eager row is runtime "torch", format "pytorch", passed. A device without one (a phone) gets
     None: a speed-up across two devices would mix the devices' speeds with the formats'. Rows without
@@ -238,5 +242,8 @@ def add_speedups(results: list[LatencyResult]) -> list[LatencyResult]:
             eager.setdefault((r.model, r.device), r.p50_ms)
     for r in results:
         base = eager.get((r.model, r.device))
-        r.speedup_vs_eager = base / r.p50_ms if base and r.status == PASSED and r.p50_ms else None
+        if r.status == PASSED and r.ratio_vs_eager:
+            r.speedup_vs_eager = 1.0 / r.ratio_vs_eager
+        else:
+            r.speedup_vs_eager = base / r.p50_ms if base and r.status == PASSED and r.p50_ms else None
     return results

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 
 DEFAULT_NOISY_IQR_RATIO = 0.10
 OUTLIER_IQR_FACTOR = 1.5
+TRIM = 0.10  # the trimmed mean drops this share at each end: ExecuTorch's benchmark apps average the middle 80 %
 
 
 def summarize(
@@ -22,7 +24,8 @@ def summarize(
     sample standard deviation (ddof=1; 0 for one run). IQR = p75 - p25. A run is an outlier when it
     lies beyond 1.5 x IQR outside [p25, p75] (Tukey's fences). The series is noisy when
     IQR / median > noisy_iqr_ratio. fps = batch / p50 (clips per second); gflops = flops / p50 / 1e9,
-    the achieved GFLOP/s at the median latency (flops = model FLOPs of one inference).
+    the achieved GFLOP/s at the median latency (flops = model FLOPs of one inference). cv = std / mean;
+    stability: `stability_score`.
     """
     x = np.asarray(list(seconds), dtype=np.float64)
     if x.size == 0:
@@ -48,5 +51,48 @@ def summarize(
         "outliers": outliers,
         "fps": float(batch / p50) if p50 > 0 else None,
         "gflops": float(flops / p50 / 1e9) if flops and p50 > 0 else None,
+        "trimmed_mean_ms": trimmed_mean(x) * ms,
+        "cv": std / float(x.mean()) if x.mean() > 0 else None,
+        "stability": stability_score(x),
     }
+
+
+def trimmed_mean(x: np.ndarray, trim: float = TRIM) -> float:
+    """The mean of the sorted samples without the lowest and highest `trim` share (all of them when few)."""
+    x = np.sort(np.asarray(x, dtype=np.float64))
+    cut = int(len(x) * trim)
+    return float(x[cut: len(x) - cut].mean())
+
+
+def stability_score(x: np.ndarray) -> float:
+    """ExecuTorch's stability score, 0-100 (higher is steadier), from its analyze_benchmark_stability.py:
+    0.5 x (100 - 10 x CV in %) + 0.25 x (100 - 50 x (max/min - 1)) + 0.25 x (100 - 100 x (p99/p50 - 1)),
+    each part floored at 0 (a CV of 10 %, a max/min of 3 or a p99/p50 of 2 scores 0). Below 60 it rates "Poor"."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 2 or x.min() <= 0:
+        return 0.0 if x.size and x.min() <= 0 else 100.0
+    cv_pct = float(np.std(x, ddof=1) / x.mean() * 100)
+    p50, p99 = np.percentile(x, [50, 99])
+    parts = (max(0.0, 100 - cv_pct * 10), max(0.0, 100 - (x.max() / x.min() - 1) * 50),
+             max(0.0, 100 - (p99 / p50 - 1) * 100))
+    return float(0.5 * parts[0] + 0.25 * parts[1] + 0.25 * parts[2])
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(median, low, high): a distribution-free interval of the median from order statistics.
+
+    [x_(k), x_(n-k+1)] with the largest k for which Binomial(n, 1/2) puts at most (1 - confidence) / 2
+    below k; covers the median with at least `confidence` whatever the distribution. With too few
+    values for that (n < 6 at 95 %) the interval is [min, max].
+    """
+    x = np.sort(np.asarray(list(values), dtype=np.float64))
+    if x.size == 0:
+        raise ValueError("no values for a median interval")
+    n = x.size
+    k, below = 0, math.comb(n, 0)  # below: 2^n x P(Binomial(n, 1/2) <= k), exact in integers
+    while below / 2**n <= (1 - confidence) / 2:
+        k += 1
+        below += math.comb(n, k)
+    low, high = (x[k - 1], x[n - k]) if k >= 1 else (x[0], x[-1])
+    return float(np.median(x)), float(low), float(high)
 

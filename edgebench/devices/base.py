@@ -64,6 +64,7 @@ class Backend(ABC):
     kind: str
     settings_model: type[BaseModel] | None = None  # its pipeline YAML section (catalogue.DeviceKind.settings)
     report_columns: dict[str, str] = {}  # results.csv columns only this kind fills (report_cells): name -> str|int|float
+    together: bool = False  # a device's jobs are measured in one go (run_batch): local rows are timed interleaved
 
     def configured(self, config: PipelineConfig) -> list[Device]:
         """Devices of this kind the config names outside `devices:` (AI Hub's own list)."""
@@ -80,6 +81,10 @@ class Backend(ABC):
     @abstractmethod
     def run(self, job: BenchJob, pm: PreparedModel, settings: RunSettings) -> Measured:
         """Measure one planned job (never called with `why_not` set); trouble comes back as a row, not an exception."""
+
+    def run_batch(self, jobs: list[BenchJob], pm: PreparedModel, settings: RunSettings) -> list[Measured]:
+        """Measure jobs of one device (none with `why_not`), in order; by default one after the other."""
+        return [self.run(job, pm, settings) for job in jobs]
 
 
 def skipped(job: BenchJob, reason: str) -> Measured:

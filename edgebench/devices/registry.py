@@ -56,6 +56,22 @@ def plan_jobs(artifacts, pm, config) -> list[BenchJob]:
 
 def run_job(job: BenchJob, pm, settings) -> Measured:
     """Run one planned job on its backend; a job planned with a reason gives its skipped row."""
-    if job.why_not:
-        return skipped(job, job.why_not)
-    return backend_for(job.device).run(job, pm, settings)
+    return run_batch([job], pm, settings)[0]
+
+
+def batches(plan: list[BenchJob]) -> list[list[BenchJob]]:
+    """The plan cut into what is measured in one go: a `together` backend's jobs of one device, else one job each."""
+    out: list[list[BenchJob]] = []
+    for job in plan:
+        if out and out[-1][0].device == job.device and backend_for(job.device).together:
+            out[-1].append(job)
+        else:
+            out.append([job])
+    return out
+
+
+def run_batch(jobs: list[BenchJob], pm, settings) -> list[Measured]:
+    """Measure a batch of one device on its backend; jobs planned with a reason give their skipped rows, in place."""
+    runnable = [j for j in jobs if not j.why_not]
+    measured = iter(backend_for(runnable[0].device).run_batch(runnable, pm, settings) if runnable else [])
+    return [skipped(j, j.why_not) if j.why_not else next(measured) for j in jobs]

@@ -77,14 +77,26 @@ def repair_task(pm: PreparedModel, result: ModelResults, settings: RunSettings, 
     return added
 
 
-@task(name="benchmark", task_run_name="bench-{job.artifact.format}-{job.row_precision}-{job.runtime}-{job.device}")
-def bench_task(pm: PreparedModel, job: BenchJob, settings: RunSettings) -> Measured:
+def _bench_name() -> str:
+    """bench-<device>-<n>-rows for a device's interleaved rows, bench-<format>-<precision>-<runtime>-<device> for one job."""
+    from prefect.runtime import task_run
+
+    jobs = task_run.parameters["jobs"]
+    if len(jobs) > 1:
+        return f"bench-{jobs[0].device}-{len(jobs)}-rows"
+    job = jobs[0]
+    return f"bench-{job.artifact.format}-{job.row_precision}-{job.runtime}-{job.device}"
+
+
+@task(name="benchmark", task_run_name=_bench_name)
+def bench_task(pm: PreparedModel, jobs: list[BenchJob], settings: RunSettings) -> list[Measured]:
     # One benchmark per device at a time, across runs too: the local harness holds a file lock per device
     # on this host; with a server (edgebench serve), a global concurrency limit per device as well.
-    with device_slot(job.device) if job.exclusive else contextlib.nullcontext():
-        result = pipeline.bench_one(pm, job, settings)
-    say(f"bench {describe(result.latency)}")
-    return result
+    with device_slot(jobs[0].device) if jobs[0].exclusive else contextlib.nullcontext():
+        measured = pipeline.bench_batch(pm, jobs, settings)
+    for result in measured:
+        say(f"bench {describe(result.latency)}")
+    return measured
 
 
 def device_slot(device: str):
@@ -132,7 +144,7 @@ class FlowSteps(pipeline.Steps):
 
     def bench(self, pm, jobs):
         expect("bench", len(jobs))
-        return [bench_task(pm, job, self.settings) for job in jobs]
+        return [m for batch in pipeline.bench_batches(jobs) for m in bench_task(pm, batch, self.settings)]
 
 
 @flow(name="model-pipeline", flow_run_name="{name}", task_runner=StoppingTaskRunner(max_workers=2))

@@ -122,8 +122,10 @@ def status_matrix(df: pd.DataFrame, formats: list[str], peak: dict | None = None
         cells[(r["format"], r["precision"], col_of(r))] = {
             "status": r["status"], "label": r["status"].replace("_", " "),
             "p50": f"p50 {charts.fmt_ms(r['p50_ms'])} ms" if pd.notna(r["p50_ms"]) else "",
+            "ratio": _ratio_text(r),
             "err": f"err {r['max_abs_err']:.1e}" if pd.notna(r["max_abs_err"]) else "",
             "regression": charts.truthy(r["regression"]),
+            "unstable": _unstable(r),
             "reason": reason[:REASON_SHORT] + ("…" if len(reason) > REASON_SHORT else ""),
             "reason_full": reason if len(reason) > REASON_SHORT else "",
             "peak": peak_gauge(r, peak),
@@ -144,6 +146,18 @@ def peak_gauge(r, peak: dict | None) -> dict | None:
     pct = float(r["pct_of_peak"])
     return {"text": f"{text} · {pct:.0f} % of {limit[0]} peak", "pct": min(pct, 100.0), "band": band(pct),
             "title": f"{limit[0]} peak {limit[1]['gmacs']:,.0f} GMAC/s by {limit[1]['kernel']}"}
+
+
+def _unstable(r) -> bool:
+    """The row's stability is known and poor (stable False; missing is not unstable)."""
+    return not (r["stable"] is None or pd.isna(r["stable"]) or bool(r["stable"]))
+
+
+def _ratio_text(r) -> str:
+    """"1.07x eager [1.05, 1.09]" for a row timed interleaved with eager (not for eager itself)."""
+    if pd.isna(r["ratio_vs_eager"]) or r["format"] == EAGER.format:
+        return ""
+    return f"{r['ratio_vs_eager']:.2f}x eager [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]"
 
 
 def accuracy_section(run: RunData, model: str) -> dict:
@@ -270,8 +284,14 @@ def _num(v, column: str = "") -> str:
         return f"{v:.1f} %"
     if column == "top1_drop":
         return f"{v:+.1f}"
-    if column == "delta_p50_pct":
+    if column in ("delta_p50_pct", "delta_ratio_pct"):
         return f"{v:+.1f} %"
+    if column in ("ratio_vs_eager", "ratio_low", "ratio_high", "baseline_ratio"):
+        return f"{v:.3f}x"
+    if column == "cv":
+        return f"{v:.1%}"
+    if column == "stability":
+        return f"{v:.0f}"
     if column in ("speedup_vs_eager",):
         return f"{v:.2f}x"
     if column == "pct_of_peak":
@@ -296,6 +316,8 @@ def _cell_class(column: str, r) -> str:
         return f"st st-{r['status']}"
     if column == "regression" and charts.truthy(r["regression"]):
         return "bad"
+    if column == "stable" and _unstable(r):
+        return "warn"
     if column == "parity" and r["parity"] == "failed":
         return "bad"
     if column == "reason":

@@ -15,6 +15,7 @@ from edgebench.reports.rows import FAILED_STATUSES, SERIES, coerce
 # Finding kinds, and how loud each is.
 REGRESSION, SPEEDUP, PARITY_DRIFT, BROKE, FIXED = "regression", "speedup", "parity_drift", "broke", "fixed"
 ACCURACY_DRIFT = "accuracy_drift"
+NEW_HOST = "new_host"  # the host's CPU, ISA flags or threads changed: ratios start a new baseline
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 _NO_LATENCY = (EXPORT_FAILED, OUT_OF_MEMORY, RUNTIME_FAILED)  # no trustworthy p50 to judge
@@ -44,9 +45,11 @@ class Finding:
 
 
 def series_label(series) -> str:
-    """model / format precision / runtime [@ device]."""
+    """model / format precision / runtime [@ device]; a finding about every row of a model: model [@ device]."""
     model, fmt, precision, runtime, device = series[:5]  # then the runtime options (the variant name says them)
     where = shown_device(device)
+    if not fmt:
+        return f"{model}{where}"
     return f"{model} / {fmt} {precision} / {runtime or '(no runtime)'}{where}"
 
 
@@ -69,27 +72,48 @@ def evaluate(tonight: pd.DataFrame, history: pd.DataFrame | None, cfg: HistoryCo
         h = _before(groups.get(key), row)
         if h is None or h.empty:
             continue
-        good = h[(h["status"] == PASSED) & h["p50_ms"].notna()].tail(cfg.baseline_nights)
-        findings += _latency(df, i, row, key, good, cfg)
+        findings += _latency(df, i, row, key, h[(h["status"] == PASSED) & h["p50_ms"].notna()], cfg)
         findings += _parity_drift(row, key, h[h["status"] == PASSED].tail(cfg.baseline_nights), cfg)
         findings += _accuracy_drift(row, key, h[h["status"] == PASSED].tail(cfg.baseline_nights), cfg)
         findings += _status_change(row, key, h)
+    findings += _host_changes(df, past)
     findings.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.kind, f.series))
     return df, findings
 
 
 def noise_of(history_p50: np.ndarray, baseline: float, tonight_iqr: float | None, tonight_p50: float,
              cfg: HistoryConfig) -> float:  # fmt: skip
-    """Relative noise: max(scaled MAD of past p50 / baseline, tonight's IQR / p50)."""
+    """Relative noise of an absolute p50: max(scaled MAD of past p50 / baseline, tonight's IQR / p50)."""
     mad = float(np.median(np.abs(history_p50 - np.median(history_p50)))) * cfg.mad_scale
     hist = mad / baseline if baseline > 0 else 0.0
     run = tonight_iqr / tonight_p50 if tonight_iqr is not None and tonight_iqr == tonight_iqr and tonight_p50 > 0 else 0.0
     return max(hist, run)
 
 
+def ratio_noise(past: np.ndarray, past_se: np.ndarray, baseline: float, tonight_se: float, cfg: HistoryConfig) -> float:
+    """Relative noise of (tonight's ratio - the baseline median) for a paired series.
+
+    A night's ratio scatters by sigma = the largest of: the scaled MAD of the baseline nights' ratios
+    (night to night, drift between sessions included), tonight's standard error and the baseline nights'
+    median standard error (each from its 95 % interval: half-width / 1.96; a floor when few nights make
+    the MAD small by chance). The baseline is a median of n nights, so the difference scatters by
+    sigma x sqrt(1 + pi / 2n).
+    """
+    mad = float(np.median(np.abs(past - baseline))) * cfg.mad_scale / baseline
+    sigma = max(mad, tonight_se, float(np.median(past_se)) if past_se.size else 0.0)
+    return sigma * float(np.sqrt(1 + np.pi / (2 * past.size)))
+
+
 def threshold_of(noise: float, cfg: HistoryConfig) -> float:
     """Relative slowdown allowed before a regression: max(pct threshold, k x noise)."""
     return max(cfg.regression_pct / 100.0, cfg.noise_k * noise)
+
+
+def relative_se(ratio: float, low: float, high: float) -> float:
+    """A ratio's relative standard error from its 95 % interval (0 without one)."""
+    if not (ratio > 0) or pd.isna(low) or pd.isna(high):
+        return 0.0
+    return (high - low) / (2 * 1.96) / ratio
 
 
 def _prepare(history: pd.DataFrame | None) -> pd.DataFrame:
@@ -109,14 +133,18 @@ def _before(h: pd.DataFrame | None, row) -> pd.DataFrame | None:
     return h[h["_t"] < t] if pd.notna(t) else h
 
 
-def _latency(df, i, row, key, good: pd.DataFrame, cfg: HistoryConfig) -> list[Finding]:
+def _latency(df, i, row, key, passed: pd.DataFrame, cfg: HistoryConfig) -> list[Finding]:
+    """A paired row is judged on its ratio to eager; any other row (a hub device) on its absolute p50."""
     p50 = row["p50_ms"]
+    good = passed.tail(cfg.baseline_nights)
     if good.empty or pd.isna(p50) or row["status"] in _NO_LATENCY:
         return []
     past = good["p50_ms"].to_numpy(dtype=float)
     baseline = float(np.median(past))
-    df.at[i, "baseline_p50_ms"] = baseline
+    df.at[i, "baseline_p50_ms"] = baseline  # context for every row, a verdict only for unpaired ones
     df.at[i, "delta_p50_pct"] = (p50 / baseline - 1.0) * 100.0 if baseline > 0 else np.nan
+    if pd.notna(row["ratio_vs_eager"]):
+        return _ratio(df, i, row, key, passed, cfg, f"p50 {p50:,.1f} ms vs {baseline:,.1f} ms")
     if len(past) < cfg.min_baseline_nights or baseline <= 0:
         return []  # too few good nights to know this series' noise: no verdict yet
     iqr = row["iqr_ms"] if pd.notna(row["iqr_ms"]) else None
@@ -131,6 +159,55 @@ def _latency(df, i, row, key, good: pd.DataFrame, cfg: HistoryConfig) -> list[Fi
     if p50 < baseline * (1.0 - thr):
         return [Finding(SPEEDUP, key, "faster: " + detail, INFO, p50, baseline)]
     return []
+
+
+def ratio_baseline(passed: pd.DataFrame, host_key: str, nights: int) -> pd.DataFrame:
+    """The nights a paired ratio is compared with: passed, stable, timed on a host of the same key; the last `nights`."""
+    ok = passed["ratio_vs_eager"].notna() & (passed["host_key"] == host_key) & passed["stable"].fillna(True)
+    return passed[ok.astype(bool)].tail(nights)
+
+
+def _ratio(df, i, row, key, passed: pd.DataFrame, cfg: HistoryConfig, context: str) -> list[Finding]:
+    """Tonight's ratio to eager against the baseline nights' median: worse by more than the threshold and the noise."""
+    nights = ratio_baseline(passed, row["host_key"], cfg.baseline_nights)
+    if nights.empty:
+        return []
+    past = nights["ratio_vs_eager"].to_numpy(dtype=float)
+    baseline = float(np.median(past))
+    ratio = float(row["ratio_vs_eager"])
+    df.at[i, "baseline_ratio"] = baseline
+    df.at[i, "delta_ratio_pct"] = (ratio / baseline - 1.0) * 100.0
+    if len(past) < cfg.min_baseline_nights or baseline <= 0:
+        return []
+    past_se = np.array([relative_se(r, lo, hi) for r, lo, hi in nights[["ratio_vs_eager", "ratio_low", "ratio_high"]]
+                        .itertuples(index=False)])  # fmt: skip
+    noise = ratio_noise(past, past_se, baseline, relative_se(ratio, row["ratio_low"], row["ratio_high"]), cfg)
+    thr = threshold_of(noise, cfg)
+    slower = ratio > baseline * (1.0 + thr)
+    df.at[i, "regression"] = bool(slower)
+    detail = (f"{ratio:.3f}x eager vs baseline {baseline:.3f}x ({(ratio / baseline - 1) * 100:+.1f} %; threshold "
+              f"{thr * 100:.1f} %, noise {noise * 100:.1f} %, {len(past)} good nights); {context}")  # fmt: skip
+    if slower:
+        return [Finding(REGRESSION, key, "slower against eager: " + detail, ERROR, ratio, baseline)]
+    if ratio < baseline * (1.0 - thr):
+        return [Finding(SPEEDUP, key, "faster against eager: " + detail, INFO, ratio, baseline)]
+    return []
+
+
+def _host_changes(df: pd.DataFrame, past: pd.DataFrame) -> list[Finding]:
+    """One finding per model and device whose host key differs from its previous night's: a new baseline, no alarm."""
+    out = []
+    for (model, device), rows in df[df["host_key"] != ""].groupby(["model", "device"], sort=False):
+        run = rows.iloc[0]
+        before = _before(past[(past["model"] == model) & (past["device"] == device) & (past["host_key"] != "")], run)
+        if before is None or before.empty:
+            continue
+        last = before.iloc[-1]
+        if last["host_key"] != run["host_key"]:
+            out.append(Finding(NEW_HOST, (model, "", "", "", device, ""),
+                               f"host changed since {last['run_id']} (CPU, ISA flags or threads; key {last['host_key']} "
+                               f"-> {run['host_key']}): ratios to eager start a new baseline", INFO))
+    return out
 
 
 def _parity_drift(row, key, good: pd.DataFrame, cfg: HistoryConfig) -> list[Finding]:

@@ -12,6 +12,7 @@ from edgebench.benchmarks.local import add_speedups
 from edgebench.benchmarks.peak import peak_for
 from edgebench.catalogue import EAGER
 from edgebench.config import base_precision
+from edgebench.config import DEFAULT_MIN_STABILITY
 from edgebench.devices.registry import report_cells, report_columns
 from edgebench.evaluation.stats import ci_text
 from edgebench.records import (
@@ -30,6 +31,7 @@ from edgebench.records import (
     RunData,
 )
 from edgebench.reports.failures import classify
+from edgebench.reports.runinfo import host_key
 
 SERIES = ["model", "format", "precision", "runtime", "device", "runtime_options"]  # one history series
 DEVICE_COLUMNS = report_columns()  # what each device backend adds (AI Hub: layers per compute unit, memory, job)
@@ -46,6 +48,8 @@ COLUMNS = [
     "gmacs", "pct_of_peak",
     "peak_mb", "failure", "failure_detail",
     "float_layers", "speedup_vs_quantized",
+    "ratio_vs_eager", "ratio_low", "ratio_high", "baseline_ratio", "delta_ratio_pct",
+    "cold_start_ms", "trimmed_mean_ms", "cv", "stability", "stable", "host_key",
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
                   "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
@@ -53,10 +57,11 @@ STRING_COLUMNS += ["runtime_options"]  # the configured options, canonical JSON
 STRING_COLUMNS += ["first_divergent_layer"]  # module where a parity failure's error first jumps (parity.localize)
 STRING_COLUMNS += ["failure", "failure_detail"]  # a failed row's class and what it names (reports.failures)
 STRING_COLUMNS += ["calibration"]  # what a calibrated artifact calibrated on: "video:<files> x8 minmax <sha>", "random ..."
+STRING_COLUMNS += ["host_key"]  # CPU model, ISA flags and threads of the host that timed a local row (hashed)
 STRING_COLUMNS += [c for c, kind in DEVICE_COLUMNS.items() if kind == "str"]
 STRING_COLUMNS += ["float_layers"]  # an <precision>-mixed row's layers kept in higher precision, `;`-separated
 INT_COLUMNS = ["runs", *(c for c, kind in DEVICE_COLUMNS.items() if kind == "int")]
-BOOL_COLUMNS = ["noisy", "regression"]
+BOOL_COLUMNS = ["noisy", "regression", "stable"]
 FLOAT_COLUMNS = [c for c in COLUMNS if c not in STRING_COLUMNS + INT_COLUMNS + BOOL_COLUMNS]
 
 _DTYPES = {**{c: "float64" for c in FLOAT_COLUMNS}, **{c: "Int64" for c in INT_COLUMNS},
@@ -72,7 +77,8 @@ MIB = 1024 * 1024  # sizes in MiB, as torchvision publishes them ("44.7 MB" for 
 
 _PARITY_FIELDS = ["max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree"]
 _LATENCY_FIELDS = ["load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "iqr_ms", "runs",
-                   "noisy", "peak_rss_mb", "fps"]  # fmt: skip
+                   "noisy", "peak_rss_mb", "fps", "trimmed_mean_ms", "cv", "stability",
+                   "ratio_vs_eager", "ratio_low", "ratio_high"]  # fmt: skip
 
 # format -> runtime names that can execute it: a mapping, or a callable such as
 # lambda f: [r.name for r in edgebench.runtimes.registry.runtimes_for(f)]
@@ -226,6 +232,7 @@ def _row(run: RunData, key: tuple, parts: dict) -> dict:
         row["runtime_options"] = json.dumps(lr.runtime_options, sort_keys=True, default=str) if lr.runtime_options else ""
         row.update(report_cells(lr))
         row.update(_limit_fields(lr, run.peak, device))
+        row.update(_steadiness(run, lr))
     if ar is not None:
         row.update(top1=ar.top1, top5=ar.top5, top1_drop=ar.top1_drop,
                    top1_drop_ci=ci_text(ar.top1_drop_low, ar.top1_drop_high), accuracy=ar.verdict)
@@ -240,6 +247,16 @@ def _limit_fields(lr: LatencyResult, peak: dict, device: str) -> dict:
     gmacs = lr.gflops / 2  # a multiply-add is 2 FLOPs
     limit = peak_for(peak, lr.precision) if device == LOCAL else None
     return {"gmacs": gmacs, "pct_of_peak": 100.0 * gmacs / limit[1]["gmacs"] if limit else None}
+
+
+def _steadiness(run: RunData, lr: LatencyResult) -> dict:
+    """Cold start (load + first inference), whether the row is stable enough to be a baseline, and, for a row
+    timed on this host, the host key its ratio belongs to (a baseline holds only for the same key)."""
+    minimum = ((run.config or {}).get("benchmark") or {}).get("min_stability", DEFAULT_MIN_STABILITY)
+    here = lr.device in ("", LOCAL) and bool(run.host)
+    return {"cold_start_ms": lr.load_ms + lr.first_ms if lr.load_ms is not None and lr.first_ms is not None else None,
+            "stable": lr.stability >= minimum if lr.stability is not None else None,
+            "host_key": host_key(run.host, run.threads) if here else ""}
 
 
 def _status(art, pr, lr, ar=None) -> tuple[str, str]:

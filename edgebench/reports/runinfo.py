@@ -13,7 +13,7 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, distributions, version
 from pathlib import Path
 
-from edgebench.config import PROJECT_ROOT
+from edgebench.config import PROJECT_ROOT, stable_hash
 from edgebench.converters.registry import converters
 from edgebench.host import cpu_isa, cpu_model
 from edgebench.records import (AccuracyResult, Artifact, LatencyResult, ModelRef, ParityResult, RepairResult, RunData,
@@ -92,6 +92,11 @@ def host_info() -> dict:
     }
 
 
+def host_key(host: dict, threads: int) -> str:
+    """What decides a ratio's baseline: the CPU model, its kernel ISA flags and the thread count, hashed (12 hex)."""
+    return stable_hash({"cpu": host.get("cpu", ""), "isa": sorted(host.get("isa") or []), "threads": threads})[:12]
+
+
 def git_commit(root: Path = PROJECT_ROOT) -> str:
     """`git rev-parse HEAD` of the project, "unknown" when there is no git or no commit."""
     try:
@@ -141,7 +146,8 @@ def build_run_info(run: RunData, findings=(), summary: dict | None = None, files
         "threads": run.threads,
         "out_dir": run.out_dir,
         **place,
-        "host": {**place["host"], "peak": run.peak},  # the limit beside the ISA flags it was measured with
+        "host": {**(run.host or place["host"]), "peak": run.peak},  # the limit beside the ISA flags it was measured with
+        "host_key": host_key(run.host or place["host"], run.threads),
         "weights": {m.name: m.provenance for m in run.models},
         "random_weights": any(m.random_weights for m in run.models),
         "config": run.config,
@@ -163,7 +169,7 @@ def run_to_dict(run: RunData) -> dict:
     """The run's records as plain JSON-able data."""
     return {
         "run_id": run.run_id, "started_at": run.started_at, "ended_at": run.ended_at, "out_dir": run.out_dir,
-        "threads": run.threads, "config": run.config,
+        "threads": run.threads, "config": run.config, "host": run.host,
         "models": [asdict(m) for m in run.models],
         "artifacts": [a.to_dict() for a in run.artifacts],
         "parity": [p.to_dict() for p in run.parity],
@@ -184,6 +190,6 @@ def run_from_dict(d: dict) -> RunData:
         parity=[record_from_dict(ParityResult, p) for p in d.get("parity", [])],
         latency=[record_from_dict(LatencyResult, lr) for lr in d.get("latency", [])],
         accuracy=[record_from_dict(AccuracyResult, ar) for ar in d.get("accuracy", [])],
-        peak=d.get("peak") or {},
+        peak=d.get("peak") or {}, host=d.get("host") or {},
         repairs=[record_from_dict(RepairResult, r) for r in d.get("repairs", [])],
     )  # fmt: skip

@@ -124,12 +124,14 @@ def rebuild_report(run_dir: Path, history_cfg: HistoryConfig | None = None) -> P
 
 def history_table(out: Path, model: str | None = None, history_cfg: HistoryConfig | None = None,
                   csv: Path | None = None) -> pd.DataFrame:  # fmt: skip
-    """One row per series: nights, latest status and p50, baseline, delta, trend, slope and verdict."""
+    """One row per series: nights, latest status and p50, baseline, delta, trend, slope, verdict, and for a
+    series timed interleaved with eager its latest ratio, the baseline ratio and their delta (what the verdict uses)."""
     cfg = history_cfg or HistoryConfig()
     with HistoryStore(resolve_url(Path(out), cfg)) as store:
         h = store.load(model=model)
     cols = [*SERIES, "nights", "first_night", "last_night", "last_run_id", "latest_status", "latest_p50_ms",
-            "baseline_p50_ms", "delta_p50_pct", "trend", "slope_pct_per_night", "verdict", "latest_reason"]  # fmt: skip
+            "baseline_p50_ms", "delta_p50_pct", "trend", "slope_pct_per_night", "verdict", "latest_reason",
+            "latest_ratio", "baseline_ratio", "delta_ratio_pct"]  # fmt: skip
     if h.empty:
         table = pd.DataFrame(columns=cols)
     else:
@@ -150,6 +152,8 @@ def history_table(out: Path, model: str | None = None, history_cfg: HistoryConfi
                 "latest_p50_ms": r["p50_ms"], "baseline_p50_ms": r["baseline_p50_ms"], "delta_p50_pct": r["delta_p50_pct"],
                 "trend": sparkline(p50), "slope_pct_per_night": theil_sen_pct(p50),
                 "verdict": _verdict(r, kinds.get(key, [])), "latest_reason": r["reason"],
+                "latest_ratio": r["ratio_vs_eager"], "baseline_ratio": r["baseline_ratio"],
+                "delta_ratio_pct": r["delta_ratio_pct"],
             })  # fmt: skip
         table = pd.DataFrame(records, columns=cols)
     if csv:
@@ -227,7 +231,8 @@ def _verdict(r, kinds: list[str]) -> str:
         return "accuracy drift"
     if "parity_drift" in kinds:
         return "parity drift"
-    if pd.isna(r["baseline_p50_ms"]) and r["status"] == "passed":
+    no_baseline = pd.isna(r["baseline_ratio"]) if pd.notna(r["ratio_vs_eager"]) else pd.isna(r["baseline_p50_ms"])
+    if no_baseline and r["status"] == "passed":  # a paired series has none on a new host either
         return "new"
     return "ok" if r["status"] == "passed" else r["status"]
 

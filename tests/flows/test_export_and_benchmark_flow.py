@@ -49,7 +49,11 @@ def test_flow_exports_everything_and_survives_a_failing_converter(harness, fault
     assert {("torchscript", "torchscript"), ("onnx", "onnxruntime"), ("tflite", "litert"),
             ("coreml", "coreml-mil"), ("pytorch", "torch")} <= set(zip(passed["format"], passed["runtime"]))
     assert set(rows.loc[rows["runtime"] == "coreml", "status"]) == {"skipped"}
-    assert (passed[passed["runtime"] != "coreml-mil"]["p50_ms"].astype(float) > 0).all()
+    timed = passed[passed["runtime"] != "coreml-mil"]
+    assert (timed["p50_ms"].astype(float) > 0).all()
+    assert (timed["ratio_vs_eager"].astype(float) > 0).all()  # every local row timed interleaved with eager
+    assert (timed["ratio_low"].astype(float) <= timed["ratio_vs_eager"].astype(float)).all()
+    assert (tmp_path / "out" / "latest" / "timing" / "resnet_mixed-local.json").exists()  # the rounds, for resampling
     repairs = json.loads((tmp_path / "out" / "latest" / "run.json").read_text())["records"]["repairs"]
     assert [(r["format"], r["precision"], r["status"]) for r in repairs] == [("coreml", "fp16", "not_needed")]
 

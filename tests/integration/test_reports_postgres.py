@@ -238,3 +238,51 @@ def test_two_processes_writing_at_once_both_land(pg_url):
         order = [m for (m,) in conn.exec_driver_sql(
             "SELECT model FROM edgebench_results GROUP BY run_id, model ORDER BY min(id)")]  # fmt: skip
     assert sum(a != b for a, b in zip(order, order[1:])) >= 1
+
+
+PAIRED_COLUMNS = ["ratio_vs_eager", "ratio_low", "ratio_high", "baseline_ratio", "delta_ratio_pct", "cold_start_ms",
+                  "trimmed_mean_ms", "cv", "stability", "stable", "host_key"]  # what issue 26 added
+
+
+def old_store(url: str, nights: range) -> None:
+    """A history written before the paired columns existed: their tables without those columns, and its nights."""
+    from sqlalchemy import Column, MetaData, Table, create_engine
+
+    from edgebench.reports.history import _to_db, results_table, runs_table
+
+    meta = MetaData()
+    runs_table.to_metadata(meta)
+    old = Table(results_table.name, meta, *[Column(c.name, c.type, primary_key=c.primary_key)
+                                            for c in results_table.columns if c.name not in PAIRED_COLUMNS])
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        meta.create_all(conn)
+        for n in nights:
+            df = flatten(synthetic_run(n))
+            conn.execute(old.insert(), [_to_db(r) for r in df[[c.name for c in old.columns if c.name != "id"]]
+                                        .to_dict("records")])  # fmt: skip
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_old_store_is_migrated_and_paired_nights_are_judged_on_ratios(backend, pg_url, tmp_path):
+    url = pg_url if backend == "postgresql" else default_url(tmp_path)
+    old_store(url, range(0, 3))
+    eager = ("pytorch", "fp32", "torch")
+    drift = [0.0, 0.3, -0.2, 0.25, -0.3, 0.2, 0.35]  # host speed by night: the p50s swing, the ratios hold
+    cfg = HistoryConfig(url=url)
+    with HistoryStore(url) as store:
+        for n in range(3, 9):
+            store.write_run(flatten(synthetic_run(n, paired=True, p50={k: v * (1 + drift[n % 7]) for k, v in
+                                                                     SERIES_P50.items() if v})))  # fmt: skip
+    slow = {k: v * 0.75 for k, v in SERIES_P50.items() if v}  # a fast night for the host ...
+    slow[ORT] = slow[eager] * SERIES_P50[ORT] / SERIES_P50[eager] * 1.25  # ... with ONNX Runtime 25 % slower against eager
+    paths = write_run_reports(synthetic_run(9, paired=True, p50=slow), tmp_path / "out", cfg, publish_prefect=False)
+    assert [(f.kind, f.series[1:4]) for f in paths.findings if f.kind == REGRESSION] == [(REGRESSION, ORT)]
+    with HistoryStore(url) as store:
+        h = store.load()
+    assert set(PAIRED_COLUMNS) <= set(h.columns) and h["run_id"].nunique() == 10
+    old = h[h["run_id"].str.endswith(("n00", "n01", "n02"))]
+    assert old["ratio_vs_eager"].isna().all() and (old["host_key"] == "").all()  # old nights keep their values
+    new = h[~h.index.isin(old.index) & (h["runtime"] == "onnxruntime")]
+    assert new["ratio_vs_eager"].notna().all() and new["stable"].all() and new["host_key"].nunique() == 1

@@ -68,3 +68,15 @@ class SleepRuntime(Runtime):
         if self.fail == "load":
             raise RuntimeError("synthetic load error")
         return SleepSession(self.latency_s, "" if self.fail == "load" else self.fail, self.fail_at)
+
+
+class EagerSleepRuntime(SleepRuntime):
+    """A SleepRuntime that stands in for the eager baseline (format "pytorch", runtime "torch")."""
+
+    formats = frozenset({"pytorch"})
+
+    def __init__(self, latency_s: float = 0.05):
+        super().__init__(latency_s, name="torch")
+
+
+EAGER_ARTIFACT = Artifact(model="tiny", format="pytorch", precision="fp32", status=PASSED)

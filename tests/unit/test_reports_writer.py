@@ -214,3 +214,19 @@ def test_run_json_names_the_cpu_and_its_kernel_isa():
     assert cpu_isa("flags\t: fpu sse2\n") == []  # an AVX-less CPU says so: nothing invented
     host = host_info()
     assert host["cpu"] and isinstance(host["isa"], list)
+
+
+def test_paired_rows_show_their_ratio_and_an_unstable_row_is_marked(tmp_path):
+    ort = ("onnx", "fp32", "onnxruntime")
+    steady = write_run_reports(synthetic_run(0, paired=True), tmp_path / "steady").report_html.read_text()
+    assert 'class="tag-unstable"' not in steady  # negative control: every row stable
+    paths = write_run_reports(synthetic_run(0, paired=True, overrides={ort: {"stability": 35.0}}), tmp_path / "shaky")
+    text = paths.report_html.read_text()
+    assert text.count('class="tag-unstable"') == 1
+    assert re.search(r"1\.1\dx eager \[1\.\d\d, 1\.\d\d\]", text)  # onnxruntime's ratio with its interval
+    info = json.loads(paths.run_json.read_text())
+    assert info["host"]["cpu"] == "Synthetic Xeon" and len(info["host_key"]) == 12
+    rows = read_results_csv(paths.results_csv)
+    shaky = rows[rows["runtime"] == "onnxruntime"].iloc[0]
+    assert not shaky["stable"] and shaky["stability"] == 35.0 and shaky["host_key"] == info["host_key"]
+    assert shaky["cold_start_ms"] == pytest.approx(120.0 + shaky["first_ms"])
