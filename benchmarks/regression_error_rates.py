@@ -6,8 +6,9 @@
 1. Measure: `--sessions` paired sessions (edgebench.benchmarks.paired, the nightly's own timing) on the
    artifacts of a finished run, each with the local device's rows plus, for every row of a `--slowed`
    runtime, variants slowed by 5, 10 and 20 % (runtimes.slowed: each call sleeps that fraction of its
-   own time), `--rounds` rounds each. The sessions are saved (`--save-dir`) and can be simulated
-   again without measuring (`--from`).
+   own time), `--rounds` rounds each. The sessions are saved (`--save-dir`, added to the sessions
+   already there: run it several times, hours apart, as nights are) and can be simulated again
+   without measuring (`--from`).
 2. Simulate (edgebench.reports.error_rates): `--trials` histories of `baseline_nights` nights plus one
    night, each night a resample of one real session's rounds, through the real finder with the
    thresholds of configs/pipeline.yaml (`history:`) and a grid around them. A/A: tonight unchanged, a
@@ -59,7 +60,8 @@ def measure(run_dir: Path, opts, config, save_dir: Path) -> list[Rounds]:
         for k in range(opts.sessions):
             start = time.perf_counter()
             _, rounds = time_rows(rows, ref, inputs, budget, opts.threads, None, config.benchmark.noisy_iqr_ratio)
-            rounds.save(save_dir / f"session-{k:02d}.json")
+            rounds.meta["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            rounds.save(save_dir / f"session-{len(list(save_dir.glob('session-*.json'))):02d}.json")  # adds to earlier ones
             sessions.append(rounds)
             print(f"session {k + 1}/{opts.sessions}: {len(rounds.ms)} rounds of {len(rows)} rows in "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
