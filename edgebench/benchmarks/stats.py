@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -10,6 +11,7 @@ import numpy as np
 DEFAULT_NOISY_IQR_RATIO = 0.10
 OUTLIER_IQR_FACTOR = 1.5
 TRIM = 0.10  # the trimmed mean drops this share at each end: ExecuTorch's benchmark apps average the middle 80 %
+STABILITY_BLOCKS = 5  # a night's repeated results: its samples in this many consecutive blocks
 
 
 def summarize(
@@ -25,7 +27,7 @@ def summarize(
     lies beyond 1.5 x IQR outside [p25, p75] (Tukey's fences). The series is noisy when
     IQR / median > noisy_iqr_ratio. fps = batch / p50 (clips per second); gflops = flops / p50 / 1e9,
     the achieved GFLOP/s at the median latency (flops = model FLOPs of one inference). cv = std / mean;
-    stability: `stability_score`.
+    stability: `block_stability` of the samples in their order.
     """
     x = np.asarray(list(seconds), dtype=np.float64)
     if x.size == 0:
@@ -53,7 +55,7 @@ def summarize(
         "gflops": float(flops / p50 / 1e9) if flops and p50 > 0 else None,
         "trimmed_mean_ms": trimmed_mean(x) * ms,
         "cv": std / float(x.mean()) if x.mean() > 0 else None,
-        "stability": stability_score(x),
+        "stability": block_stability(x),
     }
 
 
@@ -78,6 +80,18 @@ def stability_score(x: np.ndarray) -> float:
     return float(0.5 * parts[0] + 0.25 * parts[1] + 0.25 * parts[2])
 
 
+def block_stability(values: Sequence[float], blocks: int = STABILITY_BLOCKS) -> float:
+    """ExecuTorch's stability score of a night's repeated results: the values (in their order) cut into
+    `blocks` consecutive blocks, each block's median one result. ExecuTorch scores repeated benchmark
+    results (each a mean over many iterations), not single iterations: one inference slowed 3x by a
+    neighbour (seen here) would floor a per-iteration score while the night's median stands. Fewer than
+    two values per block: the values themselves are scored."""
+    x = np.asarray(list(values), dtype=np.float64)
+    if x.size < 2 * blocks:
+        return stability_score(x)
+    return stability_score(np.array([np.median(b) for b in np.array_split(x, blocks)]))
+
+
 def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """(median, low, high): a distribution-free interval of the median from order statistics.
 
@@ -88,11 +102,17 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[
     x = np.sort(np.asarray(list(values), dtype=np.float64))
     if x.size == 0:
         raise ValueError("no values for a median interval")
-    n = x.size
-    k, below = 0, math.comb(n, 0)  # below: 2^n x P(Binomial(n, 1/2) <= k), exact in integers
+    n, k = x.size, _median_rank(x.size, confidence)
+    low, high = (x[k - 1], x[n - k]) if k >= 1 else (x[0], x[-1])
+    return float(np.median(x)), float(low), float(high)
+
+
+@functools.lru_cache(maxsize=1024)
+def _median_rank(n: int, confidence: float) -> int:
+    """The k of median_interval: the largest with P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2 (0: none)."""
+    k, below = 0, 1  # below: 2^n x P(Binomial(n, 1/2) <= k), exact in integers
     while below / 2**n <= (1 - confidence) / 2:
         k += 1
         below += math.comb(n, k)
-    low, high = (x[k - 1], x[n - k]) if k >= 1 else (x[0], x[-1])
-    return float(np.median(x)), float(low), float(high)
+    return k
 

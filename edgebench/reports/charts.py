@@ -101,8 +101,14 @@ def parity_chart(df: pd.DataFrame, tolerances: dict | None = None) -> dict | Non
 TREND_W, TREND_H, TREND_PAD, TREND_LEFT = 300, 90, 8, 56  # left: room for the min/max labels
 
 
+# What a trend draws: (value column, baseline column, delta column, text of a value, short text for the axis)
+P50_TREND = ("p50_ms", "baseline_p50_ms", "delta_p50_pct", lambda v: f"{fmt_ms(v)} ms", fmt_ms)
+RATIO_TREND = ("ratio_vs_eager", "baseline_ratio", "delta_ratio_pct", lambda v: f"{v:.3f}x eager", lambda v: f"{v:.2f}x")
+
+
 def trend_charts(tonight: pd.DataFrame, history: pd.DataFrame | None, nights: int = 30) -> list[dict]:
-    """One sparkline of p50 per series over its past nights and tonight; regressions first."""
+    """One sparkline per series over its past nights and tonight: the ratio to eager of a row timed
+    interleaved with eager (what its verdict judges), else p50; regressions first."""
     if history is None or history.empty:
         return []
     charts = []
@@ -112,13 +118,14 @@ def trend_charts(tonight: pd.DataFrame, history: pd.DataFrame | None, nights: in
         past = groups.get(key)
         if past is None:
             continue
+        column, base_column, delta_column, text, short = RATIO_TREND if pd.notna(r["ratio_vs_eager"]) else P50_TREND
         past = past[(past["run_id"] != r["run_id"]) & (past["started_at"] < r["started_at"])]
-        pts = [(s, run, v, st) for s, run, v, st in zip(past["started_at"], past["run_id"], past["p50_ms"], past["status"])]
-        pts = pts[-(nights - 1):] + [(r["started_at"], r["run_id"], r["p50_ms"], r["status"])]
+        pts = [(s, run, v, st) for s, run, v, st in zip(past["started_at"], past["run_id"], past[column], past["status"])]
+        pts = pts[-(nights - 1):] + [(r["started_at"], r["run_id"], r[column], r["status"])]
         vals = [v for _, _, v, _ in pts if pd.notna(v)]
         if len(vals) < 2:
             continue
-        base = r["baseline_p50_ms"] if pd.notna(r["baseline_p50_ms"]) else None
+        base = r[base_column] if pd.notna(r[base_column]) else None
         lo, hi = min(vals + ([base] if base else [])), max(vals + ([base] if base else []))
         span = (hi - lo) or max(hi * 0.05, 1e-9)
         lo, hi = lo - span * 0.15, hi + span * 0.15
@@ -131,15 +138,15 @@ def trend_charts(tonight: pd.DataFrame, history: pd.DataFrame | None, nights: in
                            "cls": ("regression" if truthy(r["regression"]) else "tonight") if tonight_pt
                            else ("ok" if st == "passed" else "bad"),
                            "title": f"{str(when)[:16]} {run_id}: "
-                                    + (f"{v:.1f} ms" if pd.notna(v) else "no p50") + f" ({st})"})  # fmt: skip
+                                    + (text(v) if pd.notna(v) else "no value") + f" ({st})"})  # fmt: skip
         line = " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in points if not p["missing"])
-        delta = r["delta_p50_pct"]
+        delta = r[delta_column]
         charts.append({
             "label": series_label(key), "width": TREND_W, "height": TREND_H, "points": points, "line": line,
-            "base_y": py(base) if base else None, "base_text": f"baseline {fmt_ms(base)} ms" if base else "no baseline yet",
-            "now_text": f"{fmt_ms(r['p50_ms'])} ms" if pd.notna(r["p50_ms"]) else "no p50 tonight",
+            "base_y": py(base) if base else None, "base_text": f"baseline {text(base)}" if base else "no baseline yet",
+            "now_text": text(r[column]) if pd.notna(r[column]) else "no value tonight",
             "delta_text": f"{delta:+.1f} %" if pd.notna(delta) else "", "regression": truthy(r["regression"]),
-            "nights": len(pts), "min_text": fmt_ms(min(vals)), "max_text": fmt_ms(max(vals)),
+            "nights": len(pts), "min_text": short(min(vals)), "max_text": short(max(vals)),
         })  # fmt: skip
     charts.sort(key=lambda c: (not c["regression"], c["label"]))
     return charts

@@ -5,11 +5,13 @@ eager, on the real artifacts of this host, including rows of a runtime slowed on
 20 % (`runtimes.slowed`, named `<runtime>-slow<pct>`). A simulated night picks one session at random
 and draws its rounds with replacement (rounds stay whole: a row keeps its pairing with that round's
 eager), then makes the row the nightly would: p50, ratio to eager with its interval, stability. A
-history of `baseline_nights` such nights and one more night go through the real finder
-(`reports.regressions.evaluate`):
+history of such nights and one more night are judged by the finder's rule:
 
 - A/A: tonight drawn like the history (same artifacts, unchanged): every regression is a false alarm;
 - A/B: tonight's row of a series is its slowed variant's: every regression is a detection.
+
+The verdict is the finder's own rule (`regressions.ratio_verdict` on the last stable nights, as
+`regressions.evaluate` picks them); a test checks it against `evaluate` on the same nights.
 """
 
 from __future__ import annotations
@@ -22,17 +24,16 @@ import numpy as np
 import pandas as pd
 
 from edgebench.benchmarks.paired import Rounds
-from edgebench.benchmarks.stats import median_interval, stability_score
+from edgebench.benchmarks.stats import block_stability, median_interval
 from edgebench.config import DEFAULT_MIN_STABILITY, HistoryConfig
 from edgebench.records import PASSED
-from edgebench.reports.regressions import REGRESSION, evaluate
-from edgebench.reports.rows import frame
+from edgebench.reports.regressions import ratio_verdict
 
 SLOWED = re.compile(r"^(?P<label>.+)-slow(?P<pct>\d+)$")  # "onnx fp32 onnxruntime-slow10" -> the series, 10 %
 START = datetime(2027, 1, 1, 2, 0, tzinfo=timezone.utc)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rates:
     """Counts of one setting: false alarms over A/A series-nights, detections over A/B series-nights per slowdown."""
 
@@ -59,22 +60,33 @@ def slowed_of(labels: list[str]) -> dict[str, tuple[str, int]]:
     return out
 
 
-def night_row(rounds: Rounds, column: int, draw: np.ndarray, series_label: str, night: int,
-              min_stability: float) -> dict:  # fmt: skip
-    """The row a night would have for one column of a session, from the rounds in `draw`."""
+def night_stats(rounds: Rounds, column: int, draw: np.ndarray, min_stability: float) -> dict:
+    """What a night's row would say for one column of a session, from the rounds in `draw`: its p50 and IQR,
+    ratio to eager with the interval, stability and whether that makes it stable."""
     ms = rounds.ms[draw, column]
     eager = rounds.ms[draw, rounds.eager]
     ok = np.isfinite(ms) & np.isfinite(eager)
     ms, ratios = ms[ok], ms[ok] / eager[ok]
-    fmt, precision, runtime = series_label.split(" ")
     q25, p50, q75 = np.percentile(ms, [25, 50, 75])
     ratio, low, high = median_interval(ratios)
-    stability = stability_score(ms)
-    t = START + timedelta(days=night)
-    return {"run_id": f"sim-{night:04d}", "started_at": t.isoformat(), "model": "m", "format": fmt,
-            "precision": precision, "runtime": runtime, "device": "local", "status": PASSED, "p50_ms": p50,
-            "iqr_ms": q75 - q25, "ratio_vs_eager": ratio, "ratio_low": low, "ratio_high": high,
-            "stability": stability, "stable": stability >= min_stability, "host_key": "sim"}
+    stability = block_stability(ratios)
+    return {"p50_ms": p50, "iqr_ms": q75 - q25, "ratio_vs_eager": ratio, "ratio_low": low, "ratio_high": high,
+            "stability": stability, "stable": stability >= min_stability}
+
+
+def night_row(stats: dict, series_label: str, night: int) -> dict:
+    """A results row (reports.rows columns) of night `night` with these statistics, for the real finder."""
+    fmt, precision, runtime = series_label.split(" ")
+    return {"run_id": f"sim-{night:04d}", "started_at": (START + timedelta(days=night)).isoformat(), "model": "m",
+            "format": fmt, "precision": precision, "runtime": runtime, "device": "local", "status": PASSED,
+            "host_key": "sim", **stats}
+
+
+def timed_labels(sessions: list[Rounds]) -> list[str]:
+    """The rows (not eager) every session timed against eager in at least half its rounds (skipped rows have none)."""
+    first = sessions[0]
+    return [label for label in first.labels if label != first.labels[first.eager]
+            and all(label in s.labels and s.ratios(s.labels.index(label)).size * 2 >= len(s.ms) for s in sessions)]
 
 
 def measured_slowdowns(sessions: list[Rounds]) -> dict[str, float]:
@@ -89,37 +101,57 @@ def measured_slowdowns(sessions: list[Rounds]) -> dict[str, float]:
 
 def simulate(sessions: list[Rounds], configs: list[HistoryConfig], trials: int, seed: int = 0,
              min_stability: float = DEFAULT_MIN_STABILITY) -> list[Rates]:  # fmt: skip
-    """Error rates of each finder setting over `trials` simulated (history + tonight) sets; the same draws for all."""
+    """Error rates of each finder setting over `trials` simulated (history + tonight) sets; the same draws for all.
+
+    Each trial draws twice the longest baseline's nights of history (so unstable nights can be passed
+    over, as the finder does in a long history), one unchanged night and one night per slowdown; each
+    setting then judges tonight's ratio of every series with the finder's own rule (`ratio_verdict` on
+    the last stable nights).
+    """
     rng = np.random.default_rng(seed)
-    series = [label for label in sessions[0].labels if label != sessions[0].labels[sessions[0].eager]
-              and not SLOWED.match(label)]  # fmt: skip
-    slowed = slowed_of(sessions[0].labels)
+    timed = timed_labels(sessions)
+    series = [label for label in timed if not SLOWED.match(label)]
+    slowed = {k: v for k, v in slowed_of(timed).items() if v[0] in series}
     levels = sorted({pct for _, pct in slowed.values()})
-    nights = max(c.baseline_nights for c in configs)
-    counts = [[0, 0, dict.fromkeys(levels, 0), dict.fromkeys(levels, 0)] for _ in configs]
-
-    def night(n: int, labels: dict[str, str]) -> list[dict]:
-        s = sessions[rng.integers(len(sessions))]
-        draw = rng.integers(0, len(s.ms), size=len(s.ms))
-        return [night_row(s, s.labels.index(src), draw, dst, n, min_stability) for src, dst in labels.items()]
-
-    plain = {label: label for label in series}
+    history_nights = 2 * max(c.baseline_nights for c in configs)
+    rates = [Rates(0, 0, dict.fromkeys(levels, 0), dict.fromkeys(levels, 0)) for _ in configs]
     for _ in range(trials):
-        history = frame([row for n in range(nights) for row in night(n, plain)])
-        tonight = {0: frame(night(nights, plain))}
+        history = [draw_night(sessions, {label: label for label in series}, rng, min_stability)
+                   for _ in range(history_nights)]  # fmt: skip
+        tonight = {0: draw_night(sessions, {label: label for label in series}, rng, min_stability)}
         for pct in levels:
-            tonight[pct] = frame(night(nights, {label: p for label, (p, q) in slowed.items() if q == pct}))
-        for c, cfg in enumerate(configs):
-            h = history[history["started_at"] >= (START + timedelta(days=nights - cfg.baseline_nights)).isoformat()]
-            for pct, rows in tonight.items():
-                flagged = sum(f.kind == REGRESSION for f in evaluate(rows, h, cfg)[1])
+            tonight[pct] = draw_night(sessions, {label: p for label, (p, q) in slowed.items() if q == pct}, rng,
+                                      min_stability)  # fmt: skip
+        for r, cfg in zip(rates, configs):
+            for pct, night in tonight.items():
+                flagged = sum(flagged_by(cfg, night[label], [h[label] for h in history]) for label in night)
                 if pct == 0:
-                    counts[c][0] += flagged
-                    counts[c][1] += len(rows)
+                    r.false_alarms += flagged
+                    r.aa_trials += len(night)
                 else:
-                    counts[c][2][pct] += flagged
-                    counts[c][3][pct] += len(rows)
-    return [Rates(fa, n, det, ab) for fa, n, det, ab in counts]
+                    r.detected[pct] += flagged
+                    r.ab_trials[pct] += len(night)
+    return rates
+
+
+def draw_night(sessions: list[Rounds], labels: dict[str, str], rng: np.random.Generator,
+               min_stability: float) -> dict[str, dict]:  # fmt: skip
+    """One night: a session at random, its rounds drawn with replacement; {series label: night_stats of the
+    column `labels` maps to it}."""
+    s = sessions[rng.integers(len(sessions))]
+    draw = rng.integers(0, len(s.ms), size=len(s.ms))
+    return {dst: night_stats(s, s.labels.index(src), draw, min_stability) for src, dst in labels.items()}
+
+
+def flagged_by(cfg: HistoryConfig, tonight: dict, history: list[dict]) -> bool:
+    """The finder's verdict on tonight's ratio against the last `baseline_nights` stable nights of `history`."""
+    nights = [h for h in history if h["stable"]][-cfg.baseline_nights:]
+    if not nights:
+        return False
+    past = {c: np.array([h[c] for h in nights]) for c in ("ratio_vs_eager", "ratio_low", "ratio_high")}
+    verdict = ratio_verdict(tonight["ratio_vs_eager"], tonight["ratio_low"], tonight["ratio_high"],
+                            past["ratio_vs_eager"], past["ratio_low"], past["ratio_high"], cfg)  # fmt: skip
+    return verdict.slower(tonight["ratio_vs_eager"])
 
 
 def history_config(regression_pct: float, noise_k: float, base: HistoryConfig | None = None) -> HistoryConfig:

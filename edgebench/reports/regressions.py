@@ -167,30 +167,53 @@ def ratio_baseline(passed: pd.DataFrame, host_key: str, nights: int) -> pd.DataF
     return passed[ok.astype(bool)].tail(nights)
 
 
+@dataclass(frozen=True)
+class RatioVerdict:
+    """Tonight's ratio against its baseline nights: the baseline, the noise and the threshold they give."""
+
+    baseline: float
+    nights: int
+    noise: float | None  # None: fewer than min_baseline_nights, no verdict
+    threshold: float | None
+
+    def slower(self, ratio: float) -> bool:
+        return self.threshold is not None and ratio > self.baseline * (1.0 + self.threshold)
+
+    def faster(self, ratio: float) -> bool:
+        return self.threshold is not None and ratio < self.baseline * (1.0 - self.threshold)
+
+
+def ratio_verdict(ratio: float, low: float, high: float, past: np.ndarray, past_low: np.ndarray,
+                  past_high: np.ndarray, cfg: HistoryConfig) -> RatioVerdict:  # fmt: skip
+    """The rule for a paired row (the finder's, and the error-rate simulation's): the baseline nights' median ratio,
+    and, with at least min_baseline_nights of them, the threshold max(regression_pct, noise_k x noise)."""
+    baseline = float(np.median(past))
+    if len(past) < cfg.min_baseline_nights or baseline <= 0:
+        return RatioVerdict(baseline, len(past), None, None)
+    past_se = np.array([relative_se(r, lo, hi) for r, lo, hi in zip(past, past_low, past_high)])
+    noise = ratio_noise(past, past_se, baseline, relative_se(ratio, low, high), cfg)
+    return RatioVerdict(baseline, len(past), noise, threshold_of(noise, cfg))
+
+
 def _ratio(df, i, row, key, passed: pd.DataFrame, cfg: HistoryConfig, context: str) -> list[Finding]:
     """Tonight's ratio to eager against the baseline nights' median: worse by more than the threshold and the noise."""
     nights = ratio_baseline(passed, row["host_key"], cfg.baseline_nights)
     if nights.empty:
         return []
-    past = nights["ratio_vs_eager"].to_numpy(dtype=float)
-    baseline = float(np.median(past))
     ratio = float(row["ratio_vs_eager"])
-    df.at[i, "baseline_ratio"] = baseline
-    df.at[i, "delta_ratio_pct"] = (ratio / baseline - 1.0) * 100.0
-    if len(past) < cfg.min_baseline_nights or baseline <= 0:
+    v = ratio_verdict(ratio, row["ratio_low"], row["ratio_high"], *(nights[c].to_numpy(dtype=float) for c in
+                      ("ratio_vs_eager", "ratio_low", "ratio_high")), cfg)  # fmt: skip
+    df.at[i, "baseline_ratio"] = v.baseline
+    df.at[i, "delta_ratio_pct"] = (ratio / v.baseline - 1.0) * 100.0
+    if v.threshold is None:
         return []
-    past_se = np.array([relative_se(r, lo, hi) for r, lo, hi in nights[["ratio_vs_eager", "ratio_low", "ratio_high"]]
-                        .itertuples(index=False)])  # fmt: skip
-    noise = ratio_noise(past, past_se, baseline, relative_se(ratio, row["ratio_low"], row["ratio_high"]), cfg)
-    thr = threshold_of(noise, cfg)
-    slower = ratio > baseline * (1.0 + thr)
-    df.at[i, "regression"] = bool(slower)
-    detail = (f"{ratio:.3f}x eager vs baseline {baseline:.3f}x ({(ratio / baseline - 1) * 100:+.1f} %; threshold "
-              f"{thr * 100:.1f} %, noise {noise * 100:.1f} %, {len(past)} good nights); {context}")  # fmt: skip
-    if slower:
-        return [Finding(REGRESSION, key, "slower against eager: " + detail, ERROR, ratio, baseline)]
-    if ratio < baseline * (1.0 - thr):
-        return [Finding(SPEEDUP, key, "faster against eager: " + detail, INFO, ratio, baseline)]
+    df.at[i, "regression"] = v.slower(ratio)
+    detail = (f"{ratio:.3f}x eager vs baseline {v.baseline:.3f}x ({(ratio / v.baseline - 1) * 100:+.1f} %; threshold "
+              f"{v.threshold * 100:.1f} %, noise {v.noise * 100:.1f} %, {v.nights} good nights); {context}")  # fmt: skip
+    if v.slower(ratio):
+        return [Finding(REGRESSION, key, "slower against eager: " + detail, ERROR, ratio, v.baseline)]
+    if v.faster(ratio):
+        return [Finding(SPEEDUP, key, "faster against eager: " + detail, INFO, ratio, v.baseline)]
     return []
 
 
