@@ -128,7 +128,7 @@ def _markdown(table) -> str:
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in table.iterrows():
-        cells = [f"{r[c] * 100:.2f} %" if c.startswith(("false", "detect")) else f"{r[c]:g}" for c in cols]
+        cells = [f"{r[c] * 100:.2f} %" if c.startswith(("false", "detect", "judged")) else f"{r[c]:g}" for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -203,11 +203,14 @@ class RepairConfig(Strict):
 
 
 class BudgetConfig(Strict):
+    """How long latency is measured. The local device counts rounds of all its rows timed interleaved
+    (benchmarks/paired.py); a row timed alone (a queue device's machine) counts its own runs and seconds."""
+
     warmup_runs: int = Field(2, ge=0)
-    min_runs: int = Field(10, ge=1)
-    min_seconds: float = Field(10.0, ge=0)
-    max_seconds: float = Field(120.0, gt=0)
-    timeout_s: float = Field(900.0, gt=0)
+    min_runs: int = Field(30, ge=1)
+    min_seconds: float = Field(20.0, ge=0)
+    max_seconds: float = Field(300.0, gt=0)
+    timeout_s: float = Field(900.0, gt=0)  # a child's start, and each inference (paired); the whole child (alone)
 
 
 DEFAULT_MIN_STABILITY = 60.0  # ExecuTorch rates a stability score below 60 "Poor"
@@ -258,6 +261,9 @@ class HistoryConfig(Strict):
     parity_drift_floor: float = Field(1e-6, ge=0)  # baseline max abs err below this counts as this
     trend_nights: int = Field(30, ge=2)  # nights drawn in the report's trend charts
     accuracy_drift_points: float = Field(1.0, ge=0)  # top-1 this many points under the baseline nights' median: a regression
+    # A night whose paired timing shared the host's CPU with other processes beyond this share is neither judged
+    # on its ratios nor a baseline: contention does not slow every runtime alike (docs/reports.md)
+    max_foreign_cpu: float = Field(0.10, ge=0, le=1)
 
 
 class RuntimeVariant(Strict):

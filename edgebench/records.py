@@ -191,6 +191,7 @@ class LatencyResult:
     ratio_vs_eager: float | None = None
     ratio_low: float | None = None
     ratio_high: float | None = None
+    foreign_cpu: float | None = None  # share of the host's CPU other processes took while timing (benchmarks.hostload)
 
     def to_dict(self) -> dict:
         return asdict(self)

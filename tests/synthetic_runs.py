@@ -55,7 +55,7 @@ def synthetic_run(night: int = 0, *, model: str = "resnet_mixed", p50: dict | No
     Override fields: export_status, export_reason, parity_status, parity_reason, latency_status, latency_reason,
     max_abs_err, top1_agree, iqr_ms, log_text (written to the export log when out_dir is given); with `paired`
     (rows timed interleaved with eager, on `host`, default PAIRED_HOST): ratio (default p50 / eager p50),
-    ratio_halfwidth (relative, default 0.02), stability (default 90).
+    ratio_halfwidth (relative, default 0.02), stability (default 90), foreign_cpu (default 0.01).
     """
     p50 = {**SERIES_P50, **(p50 or {})}
     overrides = overrides or {}
@@ -107,7 +107,8 @@ def _paired(o: dict, ratio: float) -> dict:
     ratio = o.get("ratio", ratio)
     half = o.get("ratio_halfwidth", 0.02) * ratio
     return {"ratio_vs_eager": ratio, "ratio_low": ratio - half, "ratio_high": ratio + half,
-            "stability": o.get("stability", 90.0), "cv": 0.02, "trimmed_mean_ms": None}
+            "stability": o.get("stability", 90.0), "cv": 0.02, "trimmed_mean_ms": None,
+            "foreign_cpu": o.get("foreign_cpu", 0.01)}
 
 
 def _artifact(model, fmt, precision, o, out: Path | None) -> Artifact:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from edgebench.benchmarks import hostload
 from edgebench.benchmarks.harness import check_finite, split_clips, timed_run
 from edgebench.benchmarks.local import bench_inputs, device_lock, last_stage, mark_stage
 from edgebench.benchmarks.stats import block_stability, median_interval, summarize
@@ -149,13 +150,12 @@ def time_rows(rows: list[PairedRow], ref: ModelRef, inputs_path: str | None, bud
         children = {i: _start(row, results[i], ref, inputs_path, budget, threads) for i, row in enumerate(rows)}
         children = {i: c for i, c in children.items() if c is not None}
         try:
-            ms, stopped_by, seconds = _rounds(rows, results, children, budget)
+            ms, meta = _rounds(rows, results, children, budget)
         finally:
             for i, child in children.items():
                 _stop(child, results[i], budget.timeout_s)
     eager = next((i for i, r in enumerate(rows) if r.is_eager and results[i].status == PASSED), None)
-    rounds = Rounds([r.label for r in rows], ms, eager, threads, {"stopped_by": stopped_by, "seconds": round(seconds, 3),
-                                                                 "warmup_rounds": budget.warmup_runs})
+    rounds = Rounds([r.label for r in rows], ms, eager, threads, meta)
     batch = ref.inputs[0].shape[0] if ref.inputs and ref.inputs[0].shape else 1
     for i, row in enumerate(results):
         if row.status == PASSED:
@@ -198,34 +198,46 @@ def _start(row: PairedRow, result: LatencyResult, ref, inputs_path, budget: Budg
     return child
 
 
-def _rounds(rows, results, children: dict[int, Resident], budget: BudgetConfig) -> tuple[np.ndarray, str, float]:
-    """Warm-up rounds, then timed rounds under the budget: (rounds x rows ms, what stopped them, seconds)."""
+def _rounds(rows, results, children: dict[int, Resident], budget: BudgetConfig) -> tuple[np.ndarray, dict]:
+    """Warm-up rounds, then timed rounds under the budget: rounds x rows ms, and what stopped them, when,
+    and the share of the host's CPU other processes took meanwhile (benchmarks.hostload)."""
     timed: list[np.ndarray] = []
-    start = time.perf_counter()
+    ours = [os.getpid(), *(child.proc.pid for child in children.values())]
+    start, cpu = time.perf_counter(), None
     for n in itertools.count(-budget.warmup_runs):
-        if not children:
-            return np.array(timed).reshape(len(timed), len(rows)), "no row left", time.perf_counter() - start
         if n == 0:
-            start = time.perf_counter()
-        sample = np.full(len(rows), np.nan)
-        for i in np.roll(np.arange(len(rows)), n):
-            if i not in children:
-                continue
-            time.sleep(PAUSE_S)
-            try:
-                sample[i] = children[i].ask("run", budget.timeout_s) / 1e6
-            except ChildFailed as e:
-                _failed(rows[i], results[i], str(e))
-                del children[i]
-        if n < 0:
-            continue
-        timed.append(sample)
-        elapsed = time.perf_counter() - start
-        if elapsed >= budget.max_seconds:
-            return np.array(timed), "max_seconds", elapsed
-        if len(timed) >= budget.min_runs and elapsed >= budget.min_seconds:
-            return np.array(timed), "min_runs_and_min_seconds", elapsed
+            start, cpu = time.perf_counter(), hostload.snapshot(ours)
+        stopped_by = "no row left" if not children else ""
+        if children:
+            sample = _round(rows, results, children, budget, n)
+            if n >= 0:  # a warm-up round is run, not kept
+                timed.append(sample)
+            elapsed = time.perf_counter() - start
+            if n >= 0 and elapsed >= budget.max_seconds:
+                stopped_by = "max_seconds"
+            elif n >= 0 and len(timed) >= budget.min_runs and elapsed >= budget.min_seconds:
+                stopped_by = "min_runs_and_min_seconds"
+        if stopped_by:
+            share = hostload.foreign_share(cpu, hostload.snapshot(ours)) if timed else None
+            return np.array(timed).reshape(len(timed), len(rows)), {
+                "stopped_by": stopped_by, "seconds": round(time.perf_counter() - start, 3),
+                "warmup_rounds": budget.warmup_runs, "foreign_cpu": None if share is None else round(share, 4)}
     raise AssertionError("unreachable")
+
+
+def _round(rows, results, children: dict[int, Resident], budget: BudgetConfig, n: int) -> np.ndarray:
+    """One inference of every live row, in the order rotated by `n`; a row that fails leaves the session."""
+    sample = np.full(len(rows), np.nan)
+    for i in np.roll(np.arange(len(rows)), n):
+        if i not in children:
+            continue
+        time.sleep(PAUSE_S)
+        try:
+            sample[i] = children[i].ask("run", budget.timeout_s) / 1e6
+        except ChildFailed as e:
+            _failed(rows[i], results[i], str(e))
+            del children[i]
+    return sample
 
 
 def _stop(child: Resident, result: LatencyResult, timeout_s: float) -> None:
@@ -259,6 +271,7 @@ def _fill(row: LatencyResult, ms: np.ndarray, ratios: np.ndarray, batch: int, fl
     for key, value in summarize(samples / 1e3, batch=batch, flops=flops, noisy_iqr_ratio=noisy_iqr_ratio).items():
         setattr(row, key, value)
     row.warmup_runs = meta["warmup_rounds"]
+    row.foreign_cpu = meta["foreign_cpu"]
     row.extra.update(stopped_by=meta["stopped_by"], steady_seconds=meta["seconds"], paired=True,
                      samples_ms=[round(float(v), 4) for v in samples])
     if ratios.size:

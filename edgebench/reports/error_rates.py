@@ -27,7 +27,7 @@ from edgebench.benchmarks.paired import Rounds
 from edgebench.benchmarks.stats import block_stability, median_interval
 from edgebench.config import DEFAULT_MIN_STABILITY, HistoryConfig
 from edgebench.records import PASSED
-from edgebench.reports.regressions import ratio_verdict
+from edgebench.reports.regressions import RatioVerdict, busy, ratio_verdict
 
 SLOWED = re.compile(r"^(?P<label>.+)-slow(?P<pct>\d+)$")  # "onnx fp32 onnxruntime-slow10" -> the series, 10 %
 START = datetime(2027, 1, 1, 2, 0, tzinfo=timezone.utc)
@@ -41,6 +41,7 @@ class Rates:
     aa_trials: int
     detected: dict[int, int]  # slowdown in % -> nights flagged
     ab_trials: dict[int, int]
+    aa_judged: int = 0  # A/A series-nights that got a verdict (enough stable, quiet baseline nights; tonight quiet)
 
     @property
     def false_alarm_rate(self) -> float:
@@ -71,7 +72,7 @@ def night_stats(rounds: Rounds, column: int, draw: np.ndarray, min_stability: fl
     ratio, low, high = median_interval(ratios)
     stability = block_stability(ratios)
     return {"p50_ms": p50, "iqr_ms": q75 - q25, "ratio_vs_eager": ratio, "ratio_low": low, "ratio_high": high,
-            "stability": stability, "stable": stability >= min_stability}
+            "stability": stability, "stable": stability >= min_stability, "foreign_cpu": rounds.meta.get("foreign_cpu")}
 
 
 def night_row(stats: dict, series_label: str, night: int) -> dict:
@@ -124,10 +125,12 @@ def simulate(sessions: list[Rounds], configs: list[HistoryConfig], trials: int, 
                                       min_stability)  # fmt: skip
         for r, cfg in zip(rates, configs):
             for pct, night in tonight.items():
-                flagged = sum(flagged_by(cfg, night[label], [h[label] for h in history]) for label in night)
+                verdicts = {label: verdict_of(cfg, night[label], [h[label] for h in history]) for label in night}
+                flagged = sum(v is not None and v.slower(night[label]["ratio_vs_eager"]) for label, v in verdicts.items())
                 if pct == 0:
                     r.false_alarms += flagged
                     r.aa_trials += len(night)
+                    r.aa_judged += sum(v is not None and v.threshold is not None for v in verdicts.values())
                 else:
                     r.detected[pct] += flagged
                     r.ab_trials[pct] += len(night)
@@ -143,15 +146,23 @@ def draw_night(sessions: list[Rounds], labels: dict[str, str], rng: np.random.Ge
     return {dst: night_stats(s, s.labels.index(src), draw, min_stability) for src, dst in labels.items()}
 
 
-def flagged_by(cfg: HistoryConfig, tonight: dict, history: list[dict]) -> bool:
-    """The finder's verdict on tonight's ratio against the last `baseline_nights` stable nights of `history`."""
-    nights = [h for h in history if h["stable"]][-cfg.baseline_nights:]
+def verdict_of(cfg: HistoryConfig, tonight: dict, history: list[dict]) -> RatioVerdict | None:
+    """The finder's verdict on tonight's ratio against the last `baseline_nights` stable nights of `history`
+    that other processes left alone; None when tonight's own timing was busy or no night qualifies."""
+    if busy([tonight["foreign_cpu"]], cfg)[0]:
+        return None
+    nights = [h for h in history if h["stable"] and not busy([h["foreign_cpu"]], cfg)[0]][-cfg.baseline_nights:]
     if not nights:
-        return False
+        return None
     past = {c: np.array([h[c] for h in nights]) for c in ("ratio_vs_eager", "ratio_low", "ratio_high")}
-    verdict = ratio_verdict(tonight["ratio_vs_eager"], tonight["ratio_low"], tonight["ratio_high"],
-                            past["ratio_vs_eager"], past["ratio_low"], past["ratio_high"], cfg)  # fmt: skip
-    return verdict.slower(tonight["ratio_vs_eager"])
+    return ratio_verdict(tonight["ratio_vs_eager"], tonight["ratio_low"], tonight["ratio_high"],
+                         past["ratio_vs_eager"], past["ratio_low"], past["ratio_high"], cfg)  # fmt: skip
+
+
+def flagged_by(cfg: HistoryConfig, tonight: dict, history: list[dict]) -> bool:
+    """Whether the finder calls tonight's ratio a regression."""
+    verdict = verdict_of(cfg, tonight, history)
+    return verdict is not None and verdict.slower(tonight["ratio_vs_eager"])
 
 
 def history_config(regression_pct: float, noise_k: float, base: HistoryConfig | None = None) -> HistoryConfig:
@@ -165,5 +176,6 @@ def rates_table(rates: list[Rates], configs: list[HistoryConfig]) -> pd.DataFram
     for r, cfg in zip(rates, configs):
         records.append({"regression_pct": cfg.regression_pct, "noise_k": cfg.noise_k,
                         "false_alarm_rate": r.false_alarm_rate, "aa_series_nights": r.aa_trials,
+                        "judged": r.aa_judged / r.aa_trials if r.aa_trials else float("nan"),
                         **{f"detect_{pct}pct": r.detection_rate(pct) for pct in sorted(r.detected)}})
     return pd.DataFrame(records)

@@ -16,6 +16,7 @@ from edgebench.reports.rows import FAILED_STATUSES, SERIES, coerce
 REGRESSION, SPEEDUP, PARITY_DRIFT, BROKE, FIXED = "regression", "speedup", "parity_drift", "broke", "fixed"
 ACCURACY_DRIFT = "accuracy_drift"
 NEW_HOST = "new_host"  # the host's CPU, ISA flags or threads changed: ratios start a new baseline
+HOST_BUSY = "host_busy"  # other processes took a share of the CPU while timing: ratios not judged
 ERROR, WARNING, INFO = "error", "warning", "info"
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 _NO_LATENCY = (EXPORT_FAILED, OUT_OF_MEMORY, RUNTIME_FAILED)  # no trustworthy p50 to judge
@@ -76,7 +77,7 @@ def evaluate(tonight: pd.DataFrame, history: pd.DataFrame | None, cfg: HistoryCo
         findings += _parity_drift(row, key, h[h["status"] == PASSED].tail(cfg.baseline_nights), cfg)
         findings += _accuracy_drift(row, key, h[h["status"] == PASSED].tail(cfg.baseline_nights), cfg)
         findings += _status_change(row, key, h)
-    findings += _host_changes(df, past)
+    findings += _host_changes(df, past) + _busy_hosts(df, cfg)
     findings.sort(key=lambda f: (SEVERITY_ORDER.get(f.severity, 9), f.kind, f.series))
     return df, findings
 
@@ -161,10 +162,17 @@ def _latency(df, i, row, key, passed: pd.DataFrame, cfg: HistoryConfig) -> list[
     return []
 
 
-def ratio_baseline(passed: pd.DataFrame, host_key: str, nights: int) -> pd.DataFrame:
-    """The nights a paired ratio is compared with: passed, stable, timed on a host of the same key; the last `nights`."""
-    ok = passed["ratio_vs_eager"].notna() & (passed["host_key"] == host_key) & passed["stable"].fillna(True)
-    return passed[ok.astype(bool)].tail(nights)
+def ratio_baseline(passed: pd.DataFrame, host_key: str, cfg: HistoryConfig) -> pd.DataFrame:
+    """The nights a paired ratio is compared with: passed, stable, timed on a host of the same key that other
+    processes left alone; the last `baseline_nights`."""
+    ok = (passed["ratio_vs_eager"].notna() & (passed["host_key"] == host_key) & passed["stable"].fillna(True)
+          & ~busy(passed["foreign_cpu"], cfg))  # fmt: skip
+    return passed[ok.astype(bool)].tail(cfg.baseline_nights)
+
+
+def busy(foreign_cpu, cfg: HistoryConfig):
+    """Whether other processes took more of the CPU than max_foreign_cpu while timing (unknown: not busy)."""
+    return pd.Series(foreign_cpu, dtype=float).fillna(0.0).to_numpy() > cfg.max_foreign_cpu
 
 
 @dataclass(frozen=True)
@@ -197,10 +205,14 @@ def ratio_verdict(ratio: float, low: float, high: float, past: np.ndarray, past_
 
 def _ratio(df, i, row, key, passed: pd.DataFrame, cfg: HistoryConfig, context: str) -> list[Finding]:
     """Tonight's ratio to eager against the baseline nights' median: worse by more than the threshold and the noise."""
-    nights = ratio_baseline(passed, row["host_key"], cfg.baseline_nights)
+    nights = ratio_baseline(passed, row["host_key"], cfg)
     if nights.empty:
         return []
     ratio = float(row["ratio_vs_eager"])
+    if busy([row["foreign_cpu"]], cfg)[0]:  # said once per model and device (_busy_hosts); no verdict
+        df.at[i, "baseline_ratio"] = float(np.median(nights["ratio_vs_eager"]))
+        df.at[i, "delta_ratio_pct"] = (ratio / df.at[i, "baseline_ratio"] - 1.0) * 100.0
+        return []
     v = ratio_verdict(ratio, row["ratio_low"], row["ratio_high"], *(nights[c].to_numpy(dtype=float) for c in
                       ("ratio_vs_eager", "ratio_low", "ratio_high")), cfg)  # fmt: skip
     df.at[i, "baseline_ratio"] = v.baseline
@@ -215,6 +227,18 @@ def _ratio(df, i, row, key, passed: pd.DataFrame, cfg: HistoryConfig, context: s
     if v.faster(ratio):
         return [Finding(SPEEDUP, key, "faster against eager: " + detail, INFO, ratio, v.baseline)]
     return []
+
+
+def _busy_hosts(df: pd.DataFrame, cfg: HistoryConfig) -> list[Finding]:
+    """One finding per model and device whose paired timing shared the CPU beyond max_foreign_cpu."""
+    out = []
+    timed = df[df["ratio_vs_eager"].notna()]
+    for (model, device), rows in timed[busy(timed["foreign_cpu"], cfg)].groupby(["model", "device"], sort=False):
+        share = float(rows["foreign_cpu"].max())
+        out.append(Finding(HOST_BUSY, (model, "", "", "", device, ""),
+                           f"other processes took {share:.0%} of the host's CPU while its rows were timed (more than "
+                           f"{cfg.max_foreign_cpu:.0%}): tonight's ratios are not judged and are no baseline", WARNING))
+    return out
 
 
 def _host_changes(df: pd.DataFrame, past: pd.DataFrame) -> list[Finding]:

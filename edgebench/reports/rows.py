@@ -49,7 +49,7 @@ COLUMNS = [
     "peak_mb", "failure", "failure_detail",
     "float_layers", "speedup_vs_quantized",
     "ratio_vs_eager", "ratio_low", "ratio_high", "baseline_ratio", "delta_ratio_pct",
-    "cold_start_ms", "trimmed_mean_ms", "cv", "stability", "stable", "host_key",
+    "cold_start_ms", "trimmed_mean_ms", "cv", "stability", "stable", "host_key", "foreign_cpu",
 ]  # fmt: skip
 STRING_COLUMNS = ["run_id", "started_at", "model", "weights", "format", "precision", "runtime",
                   "device", "status", "reason", "parity", "top1_drop_ci", "accuracy"]  # fmt: skip
@@ -78,7 +78,7 @@ MIB = 1024 * 1024  # sizes in MiB, as torchvision publishes them ("44.7 MB" for 
 _PARITY_FIELDS = ["max_abs_err", "mean_abs_err", "cosine", "psnr_db", "top1_agree", "top5_agree"]
 _LATENCY_FIELDS = ["load_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "iqr_ms", "runs",
                    "noisy", "peak_rss_mb", "fps", "trimmed_mean_ms", "cv", "stability",
-                   "ratio_vs_eager", "ratio_low", "ratio_high"]  # fmt: skip
+                   "ratio_vs_eager", "ratio_low", "ratio_high", "foreign_cpu"]  # fmt: skip
 
 # format -> runtime names that can execute it: a mapping, or a callable such as
 # lambda f: [r.name for r in edgebench.runtimes.registry.runtimes_for(f)]

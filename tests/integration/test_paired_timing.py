@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -46,6 +47,7 @@ def test_known_ratios_and_failures_that_leave_the_other_rows_alone(tmp_path):
         assert r.load_ms is not None and r.first_ms is not None and r.peak_rss_mb > 0 and r.stability > 0
         assert r.trimmed_mean_ms == pytest.approx(r.p50_ms, rel=0.2) and 0 <= r.cv < 0.5
     assert isolation.live_children() == []
+    assert 0 <= rounds.meta["foreign_cpu"] <= 1 and all(r.foreign_cpu == rounds.meta["foreign_cpu"] for r in (eager, slow))
 
     path = tmp_path / "rounds.json"
     rounds.save(path)
@@ -80,3 +82,31 @@ def test_a_stop_kills_every_loaded_child_and_leaves_none_defunct(tmp_path):
         assert not [p for p in pids if psutil.pid_exists(p)]  # ended and reaped
     finally:
         isolation.allow_children()
+
+
+def test_the_foreign_share_counts_other_processes_cpu_and_not_ours():
+    """Checked with CPU time we know, so other jobs on the host cannot make it fail: our own burn is ours,
+    and a neighbour's (children not in the list) is in the foreign part, however busy the host is."""
+    import resource
+    import subprocess
+    import sys
+
+    from edgebench.benchmarks import hostload
+
+    start = hostload.snapshot([os.getpid()])
+    end_time = time.process_time() + 1.0
+    while time.process_time() < end_time:  # one CPU second of our own
+        pass
+    mid = hostload.snapshot([os.getpid()])
+    assert mid.ours - start.ours == pytest.approx(1.0, abs=0.1)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    burner = subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 1.5\n"
+                             "while time.process_time() < end: pass"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    end = hostload.snapshot([os.getpid()])
+    neighbour = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert burner.returncode == 0 and neighbour >= 1.4
+    foreign_seconds = (end.host_busy - mid.host_busy) - (end.ours - mid.ours)
+    assert foreign_seconds >= 0.9 * neighbour  # the neighbour's CPU is foreign (others can only add to it)
+    share = hostload.foreign_share(mid, end)
+    assert 0 < share <= 1 and hostload.foreign_share(end, end) is None

@@ -35,8 +35,8 @@ def test_a_sane_finder_is_rarely_wrong_and_a_zero_threshold_cries_wolf():
     assert sane.false_alarm_rate <= 0.05 and sane.detection_rate(20) >= 0.9
     assert wolf.false_alarm_rate >= 0.3  # negative control: every wobble above the median is an alarm
     table = rates_table([sane, wolf], configs)
-    assert list(table.columns) == ["regression_pct", "noise_k", "false_alarm_rate", "aa_series_nights", "detect_10pct",
-                                   "detect_20pct"]
+    assert list(table.columns) == ["regression_pct", "noise_k", "false_alarm_rate", "aa_series_nights", "judged",
+                                   "detect_10pct", "detect_20pct"]
 
 
 def test_the_simulation_judges_as_the_finder_does():

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from edgebench.config import HistoryConfig
-from edgebench.reports.regressions import NEW_HOST, REGRESSION, evaluate, ratio_noise
+from edgebench.reports.regressions import HOST_BUSY, NEW_HOST, REGRESSION, evaluate, ratio_noise
 from edgebench.reports.rows import flatten
 from tests.synthetic_runs import PAIRED_HOST, SERIES_P50, synthetic_run
 
@@ -15,12 +15,13 @@ DRIFT = [0.0, 0.35, -0.2, 0.3, -0.25, 0.1, -0.3, 0.4]  # the whole host's speed,
 OTHER_HOST = {"cpu": "Synthetic EPYC", "isa": ["avx2", "fma"]}
 
 
-def paired_nights(ratios: list[float | None], drift=DRIFT, hosts=None, stability=None, halfwidth=0.02):
+def paired_nights(ratios: list[float | None], drift=DRIFT, hosts=None, stability=None, halfwidth=0.02, foreign=None):
     """History and tonight: every row's p50 moves with the host drift; ORT's ratio is `ratios[n]` (None: p50 / eager)."""
     frames = []
     for n, ratio in enumerate(ratios):
         p50 = {k: v * (1 + drift[n % len(drift)]) for k, v in SERIES_P50.items() if v}
-        o = {"ratio_halfwidth": halfwidth, "stability": (stability or {}).get(n, 90.0)}
+        o = {"ratio_halfwidth": halfwidth, "stability": (stability or {}).get(n, 90.0),
+             "foreign_cpu": (foreign or {}).get(n, 0.01)}
         if ratio is not None:
             o["ratio"] = ratio
             p50[ORT] = p50[("pytorch", "fp32", "torch")] * ratio
@@ -105,3 +106,18 @@ def test_too_few_stable_nights_give_a_baseline_but_no_verdict():
     history, tonight = paired_nights([1.1, 1.1, 2.0])
     df, findings = evaluate(tonight, history, HistoryConfig(min_baseline_nights=3))
     assert ort(df)["baseline_ratio"] == pytest.approx(1.1) and regressions(findings) == []
+
+
+def test_a_night_on_a_busy_host_is_neither_judged_nor_a_baseline():
+    # tonight other processes took 40 % of the CPU while timing: its 1.4x is not judged, one warning says why
+    history, tonight = paired_nights([1.1] * 7 + [1.4], foreign={7: 0.40})
+    df, findings = evaluate(tonight, history, HistoryConfig())
+    assert regressions(findings) == [] and ort(df)["baseline_ratio"] == pytest.approx(1.1)
+    (busy,) = [f for f in findings if f.kind == HOST_BUSY]
+    assert busy.severity == "warning" and "40%" in busy.message
+    # negative control: the same night with the host to itself is a regression
+    assert len(regressions(evaluate(*reversed(paired_nights([1.1] * 7 + [1.4])), HistoryConfig())[1])) == 1
+    # busy nights at 1.4x are no baseline: tonight's 1.4x on a quiet host is still judged against 1.1x
+    history, tonight = paired_nights([1.1] * 4 + [1.4] * 4, foreign={4: 0.3, 5: 0.3, 6: 0.3})
+    df, findings = evaluate(tonight, history, HistoryConfig())
+    assert ort(df)["baseline_ratio"] == pytest.approx(1.1) and len(regressions(findings)) == 1

@@ -32,7 +32,7 @@ EXPECTED += ["gmacs", "pct_of_peak"]  # the host's limit (issue 27)
 EXPECTED += ["peak_mb", "failure", "failure_detail"]  # the zoo (issue 28): child memory, failure class
 EXPECTED += ["float_layers", "speedup_vs_quantized"]  # repair (issue 24)
 EXPECTED += ["ratio_vs_eager", "ratio_low", "ratio_high", "baseline_ratio", "delta_ratio_pct", "cold_start_ms",
-             "trimmed_mean_ms", "cv", "stability", "stable", "host_key"]  # paired timing, stability (issue 26)
+             "trimmed_mean_ms", "cv", "stability", "stable", "host_key", "foreign_cpu"]  # paired timing (issue 26)
 
 
 def _run(**kw) -> RunData:
