@@ -17,7 +17,7 @@ The verdict is the finder's own rule (`regressions.ratio_verdict` on the last st
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -42,6 +42,7 @@ class Rates:
     detected: dict[int, int]  # slowdown in % -> nights flagged
     ab_trials: dict[int, int]
     aa_judged: int = 0  # A/A series-nights that got a verdict (enough stable, quiet baseline nights; tonight quiet)
+    ab_judged: dict[int, int] = field(default_factory=dict)  # A/B series-nights that got a verdict, per slowdown
 
     @property
     def false_alarm_rate(self) -> float:
@@ -49,6 +50,10 @@ class Rates:
 
     def detection_rate(self, pct: int) -> float:
         return self.detected[pct] / self.ab_trials[pct] if self.ab_trials.get(pct) else float("nan")
+
+    def judged_detection_rate(self, pct: int) -> float:
+        """Detections among the A/B nights that got a verdict (a busy or unstable night gets none)."""
+        return self.detected[pct] / self.ab_judged[pct] if self.ab_judged.get(pct) else float("nan")
 
 
 def slowed_of(labels: list[str]) -> dict[str, tuple[str, int]]:
@@ -115,7 +120,8 @@ def simulate(sessions: list[Rounds], configs: list[HistoryConfig], trials: int, 
     slowed = {k: v for k, v in slowed_of(timed).items() if v[0] in series}
     levels = sorted({pct for _, pct in slowed.values()})
     history_nights = 2 * max(c.baseline_nights for c in configs)
-    rates = [Rates(0, 0, dict.fromkeys(levels, 0), dict.fromkeys(levels, 0)) for _ in configs]
+    rates = [Rates(0, 0, dict.fromkeys(levels, 0), dict.fromkeys(levels, 0), 0, dict.fromkeys(levels, 0))
+             for _ in configs]
     for _ in range(trials):
         history = [draw_night(sessions, {label: label for label in series}, rng, min_stability)
                    for _ in range(history_nights)]  # fmt: skip
@@ -127,13 +133,15 @@ def simulate(sessions: list[Rounds], configs: list[HistoryConfig], trials: int, 
             for pct, night in tonight.items():
                 verdicts = {label: verdict_of(cfg, night[label], [h[label] for h in history]) for label in night}
                 flagged = sum(v is not None and v.slower(night[label]["ratio_vs_eager"]) for label, v in verdicts.items())
+                judged = sum(v is not None and v.threshold is not None for v in verdicts.values())
                 if pct == 0:
                     r.false_alarms += flagged
                     r.aa_trials += len(night)
-                    r.aa_judged += sum(v is not None and v.threshold is not None for v in verdicts.values())
+                    r.aa_judged += judged
                 else:
                     r.detected[pct] += flagged
                     r.ab_trials[pct] += len(night)
+                    r.ab_judged[pct] += judged
     return rates
 
 
@@ -177,5 +185,6 @@ def rates_table(rates: list[Rates], configs: list[HistoryConfig]) -> pd.DataFram
         records.append({"regression_pct": cfg.regression_pct, "noise_k": cfg.noise_k,
                         "false_alarm_rate": r.false_alarm_rate, "aa_series_nights": r.aa_trials,
                         "judged": r.aa_judged / r.aa_trials if r.aa_trials else float("nan"),
-                        **{f"detect_{pct}pct": r.detection_rate(pct) for pct in sorted(r.detected)}})
+                        **{f"detect_{pct}pct": r.detection_rate(pct) for pct in sorted(r.detected)},
+                        **{f"detect_{pct}pct_judged": r.judged_detection_rate(pct) for pct in sorted(r.detected)}})
     return pd.DataFrame(records)
