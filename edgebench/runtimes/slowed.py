@@ -39,6 +39,10 @@ class SlowedRuntime(Runtime):
         self.inner, self.fraction = inner, fraction
         self.name, self.library, self.measures_speed = inner.name, inner.library, inner.measures_speed
 
+    @property
+    def formats(self) -> frozenset[str]:
+        return self.inner.formats
+
     def unavailable_reason(self) -> str | None:
         return self.inner.unavailable_reason()
 
