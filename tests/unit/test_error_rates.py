@@ -36,7 +36,8 @@ def test_a_sane_finder_is_rarely_wrong_and_a_zero_threshold_cries_wolf():
     assert wolf.false_alarm_rate >= 0.3  # negative control: every wobble above the median is an alarm
     table = rates_table([sane, wolf], configs)
     assert list(table.columns) == ["regression_pct", "noise_k", "false_alarm_rate", "aa_series_nights", "judged",
-                                   "detect_10pct", "detect_20pct"]
+                                   "detect_10pct", "detect_20pct", "detect_10pct_judged", "detect_20pct_judged"]
+    assert sane.judged_detection_rate(20) >= sane.detection_rate(20)  # the judged nights are a subset
 
 
 def test_the_simulation_judges_as_the_finder_does():
