@@ -60,10 +60,12 @@ def fixture_model(folder: Path):
     return resolve_model(str(fx.model_yaml), str(fx.weights)), sorted(fx.dataset.rglob("*.mp4"))[:2]
 
 
-def judge_runtimes(artifact, ref, inputs, reference, tol, threads: int, outputs: Lowest) -> None:
+def judge_runtimes(artifact, ref, inputs, reference, tol, threads: int, outputs: Lowest) -> bool:
+    """Every runtime of the format (LiteRT with and without XNNPACK); True when a row failed."""
     from edgebench.parity.check import check_parity
     from edgebench.runtimes.registry import runtimes_for
 
+    failed = False
     for runtime in runtimes_for(artifact.format):
         for options in RUNTIME_VARIANTS.get(runtime.name, [{}]):
             r = check_parity(artifact, runtime.name, ref, inputs, reference, tol, threads, options or None)
@@ -74,12 +76,15 @@ def judge_runtimes(artifact, ref, inputs, reference, tol, threads: int, outputs:
                 continue
             outputs.add(r.psnr_db, where)
             if r.status != "passed":
+                failed = True
                 outputs.failed.append(f"{where}: {r.reason[:200]}")
             print(f"  {label:28s} max abs {r.max_abs_err:.2e}  psnr {r.psnr_db:6.1f} dB  1-cos {1 - r.cosine:.1e}  "
                   f"top1 {r.top1_agree:.2f}  -> {r.status}")
+    return failed
 
 
-def layer_figures(artifact, ref, inputs, cfg, layers: Lowest) -> None:
+def layer_figures(artifact, ref, inputs, cfg, layers: Lowest, failed: bool) -> None:
+    """The artifact's per-layer table: its lowest SQNR and largest jump; for a failing file, its culprit."""
     from edgebench.parity.localize import first_clip, localize
 
     try:
@@ -96,6 +101,8 @@ def layer_figures(artifact, ref, inputs, cfg, layers: Lowest) -> None:
     print(f"  layers: {len(loc.layers)} paired {loc.mapping}, unmatched {len(loc.unmatched)}; lowest SQNR "
           f"{worst.sqnr_db:.1f} dB at {worst.name}; largest jump {jump.jump:.3g}x at {jump.name}; "
           f"{'a layer jumps: ' + blamed if blamed else 'no layer jumps'} ({loc.seconds:.0f} s)")
+    if failed:
+        print(f"  failing rows blamed on: {loc.summary(failed=True)}")
 
 
 def main() -> None:
@@ -129,9 +136,9 @@ def main() -> None:
                     print(f"{ref.name} {fmt} {precision}: {a.status} {a.reason[:150]}", flush=True)
                     if not a.ok:
                         continue
-                    judge_runtimes(a, ref, inputs, reference, cfg.parity.tolerances[precision], args.threads,
-                                   outputs[precision])
-                    layer_figures(a, ref, inputs, cfg, layers[precision])
+                    failed = judge_runtimes(a, ref, inputs, reference, cfg.parity.tolerances[precision],
+                                            args.threads, outputs[precision])
+                    layer_figures(a, ref, inputs, cfg, layers[precision], failed)
     print("\nper precision: lowest output PSNR (worst clip) and lowest layer SQNR (first clip) of correct files")
     for precision in precisions:
         o, lay = outputs[precision], layers[precision]

@@ -136,10 +136,11 @@ class ParityConfig(Strict):
     seed: int = 0
     video: str | None = None  # its clips come from the model's sampler (preprocess.sampling)
     video_clips: int = Field(2, ge=1)
-    # Measured and argued in docs/parity.md: fp32 runtimes reach 134-141 dB, fp16 Core ML programs 75-77 dB;
-    # single-weight conversion bugs land at 35-63 dB. fp16 has no top-1 gate: a near-tie may flip legitimately.
+    # Measured and argued in docs/parity.md (benchmarks/noise_floors.py): correct fp32 files of three torchvision
+    # models and a trained fixture reach 129-147 dB on every runtime (193-207 identical), fp16 Core ML programs
+    # 75-77 dB; one wrong weight lands at 35-90 dB. fp16 has no top-1 gate: a near-tie may flip legitimately.
     tolerances: dict[str, Tolerance] = {
-        "fp32": Tolerance(max_abs_err=1e-3, min_psnr_db=80.0, min_top1_agree=1.0),
+        "fp32": Tolerance(max_abs_err=1e-3, min_psnr_db=100.0, min_top1_agree=1.0),
         "fp16": Tolerance(min_cosine=0.99999, min_psnr_db=60.0),
         # Reduced precision, measured on real clips against injected quantization bugs (docs/parity.md).
         # Correct int8 / w8a16 / w8 on real clips: 41-43 dB, 1 - cosine 3e-4; a x2 scale, a BGR stem, garbage
@@ -164,7 +165,7 @@ class LocalizeConfig(Strict):
     timeout_s: float = Field(300.0, gt=0)  # hard timeout of the localization child
     jump_factor: float = Field(10.0, gt=1)  # a layer diverges when its rel err is this many times the worst before
     # ... and above this relative L2 error per precision (fp32 rounding stays under 1e-5 through mc3_18)
-    rel_floor: dict[str, float] = {"fp32": 1e-4, "fp16": 1e-2, "int8": 0.1, "w8": 0.05, "w8a16": 0.05}
+    rel_floor: dict[str, float] = {"fp32": 1e-5, "fp16": 1e-2, "int8": 0.1, "w8": 0.05, "w8a16": 0.05}
 
 
 class ExternalArtifactConfig(Strict):

@@ -72,6 +72,8 @@ class Localization:
     def summary(self, failed: bool = True) -> str:
         """One line for a row's reason."""
         name, rule = self.blame(failed)
+        if not self.layers:
+            return f"no reference layer paired with an artifact tensor ({len(self.unmatched)} unmatched)"
         if not name:
             worst = self.layer(self.largest_jump)
             tail = f"; largest jump at {self.largest_jump} ({worst.jump:.3g}x)" if worst else ""

@@ -114,3 +114,10 @@ def test_passing_rows_are_localized_only_with_all_rows():
     assert should_localize(failed, LocalizeConfig()) and not should_localize(passed, LocalizeConfig())
     assert should_localize(passed, LocalizeConfig(all_rows=True))
     assert not should_localize(passed, LocalizeConfig(all_rows=True, auto=False))
+
+
+def test_a_table_that_paired_nothing_says_so():
+    loc = _localization([], floor=1e-4)
+    loc.unmatched = ["model.stem.0", "model.fc"]
+    assert loc.blame(failed=True) == ("", "")
+    assert loc.summary() == "no reference layer paired with an artifact tensor (2 unmatched)"

@@ -129,3 +129,22 @@ def test_bounds_left_unset_are_not_checked():
     ref = {"logits": _ref()}
     v = judge({"logits": ref["logits"] + np.float32(0.5)}, ref, "fp16", Tolerance(min_top1_agree=1.0))
     assert v.status == PASSED
+
+
+def _at_psnr(ref: np.ndarray, db: float) -> np.ndarray:
+    """`ref` plus noise whose per-clip PSNR (max|ref| peak, rmse) is `db`."""
+    noise = np.random.default_rng(1).standard_normal(ref.shape)
+    noise /= np.sqrt((noise**2).reshape(len(ref), -1).mean(axis=1)).reshape(-1, 1, 1)
+    peak = np.abs(ref).reshape(len(ref), -1).max(axis=1).reshape(-1, 1, 1)
+    return (ref + noise * peak * 10 ** (-db / 20)).astype(np.float32)
+
+
+def test_default_fp32_bound_fails_the_one_weight_defect_that_80_db_passed():
+    """Issue 23: a wrong weight measured 90 dB at the output; correct files measure 129 dB and up."""
+    from edgebench.config import ParityConfig
+
+    tol = ParityConfig().tolerances["fp32"]
+    ref = {"logits": _ref()}  # logits of a few units: the max abs cap (1e-3) is not what decides
+    assert judge({"logits": _at_psnr(ref["logits"], 129)}, ref, "fp32", tol).status == PASSED
+    v = judge({"logits": _at_psnr(ref["logits"], 90)}, ref, "fp32", tol)
+    assert v.status == PARITY_FAILED and v.reason.startswith("psnr_db 90.0 < 100"), v.reason

@@ -32,8 +32,9 @@ NO_ID = 0xFFFFFFFF  # XNN_INVALID_VALUE_ID
 _NHWC_MAKERS = {"XNNConv2d", "XNNDepthwiseConv2d", "XNNConvTranspose2d", "XNNMaxPooling2d", "XNNAvgPooling2d",
                 "XNNGlobalAvgPooling2d", "XNNArgMaxPooling2d"}
 _TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
-_DTYPES = {"xnn_datatype_fp32": ("FLOAT", np.float32), "xnn_datatype_fp16": ("HALF", np.float16),
-           "xnn_datatype_qint8": ("CHAR", np.int8), "xnn_datatype_quint8": ("BYTE", np.uint8)}
+# XNNPACK value datatype -> the ExecuTorch scalar type of the method output it is written to
+_SCALAR_TYPES = {"xnn_datatype_fp32": "FLOAT", "xnn_datatype_fp16": "HALF", "xnn_datatype_qint8": "CHAR",
+                 "xnn_datatype_quint8": "BYTE"}
 
 
 @dataclass
@@ -146,21 +147,22 @@ def _tap_delegate(rewriter: _Rewriter, call, graph: dict, scopes: dict, d: int) 
             continue
         value = values[out]
         tensor = _tensor(value)
-        if tensor["datatype"] not in _DTYPES:
+        if tensor["datatype"] not in _SCALAR_TYPES:
             continue
         quant = value["xvalue_union"].get("quant_params") if value["xvalue_union_type"] == "XNNQuantizedTensorValue" else None
         if quant is not None and "zero_point" not in quant:
             continue  # per-channel / dynamic parameters: only weights and dynamic activations use them
         tap = _Tap(f"delegate{d}:{out}", kind, _scope(scopes, [node["debug_handle"]]), fused,
                    out in nhwc and tensor["num_dims"] == 4, quant and quant["scale"], quant["zero_point"] if quant else 0)
-        if tensor["flags"] & EXTERNAL_OUTPUT:  # already a delegate output: the method value it is written to
+        if tensor["flags"] & EXTERNAL_OUTPUT:  # already a delegate output: the method value it is written to,
+            tap.nhwc = False  # whose dim order the executor honours
             rewriter.output(call.args[tensor["external_id"]], tap, move=True)
             continue
         tensor["flags"] |= EXTERNAL_OUTPUT
         tensor["external_id"] = graph["num_externs"]  # the delegate call's argument index (XNNExecutor)
         graph["num_externs"] += 1
         graph["output_ids"].append(out)
-        index = rewriter.new_tensor(tensor["dims"], _DTYPES[tensor["datatype"]][0])
+        index = rewriter.new_tensor(tensor["dims"], _SCALAR_TYPES[tensor["datatype"]])
         call.args.append(index)
         rewriter.output(index, tap, move=False)
     return graph
