@@ -1,13 +1,15 @@
 """The noise of correct files, output and per layer: what the fp32 bounds and the per-layer floors are set from.
 
-    .venv/bin/python benchmarks/noise_floors.py [--models resnet_mixed,r3d_18,r2plus1d_18] [--fixture]
-        [--precisions fp32,fp16,int8,w8,w8a16] [--cache DIR] [--videos ../shared/data] [--threads 2]
+    .venv/bin/python benchmarks/noise_floors.py [--models resnet_mixed,r3d_18,r2plus1d_18]
+        [--fixtures bn_maxpool,separable,strided,functional] [--precisions fp32,fp16,int8,w8,w8a16]
+        [--cache DIR] [--videos ../shared/data] [--threads 2]
 
 Every format x precision of the list that a converter makes (export cache in --cache) of every model at its
-full input shape, and with --fixture the trained tiny_motion model of tests/evaluation_fixture.py, is run on
-every runtime that executes it over 3 seeded random clips and 2 clips of each video (a fixture: 2 of its own
-videos), and judged against the configured bound; each artifact's per-layer table comes from localization
-(its format's tapping runtime, first clip). Prints one line per (artifact, runtime), one per artifact's
+full input shape is run on every runtime that executes it over 3 seeded random clips and 2 clips of each
+video (calibration: the default seeded random clips), and judged against the configured bound. Each trained
+fixture of tests/trained_fixtures.py is judged on 2 clips of one evaluation video per class and calibrated on
+its own calibration videos (calibration and parity clips of one kind, docs/parity.md). Each artifact's
+per-layer table comes from localization (its format's tapping runtime, first clip). Prints one line per (artifact, runtime), one per artifact's
 layers, and per precision the lowest output PSNR and layer SQNR measured beside the bound and floor
 configured (docs/parity.md). Figures taken while other work loads the machine are the same: noise here is
 arithmetic, not timing.
@@ -52,12 +54,14 @@ class Lowest:
             self.value, self.where = value, where
 
 
-def fixture_model(folder: Path):
-    """The trained tiny_motion model (tests/evaluation_fixture.py) and two of its evaluation videos."""
-    from tests.evaluation_fixture import build_fixture
+def fixture_model(name: str, folder: Path):
+    """A trained fixture of tests/trained_fixtures.py, built in `folder`: its ModelRef, one evaluation video per
+    class (its parity clips) and its calibration folder (a folder per class, other videos)."""
+    from tests.trained_fixtures import build
 
-    fx = build_fixture(folder)
-    return resolve_model(str(fx.model_yaml), str(fx.weights)), sorted(fx.dataset.rglob("*.mp4"))[:2]
+    built = build(name, folder / name)
+    videos = [sorted(d.glob("*.mp4"))[0] for d in sorted(built.dataset.iterdir()) if d.is_dir()]
+    return resolve_model(str(built.model_yaml), str(built.weights)), videos, built.calibration
 
 
 def judge_runtimes(artifact, ref, inputs, reference, tol, threads: int, outputs: Lowest) -> bool:
@@ -111,7 +115,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="resnet_mixed,r3d_18,r2plus1d_18")
-    ap.add_argument("--fixture", action="store_true", help="add the trained tiny_motion model of the tests")
+    ap.add_argument("--fixtures", default="", help="trained fixtures of tests/trained_fixtures.py to add")
     ap.add_argument("--precisions", default="fp32")
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--cache", default="/tmp/edgebench-noise/cache")
@@ -122,17 +126,18 @@ def main() -> None:
     precisions = args.precisions.split(",")
     outputs: dict[str, Lowest] = defaultdict(Lowest)
     layers: dict[str, Lowest] = defaultdict(Lowest)
-    models = [(resolve_model(m), sorted(Path(args.videos).glob("*.mp4"))) for m in args.models.split(",") if m]
+    models = [(resolve_model(m), sorted(Path(args.videos).glob("*.mp4")), None) for m in args.models.split(",") if m]
     with tempfile.TemporaryDirectory() as tmp:
-        if args.fixture:
-            models.append(fixture_model(Path(tmp)))
-        for ref, videos in models:
-            inputs = parity_inputs(ref, videos)
+        models += [fixture_model(name, Path(tmp)) for name in args.fixtures.split(",") if name]
+        for ref, videos, calibration_videos in models:
+            inputs = parity_inputs(ref, videos, random=0 if calibration_videos else 3)
             reference = reference_outputs(ref, inputs, args.threads)
+            calibration = cfg.calibration.model_copy(update={"videos": [str(calibration_videos)]}) \
+                if calibration_videos else cfg.calibration
             for fmt in args.formats.split(","):
                 for precision in precisions:
                     a = export_artifact(ref, fmt, precision, cfg.converter_options.get(fmt), Path(args.cache),
-                                        cfg.export_timeout_s, calibration=cfg.calibration)
+                                        cfg.export_timeout_s, calibration=calibration)
                     print(f"{ref.name} {fmt} {precision}: {a.status} {a.reason[:150]}", flush=True)
                     if not a.ok:
                         continue

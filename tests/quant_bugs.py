@@ -26,16 +26,20 @@ def _init(model, name: str):
     return next(t for t in model.graph.initializer if t.name == name)
 
 
-def onnx_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> None:
-    """One conv's weight scales multiplied by `factor` (its int8 weights kept): the layer's output scaled."""
+def onnx_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> str:
+    """One conv's weight scales multiplied by `factor` (its int8 weights kept): the layer's output scaled.
+    Returns the module path the exporter recorded for that conv."""
     import onnx
     from onnx import numpy_helper
 
+    from edgebench.parity.taps.onnx import node_scope
+
     model = onnx.load(str(src))
-    _, dq = _weight_dq(model, conv_index)
+    conv, dq = _weight_dq(model, conv_index)
     scale = _init(model, dq.input[1])
     scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(factor), scale.name))
     onnx.save(model, str(dst))
+    return node_scope(conv)
 
 
 def onnx_swapped_channel(src: Path, dst: Path, conv_index: int = 8) -> None:
@@ -76,10 +80,13 @@ def onnx_stem_channels_reversed(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def tflite_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> None:
-    """One CONV_2D's per-channel filter scales multiplied by `factor` in the .tflite flatbuffer (int8 weights kept)."""
+def tflite_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> str:
+    """One CONV_2D's per-channel filter scales multiplied by `factor` in the .tflite flatbuffer (int8 weights kept).
+    Returns the module path litert-torch recorded in that conv's output tensor name."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
+
+    from edgebench.parity.taps.tflite import location_path
 
     model = schema.ModelT.InitFromPackedBuf(Path(src).read_bytes(), 0)
     conv_code = schema.BuiltinOperator.CONV_2D
@@ -91,6 +98,8 @@ def tflite_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float 
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     Path(dst).write_bytes(builder.Output())
+    name = graph.tensors[conv.outputs[0]].name
+    return location_path(name.decode() if isinstance(name, bytes) else name)
 
 
 def conv_names(path: Path) -> list[str]:
@@ -151,9 +160,10 @@ def mil_weight_bug(session, kind: str, index: int = 8, factor: float = 2.0) -> s
     return name
 
 
-def executorch_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> int:
+def executorch_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: float = 2.0) -> str:
     """The conv_index-th XNNPACK conv's per-channel filter scales multiplied by `factor` in a .pte (its int8
-    weights kept), written to `dst` with the scopes file beside it; returns that conv's debug handle."""
+    weights kept), written to `dst` with the scopes file beside it; returns that conv's module path."""
+    import json
     import shutil
 
     from edgebench.runtimes.executorch_program import forward_plan, read_pte, scopes_path, xnnpack_graphs
@@ -172,4 +182,47 @@ def executorch_wrong_scale(src: Path, dst: Path, conv_index: int = 8, factor: fl
     data[at:at + len(scales)] = (np.frombuffer(scales, np.float32) * np.float32(factor)).tobytes()
     Path(dst).write_bytes(bytes(data))
     shutil.copy(scopes_path(src), scopes_path(dst))
-    return conv["debug_handle"]
+    return json.loads(scopes_path(src).read_text())["handles"].get(str(conv["debug_handle"]), "")
+
+
+WRONG_SCALE = {"onnx": onnx_wrong_scale, "tflite": tflite_wrong_scale, "executorch": executorch_wrong_scale}
+
+
+def conv_count(path: Path, fmt: str) -> int:
+    """Quantized convs a WRONG_SCALE injector can pick from (its conv_index range)."""
+    if fmt == "onnx":
+        return len(conv_names(path))
+    if fmt == "tflite":
+        from ai_edge_litert import schema_py_generated as schema
+
+        model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+        codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+        return sum(codes[op.opcodeIndex] == schema.BuiltinOperator.CONV_2D for op in model.subgraphs[0].operators)
+    from edgebench.runtimes.executorch_program import read_plan, xnnpack_graphs
+
+    _, payloads = read_plan(path)
+    return sum(n["xnode_union_type"] == "XNNConv2d" for g in xnnpack_graphs(payloads) for n in g["xnodes"])
+
+
+def tflite_conv_layer(path: Path, conv_index: int, module) -> str:
+    """The module path of the conv whose weights the conv_index-th CONV_2D of a .tflite holds, for a file that
+    keeps no module paths (PT2E int8): the reference conv weight (a summed conv: one of its taps) closest in
+    cosine to the CONV_2D's dequantized filter."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from tests.weight_edits import conv_layers
+
+    model = schema.ModelT.InitFromPackedBuf(Path(path).read_bytes(), 0)
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    graph = model.subgraphs[0]
+    conv = [op for op in graph.operators if codes[op.opcodeIndex] == schema.BuiltinOperator.CONV_2D][conv_index]
+    tensor = graph.tensors[conv.inputs[1]]
+    q = np.asarray(model.buffers[tensor.buffer].data, np.uint8).view(np.int8).reshape(tensor.shape)
+    scale = np.asarray(tensor.quantization.scale, np.float32).reshape(-1, 1, 1, 1)
+    weights = (q * scale).transpose(0, 3, 1, 2).ravel()  # OHWI -> OIHW
+
+    def cosine(w: np.ndarray) -> float:
+        return float(w.ravel() @ weights / (np.linalg.norm(w) * np.linalg.norm(weights) + 1e-30))
+
+    scored = [(cosine(w), name) for name, ws in conv_layers(module).items() for w in ws if w.size == weights.size]
+    return max(scored)[1] if scored else ""

@@ -24,6 +24,7 @@ class RefTap:
     kind: str
     value: np.ndarray
     aliases: list[str] = field(default_factory=list)
+    summed: int = 1  # a layer exported as this many convs added up (a lowered Conv3d with summed taps: kt)
 
 
 @dataclass
@@ -146,30 +147,50 @@ def _group(ref_taps: list[RefTap], i: int) -> list[int]:
         t = ref_taps[j]
         if t.kind not in ORDERED_KINDS:
             continue
-        if t.kind != ref_taps[i].kind or t.value.shape != ref_taps[i].value.shape or len(group) == MAX_GROUP:
+        if t.kind != ref_taps[i].kind or t.value.shape != ref_taps[i].value.shape or t.summed > 1 \
+                or len(group) == MAX_GROUP:
             break
         group.append(j)
     return group
 
 
+def _sum_end(ref: RefTap, art_taps: list[ArtifactTap], pos: int) -> int | None:
+    """Where a summed conv's output is: the (summed - 1)-th add after `pos` whose shape fits (its partial convs
+    come first and fit only in part: a tap that reads fewer frames has fewer rows)."""
+    adds = [j for j in range(pos, len(art_taps))
+            if "add" in art_taps[j].kinds and in_ref_layout(art_taps[j].value, ref.value.shape) is not None]
+    return adds[ref.summed - 2] if len(adds) >= ref.summed - 1 else None
+
+
+def _candidates(ref_taps: list[RefTap], i: int, group: list[int], art_taps: list[ArtifactTap],
+                pos: int) -> list[tuple[int, ArtifactTap]]:
+    """The next artifact tensors after `pos` that layers `group` (starting at i) may take, in order."""
+    if ref_taps[i].summed > 1:
+        j = _sum_end(ref_taps[i], art_taps, pos)
+        return [] if j is None else [(j, art_taps[j])]
+    found: list[tuple[int, ArtifactTap]] = []
+    for j in range(pos, len(art_taps)):
+        art = art_taps[j]
+        if ref_taps[i].kind in art.kinds and in_ref_layout(art.value, ref_taps[i].value.shape) is not None:
+            found.append((j, art))
+            if len(found) == len(group):
+                break
+    return found
+
+
 def by_order(ref_taps: list[RefTap], art_taps: list[ArtifactTap]) -> dict[int, Pair]:
-    """Walk both in order: each reference layer takes the next artifact tensor of its kind whose shape agrees.
-    Inside a group of interchangeable layers the assignment with the smallest total error wins (a frozen
-    TorchScript graph computes a downsample before the conv2 beside it)."""
+    """Walk both in order: each reference layer takes the next artifact tensor of its kind whose shape agrees
+    (a summed conv: the add that completes its sum). Inside a group of interchangeable layers the assignment
+    with the smallest total error wins (a frozen TorchScript graph computes a downsample before the conv2
+    beside it)."""
     pairs: dict[int, Pair] = {}
     pos, i = 0, 0
     while i < len(ref_taps):
         if ref_taps[i].kind not in ORDERED_KINDS:
             i += 1
             continue
-        group = _group(ref_taps, i)
-        found: list[tuple[int, ArtifactTap]] = []
-        for j in range(pos, len(art_taps)):
-            art = art_taps[j]
-            if ref_taps[i].kind in art.kinds and in_ref_layout(art.value, ref_taps[i].value.shape) is not None:
-                found.append((j, art))
-                if len(found) == len(group):
-                    break
+        group = [i] if ref_taps[i].summed > 1 else _group(ref_taps, i)
+        found = _candidates(ref_taps, i, group, art_taps, pos)
         if not found:
             i += 1
             continue

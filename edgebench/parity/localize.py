@@ -131,7 +131,8 @@ def reference_taps(module, inputs: dict[str, np.ndarray], input_names: list[str]
             if kind == "block" and id(out) in by_object:
                 by_object[id(out)].aliases.append(name)
                 return
-            tap = RefTap(name, kind, out.detach().clone().float().numpy())  # an in-place leaf (relu_) is its own tap
+            summed = _module.kt if getattr(_module, "summed", False) else 1  # models/lowering.FoldedConv3d
+            tap = RefTap(name, kind, out.detach().clone().float().numpy(), summed=summed)  # an in-place relu_ too
             by_object[id(out)] = tap
             live.append(out)
             taps.append(tap)

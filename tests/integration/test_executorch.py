@@ -163,16 +163,12 @@ def test_an_altered_weight_in_the_pte_is_named(exported, small_ref, inputs, tmp_
 def test_a_wrong_int8_scale_in_the_pte_is_blamed_on_its_layer(exported, small_ref, inputs, reference, tmp_path):
     """One XNNPACK conv's filter scales x2 (tests/quant_bugs.py): parity fails, and localization of the int8
     tensors (dequantized from the XNNPACK values) names that conv; the correct int8 file names none."""
-    import json
-
     from edgebench.config import LocalizeConfig
     from edgebench.parity.localize import first_clip, localize
-    from edgebench.runtimes.executorch_program import scopes_path
     from tests import quant_bugs
 
     path = tmp_path / "scaled.pte"
-    handle = quant_bugs.executorch_wrong_scale(Path(exported["int8"].path), path, conv_index=16)
-    name = json.loads(scopes_path(path).read_text())["handles"][str(handle)]
+    name = quant_bugs.executorch_wrong_scale(Path(exported["int8"].path), path, conv_index=16)
     scaled = replace(exported["int8"], path=str(path))
     assert _check(scaled, small_ref, inputs, reference).status == PARITY_FAILED
     good = localize(exported["int8"], small_ref, first_clip(inputs), LocalizeConfig())

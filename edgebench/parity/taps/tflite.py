@@ -1,5 +1,6 @@
 """TFLite taps: LiteRT's Interpreter with experimental_preserve_all_tensors, builtin kernels only (a
-delegate would compute its partition's tensors out of sight), get_tensor on every op output.
+delegate would compute its partition's tensors out of sight), get_tensor on every op output; int8 tensors
+dequantized with their per-tensor scale and zero point.
 
 Scope: litert-torch names each tensor after its location, `Class_attr` segments joined by `/`
 (`...VideoResNet_model/torch.nn.modules.container.Sequential_layer1/...BasicBlock_0;1`); the first
@@ -61,14 +62,26 @@ def tflite_taps(path: str | Path, inputs: dict[str, np.ndarray]) -> list[Artifac
     for name, detail in interpreter.get_signature_runner().get_input_details().items():
         interpreter.set_tensor(detail["index"], fed(inputs[name], detail))
     interpreter.invoke()
-    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
     fused = _fused_activations(path)
     taps = []
     for op in interpreter._get_ops_details():  # noqa: SLF001 - the only API listing ops with their tensors
         for index in op["outputs"]:
-            value = interpreter.get_tensor(int(index))
-            if value.dtype.kind == "f":
-                name = names.get(int(index), str(index))
-                taps.append(ArtifactTap(name, op["op_name"], value.copy(), location_path(name),
+            detail = details.get(int(index), {"name": str(index)})
+            value = dequantized(interpreter.get_tensor(int(index)), detail)
+            if value is not None:
+                taps.append(ArtifactTap(detail["name"], op["op_name"], value, location_path(detail["name"]),
                                         fused.get(int(op["index"]), "")))
     return taps
+
+
+def dequantized(value: np.ndarray, detail: dict) -> np.ndarray | None:
+    """A float tensor as is; an 8/16-bit one with a per-tensor scale as (q - zero_point) * scale; else None
+    (int32 biases, per-channel weights)."""
+    if value.dtype.kind == "f":
+        return value.copy()
+    quant = detail.get("quantization_parameters") or {}
+    scales, zeros = quant.get("scales", []), quant.get("zero_points", [])
+    if value.dtype not in (np.int8, np.uint8, np.int16) or len(scales) != 1:
+        return None
+    return (value.astype(np.float32) - np.float32(zeros[0])) * np.float32(scales[0])
