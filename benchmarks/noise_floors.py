@@ -1,7 +1,7 @@
 """The noise of correct files, output and per layer: what the fp32 bounds and the per-layer floors are set from.
 
     .venv/bin/python benchmarks/noise_floors.py [--models resnet_mixed,r3d_18,r2plus1d_18]
-        [--fixtures bn_maxpool,separable,strided,functional] [--precisions fp32,fp16,int8,w8,w8a16]
+        [--fixtures tiny_motion,bn_maxpool,...] [--precisions fp32,fp16,int8,w8,w8a16]
         [--cache DIR] [--videos ../shared/data] [--threads 2]
 
 Every format x precision of the list that a converter makes (export cache in --cache) of every model at its
@@ -55,13 +55,21 @@ class Lowest:
 
 
 def fixture_model(name: str, folder: Path):
-    """A trained fixture of tests/trained_fixtures.py, built in `folder`: its ModelRef, one evaluation video per
-    class (its parity clips) and its calibration folder (a folder per class, other videos)."""
-    from tests.trained_fixtures import build
+    """A trained fixture built in `folder`: its ModelRef, one evaluation video per class (its parity clips) and
+    its calibration folder (a folder per class). `tiny_motion` is tests/evaluation_fixture.py's model (calibrated
+    on its evaluation set, which is all it has); other names come from tests/trained_fixtures.py."""
+    if name == "tiny_motion":
+        from tests.evaluation_fixture import build_fixture
 
-    built = build(name, folder / name)
-    videos = [sorted(d.glob("*.mp4"))[0] for d in sorted(built.dataset.iterdir()) if d.is_dir()]
-    return resolve_model(str(built.model_yaml), str(built.weights)), videos, built.calibration
+        fx = build_fixture(folder / name)
+        model_yaml, weights, dataset, calibration = fx.model_yaml, fx.weights, fx.dataset, fx.dataset
+    else:
+        from tests.trained_fixtures import build
+
+        built = build(name, folder / name)
+        model_yaml, weights, dataset, calibration = built.model_yaml, built.weights, built.dataset, built.calibration
+    videos = [sorted(d.glob("*.mp4"))[0] for d in sorted(dataset.iterdir()) if d.is_dir()]
+    return resolve_model(str(model_yaml), str(weights)), videos, calibration
 
 
 def judge_runtimes(artifact, ref, inputs, reference, tol, threads: int, outputs: Lowest) -> bool:
@@ -115,7 +123,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="resnet_mixed,r3d_18,r2plus1d_18")
-    ap.add_argument("--fixtures", default="", help="trained fixtures of tests/trained_fixtures.py to add")
+    ap.add_argument("--fixtures", default="", help="trained fixtures to add: tiny_motion (tests/evaluation_fixture.py) or tests/trained_fixtures.py names")
     ap.add_argument("--precisions", default="fp32")
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--cache", default="/tmp/edgebench-noise/cache")

@@ -1,7 +1,7 @@
 """One weight altered per conv layer, one layer at a time, in real fp32 files: does `edgebench check` fail every
 altered file (exit 1) and does `--localize` name the altered layer; does every correct file pass (issue 23).
 
-    .venv/bin/python benchmarks/weight_sweep.py [--models resnet_mixed] [--fixtures bn_maxpool]
+    .venv/bin/python benchmarks/weight_sweep.py [--models resnet_mixed] [--fixtures tiny_motion]
         [--formats onnx,tflite] [--sample N] [--int8 onnx,tflite,executorch] [--bugs 3]
         [--correct resnet_mixed,r3d_18,r2plus1d_18] [--correct-formats ...] [--cache DIR]
 
@@ -9,7 +9,7 @@ For each model (full input shape) and format, the fp32 artifact comes from the e
 of the form it was exported from (or N spread over the depth with --sample), a copy with the conv's element
 of largest |w| raised by half the tensor's max |w| (tests/weight_edits.py) is checked by the real command,
 `edgebench check FILE --model M --localize` in a child process with the default configuration. --fixtures adds
-trained fixtures of tests/trained_fixtures.py. --int8 does the same for the int8 files of those formats with
+trained fixtures (noise_floors.fixture_model). --int8 does the same for the int8 files of those formats with
 one conv's weight scales x2 (tests/quant_bugs.py), after checking the correct int8 file. With --correct, the
 unaltered fp32 files of those models (and of the fixtures) in --correct-formats are checked the same way and
 must pass. Prints one line per file (exit code, output PSNR, the layer blamed and by which rule) and totals.
@@ -155,7 +155,7 @@ def int8_bugs(model, fmt: str, cfg: PipelineConfig, cache: Path, work: Path, bug
         bad = folder / f"scale-{k}" / Path(a.path).name
         bad.parent.mkdir()
         expected = quant_bugs.WRONG_SCALE[fmt](Path(a.path), bad, conv_index=k) or \
-            quant_bugs.tflite_conv_layer(Path(a.path), k, ref.build(lowered=a.form == LOWERED))  # PT2E keeps no paths
+            quant_bugs.tflite_conv_layer(Path(a.path), k, build_module(ref, lowered=a.form == LOWERED))  # PT2E keeps no paths
         c = check(bad, ref, bad.parent / "out", *args)
         named = same_layer(c.blamed, expected)
         totals["altered"] += 1
@@ -169,7 +169,7 @@ def int8_bugs(model, fmt: str, cfg: PipelineConfig, cache: Path, work: Path, bug
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="resnet_mixed")
-    ap.add_argument("--fixtures", default="", help="trained fixtures of tests/trained_fixtures.py to add")
+    ap.add_argument("--fixtures", default="", help="trained fixtures to add: tiny_motion (tests/evaluation_fixture.py) or tests/trained_fixtures.py names")
     ap.add_argument("--formats", default="onnx,tflite")
     ap.add_argument("--sample", type=int, default=0, help="convs per file, spread over the depth (0: every conv)")
     ap.add_argument("--correct", default="", help="models whose unaltered files must pass (e.g. resnet_mixed,r3d_18)")
