@@ -67,8 +67,15 @@ def info(model: str = ModelOpt, weights: Optional[Path] = WeightsOpt) -> None:
     console.print(f"sampling     {facts['sampling']}" + ("" if facts["sampling_declared"] else
                   " (the default: the model YAML declares no preprocess.sampling; docs/evaluation.md)"))
     console.print(f"weights      {facts['weights']}")
-    why = f" ({facts['form_reason']})" if facts["form_reason"] else ""
-    console.print(f"export form  {facts['form']}{why}; the eager baseline runs the 3d form")
+    why = facts["form_reason"] or "lowered by " + facts["form_driver"]
+    console.print(f"export form  {facts['form']} ({why}); the eager baseline runs the 3d form")
+    if not facts["form_reason"]:
+        if facts["lowered_share"] is not None:
+            console.print(f"lowered      {100 * facts['lowered_share']:.2f} % of the FLOPs, on the folded (N*T, C, H, W) tensor")
+        kept = ", ".join(f"{op} ({why})" for op, why in facts["stayed_3d"].items())
+        console.print(f"stayed 3-D   {kept or 'none: every 3D conv, pool and norm is lowered'}")
+        if facts["unfolded"]:
+            console.print(f"5-D view at  {', '.join(f'{op} x{n}' for op, n in facts['unfolded'].items())}")
     for label, key in (("ops (export)", "op_mix"), ("ops (3d)    ", "op_mix_3d")):
         console.print(f"{label} {', '.join(f'{k} {v}' for k, v in facts[key].items())}")
     for name, entry in catalogue.formats().items():  # what each catalogued format makes of it

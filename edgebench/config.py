@@ -105,6 +105,9 @@ class ModelConfig(Strict):
     source: str  # torchvision:mc3_18 | path/to/file.py:factory | package.module:factory
     weights: str | None = None  # torchvision weights enum member, found in the local torch hub cache
     seed: int = 0
+    # Random weights only: BatchNorm running statistics as initialised (mean 0, var 1) or measured on one seeded
+    # random clip, so activations keep their scale through a deep net (S3D's vanish: its outputs ignored the input).
+    random_batchnorm: Literal["init", "measured"] = "init"
     inputs: list[TensorConfig] = Field(min_length=1)
     outputs: list[TensorConfig] = Field(min_length=1)
     labels: str | list[str] | None = None  # "torchvision", a list, or a text file (one per line)

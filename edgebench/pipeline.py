@@ -30,6 +30,7 @@ from edgebench.external import configured_external
 from edgebench.isolation import use_memory_budget
 from edgebench.models.inputs import load_inputs, make_inputs, save_inputs
 from edgebench.models.io_check import check_output_shapes
+from edgebench.models.registry import expand_models
 from edgebench.parity.check import check_parity_isolated, reference_outputs
 from edgebench.repair.run import RepairOutcome, failing, not_needed, repair_artifact
 from edgebench.repair.trials import TrialSteps
@@ -73,7 +74,7 @@ def narrow_config(config: PipelineConfig, formats: list[str] | None = None, prec
                   runtimes: list[str] | None = None, devices: list[str] | None = None,
                   models: list[str] | None = None, calibration: list[str] | None = None) -> PipelineConfig:
     """The config with the CLI's or the flow's narrowing applied (`calibration`: videos replacing
-    calibration.videos); unknown names are UserErrors."""
+    calibration.videos; models `[all]`: every registered one); unknown names are UserErrors."""
     chosen = dict(config.formats)
     if formats:
         unknown = [f for f in formats if f not in chosen]
@@ -90,8 +91,7 @@ def narrow_config(config: PipelineConfig, formats: list[str] | None = None, prec
         update["runtimes"] = list(runtimes)
     if devices:
         update["devices"] = [d.label for d in parse_devices(devices)]
-    if models:
-        update["models"] = list(models)
+    update["models"] = expand_models(models or config.models)
     if calibration:
         update["calibration"] = config.calibration.model_copy(update={"videos": list(calibration)})
     return config.model_copy(update=update)

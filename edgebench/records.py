@@ -74,6 +74,7 @@ class Artifact:
     outputs: tuple[TensorSpec, ...] = ()
     op_census: dict[str, int] = field(default_factory=dict)
     form: str = ""  # the module exported: "2d-lowered" or "3d" (models/lowering.py); "" for eager / not exported
+    rewrites: tuple[str, ...] = ()  # export-friendly rewrites applied for this format (models/rewrites.py)
     compute_dtypes: dict[str, int] = field(default_factory=dict)  # conv/matmul ops per compute dtype
     calibration: str = ""  # "video:<files> x<clips> <method> <sha256 prefix>", "random ...", "" (none needed)
     float_layers: tuple[str, ...] = ()  # layers an <precision>-mixed file keeps in higher precision (docs/repair.md)

@@ -50,11 +50,11 @@ class ArtifactError(RuntimeError):
 
 def _code_hash(converter: Converter) -> str:
     """sha256 of the converter's module and the export-friendly rewrites: new code, new key."""
-    from edgebench.models import friendly, lowering
+    from edgebench.models import friendly, lowering, lowering_graph, rewrite_ops, rewrites
 
     h = hashlib.sha256()
-    for path in (inspect.getfile(type(converter)), inspect.getfile(friendly), inspect.getfile(lowering)):
-        h.update(Path(path).read_bytes())
+    for module in (type(converter), friendly, lowering, lowering_graph, rewrites, rewrite_ops):
+        h.update(Path(inspect.getfile(module)).read_bytes())
     return h.hexdigest()
 
 
@@ -168,9 +168,11 @@ def _export_job(converter: Converter, ref: ModelRef, precision: str, options: di
     print(f"edgebench: exporting {ref.name} to {converter.format} {precision} with {options}", flush=True)
     from edgebench.models.source import build_module, lowering_report
 
-    model = build_module(ref, lowered=converter.lowered_form)
-    form = lowering_report(ref, converter.lowered_form)
+    model = build_module(ref, lowered=converter.lowered_form, fmt=converter.format)
+    form = lowering_report(ref, converter.lowered_form, converter.format)
     print(f"edgebench: exporting the {form.form} form{f' ({form.reason})' if form.reason else ''}", flush=True)
+    if form.rewrites:
+        print(f"edgebench: export-friendly rewrites: {', '.join(form.rewrites)}", flush=True)
     start = time.perf_counter()
     if calibration is None:
         converter.export(model, ref, precision, options, out_path)
@@ -197,7 +199,8 @@ def _export_job(converter: Converter, ref: ModelRef, precision: str, options: di
         raise ArtifactError(f"mislabelled file: {why}")
     inputs, outputs = _match_io(converter, ref, inputs, outputs)
     return {"export_s": export_s, "op_census": census, "compute_dtypes": dtypes, "inputs": inputs, "outputs": outputs,
-            "files": [p.relative_to(out_path.parent).as_posix() for p in files], "form": form.form}
+            "files": [p.relative_to(out_path.parent).as_posix() for p in files], "form": form.form,
+            "rewrites": tuple(form.rewrites)}
 
 
 # ---------------------------------------------------------------- the parent
@@ -312,7 +315,7 @@ def _finish(base: Artifact, result: dict, work: Path, folder: Path, name: str) -
         base, status=PASSED, path=str(folder / name), size_bytes=sum(p.stat().st_size for p in files),
         sha256=files_sha256(files, folder), export_s=round(result["export_s"], 3),
         inputs=tuple(result["inputs"]), outputs=tuple(result["outputs"]), op_census=dict(result["op_census"]),
-        compute_dtypes=dict(result["compute_dtypes"]), form=result.get("form", ""))
+        compute_dtypes=dict(result["compute_dtypes"]), form=result.get("form", ""), rewrites=result.get("rewrites", ()))
 
 
 # ---------------------------------------------------------------- planning and the table

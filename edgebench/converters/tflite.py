@@ -10,6 +10,7 @@ fails to legalize), measured (docs/converters.md).
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections import Counter
 from dataclasses import replace
@@ -35,6 +36,28 @@ class NamedIO(nn.Module):
         out = self.model(*inputs.values())
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return dict(zip(self.output_names, outs))
+
+
+def named_io(model: nn.Module, input_names: list[str], output_names: list[str]) -> nn.Module:
+    """The module litert-torch converts: inputs by keyword, a dict of named outputs.
+
+    A traced module (the 2D-lowered form is an fx.GraphModule) gets the names in its own graph instead of a
+    NamedIO around it: torch.export keeps the module path of each op (`nn_module_stack`, which litert-torch
+    writes into tensor names and localization reads) only for a GraphModule at the root; inside another
+    module it would record the leaf module alone.
+    """
+    from torch import fx
+
+    if not isinstance(model, fx.GraphModule) or type(model.graph._codegen) is not fx.graph.CodeGen:  # noqa: SLF001
+        return NamedIO(model, output_names)  # a plain module, or an exported program's (PT2E int8: pytree I/O)
+    named = fx.GraphModule(model, copy.deepcopy(model.graph), class_name=type(model).__name__)
+    for node, name in zip([n for n in named.graph.nodes if n.op == "placeholder"], input_names):
+        node.target = name
+    out = next(n for n in named.graph.nodes if n.op == "output")
+    values = out.args[0] if isinstance(out.args[0], (tuple, list)) else (out.args[0],)
+    out.args = (dict(zip(output_names, values)),)
+    named.recompile()
+    return named
 
 
 COMPUTE_OPS = frozenset({"CONV_2D", "CONV_3D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
@@ -77,7 +100,7 @@ class TFLiteConverter(Converter):
         if precision == "int8":
             model, extra["quant_config"] = pt2e_int8(model, example, [c[ref.inputs[0].name] for c in calibration or []],
                                                      options.get("float_layers", ()))
-        wrapped = NamedIO(model, [t.name for t in ref.outputs]).eval()
+        wrapped = named_io(model, [t.name for t in ref.inputs], [t.name for t in ref.outputs]).eval()
         edge = litert_torch.convert(wrapped, sample_kwargs={ref.inputs[0].name: example},
                                     strict_export=options["strict_export"], **extra)
         edge.export(str(out))

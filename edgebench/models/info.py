@@ -45,13 +45,19 @@ def model_info(ref: ModelRef) -> dict:
 
 
 def export_form(ref: ModelRef) -> dict:
-    """The form artifacts are exported in (2d-lowered or 3d, and why), with the op mix of both forms."""
+    """The form artifacts are exported in (2d-lowered or 3d, and why), the share of FLOPs that runs lowered,
+    the 3D ops kept as they are and where the folded tensor went back to 5-D, with the op mix of both forms."""
     report = lowering_report(ref)
     lowered = build_module(ref, lowered=True)
     return {
         "form": report.form,
-        "form_reason": report.reason or "; ".join(f"{name} {why}" for name, why in report.kept.items()),
+        "form_reason": report.reason,
+        "form_driver": {"graph": "the graph driver", "modules": "the module swap"}.get(report.driver, "")
+                       + (f", {report.driver_note}" if report.driver_note else ""),
         "form_max_abs_diff": report.max_abs_diff,
+        "lowered_share": report.lowered_share,
+        "stayed_3d": dict(report.kept),
+        "unfolded": dict(report.unfolded),
         "op_mix": op_mix(lowered),
         "op_mix_3d": op_mix(build_module(ref)),
     }

@@ -22,6 +22,7 @@ from torch import nn
 from edgebench.catalogue import LOWERED, THREE_D
 from edgebench.models.friendly import GlobalMean
 
+NO_3D = "no 3D convolution or pool runs in the forward pass"
 RTOL = 1e-4  # max |lowered - 3d| allowed, relative to max |3d output|: fp32 reordering is ~1e-7
 
 _ROWS = [False]  # True inside rows_layout(): the static-batch path runs in eager too (the build-time check)
@@ -59,6 +60,23 @@ def unfold(x: torch.Tensor, frames: int) -> torch.Tensor:
     return x.unflatten(0, (-1, frames)).transpose(1, 2)
 
 
+def fold_constant(c: torch.Tensor) -> torch.Tensor:
+    """A constant that broadcasts over N and T ((1, C, 1, H, W) or fewer dims) for the folded tensor."""
+    return c.reshape((1,) * (5 - c.dim()) + tuple(c.shape)).squeeze(2)
+
+
+def folded_mean(x: torch.Tensor, frames: int, keepdim: bool = True) -> torch.Tensor:
+    """The mean over (T, H, W) of a folded tensor: (N, C, 1, 1, 1), or (N, C) without keepdim."""
+    channels, n = x.shape[1], static_clips(x, frames)
+    shape = (-1, channels, 1, 1, 1) if keepdim else (-1, channels)
+    if n is None:
+        return x.unflatten(0, (-1, frames)).mean(dim=(1, 3, 4)).reshape(shape)
+    # the spatial mean first: a global average pool, which XNNPACK takes (ExecuTorch delegates it;
+    # one mean over (frames, H, W) stayed on the portable kernels), then the mean over the clip's frames
+    spatial = x.mean(dim=(2, 3), keepdim=True)
+    return _joined([_clip(spatial, c, n, frames).mean(dim=0, keepdim=True) for c in range(n)]).reshape(shape)
+
+
 def _triple(v) -> tuple[int, int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
 
@@ -81,10 +99,9 @@ def _rows(clip: torch.Tensor, start: int, count: int, step: int) -> torch.Tensor
     return torch.cat([clip[i:i + 1] for i in range(start, start + count * step, step)])
 
 
-def _padding_row(like: torch.Tensor, value: float = 0.0) -> torch.Tensor:
-    """One padding frame made from a row of the tensor (x * 0): no constant that litert-torch must lay out."""
-    zero = like[:1] * 0.0
-    return zero if value == 0.0 else zero + value
+def _padding_row(like: torch.Tensor) -> torch.Tensor:
+    """One zero padding frame made from a row of the tensor (x * 0): no constant that litert-torch must lay out."""
+    return like[:1] * 0.0
 
 
 class _Temporal(nn.Module):
@@ -98,24 +115,27 @@ class _Temporal(nn.Module):
     def _trivial(self) -> bool:
         return self.kt == 1 and self.pt == 0 and self.st == 1 and self.frames_out == self.frames_in
 
-    def _gathered(self, x: torch.Tensor, pad_value: float) -> torch.Tensor:
-        """Dynamic batch: (N*T_out, kt, C, H, W), one gather of the padded (N, T, C, H, W) view."""
+    def _gathered(self, x: torch.Tensor, replicate: bool) -> torch.Tensor:
+        """Dynamic batch: (N*T_out, kt, C, H, W), one gather of the padded (N, T, C, H, W) view (`replicate`:
+        a padding frame repeats the clip's edge frame, gathered without padding)."""
         clips = x.unflatten(0, (-1, self.frames_in))
-        if self.pt:
-            clips = F.pad(clips, (0, 0, 0, 0, 0, 0, self.pt, self.pt), value=pad_value)
-        index = [t * self.st + k * self.dt for t in range(self.frames_out) for k in range(self.kt)]
+        pad = 0 if replicate else self.pt
+        if pad:
+            clips = F.pad(clips, (0, 0, 0, 0, 0, 0, pad, pad))
+        index = [min(max(t * self.st + k * self.dt + pad - self.pt, 0), self.frames_in + 2 * pad - 1)
+                 for t in range(self.frames_out) for k in range(self.kt)]
         # a gather gives a fresh tensor: flattening a strided slice would make torch.export guard on N == 1
         picked = clips.index_select(1, torch.tensor(index, device=x.device))
         return picked.reshape(-1, self.kt, *x.shape[1:])
 
-    def _row_taps(self, x: torch.Tensor, n: int, pad_value: float) -> list[torch.Tensor]:
+    def _row_taps(self, x: torch.Tensor, n: int, replicate: bool) -> list[torch.Tensor]:
         """Static batch: the kt taps as 4D row slices and concatenations (litert-torch keeps them NHWC)."""
         taps: list[list[torch.Tensor]] = [[] for _ in range(self.kt)]
         for c in range(n):
             clip = _clip(x, c, n, self.frames_in)
             if self.pt:
-                edge = _padding_row(clip, pad_value)
-                clip = torch.cat([edge] * self.pt + [clip] + [edge] * self.pt)
+                first, last = (clip[:1], clip[-1:]) if replicate else (_padding_row(clip),) * 2
+                clip = torch.cat([first] * self.pt + [clip] + [last] * self.pt)
             for k in range(self.kt):
                 taps[k].append(_rows(clip, k * self.dt, self.frames_out, self.st))
         return [_joined(t) for t in taps]
@@ -151,14 +171,15 @@ class _Temporal(nn.Module):
             clips.append(torch.cat([zero] * first + [part] + [zero] * after))
         return _joined(clips)
 
-    def taps(self, x: torch.Tensor, pad_value: float = 0.0) -> list[torch.Tensor]:
-        """kt folded tensors (N*T_out, C, H, W): tap k holds input frame t*st - pt + k*dt for output frame t."""
+    def taps(self, x: torch.Tensor, replicate: bool = False) -> list[torch.Tensor]:
+        """kt folded tensors (N*T_out, C, H, W): tap k holds input frame t*st - pt + k*dt for output frame t;
+        a frame outside the clip is zero, or with `replicate` the nearest edge frame."""
         if self._trivial():
             return [x]
         n = static_clips(x, self.frames_in)
         if n is None:
-            return list(self._gathered(x, pad_value).unbind(1))
-        return self._row_taps(x, n, pad_value)
+            return list(self._gathered(x, replicate).unbind(1))
+        return self._row_taps(x, n, replicate)
 
     def stacked(self, x: torch.Tensor) -> torch.Tensor:
         """(N*T_out, kt*C, H, W): the kt taps concatenated on channels (channel k*C + c is tap k's c)."""
@@ -166,8 +187,8 @@ class _Temporal(nn.Module):
             return x
         n = static_clips(x, self.frames_in)
         if n is None:
-            return self._gathered(x, 0.0).flatten(1, 2)
-        taps = self._row_taps(x, n, 0.0)
+            return self._gathered(x, False).flatten(1, 2)
+        taps = self._row_taps(x, n, False)
         return taps[0] if self.kt == 1 else torch.cat(taps, dim=1)
 
 
@@ -234,7 +255,9 @@ class FoldedPool3d(_Temporal):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_max:
-            x = functools.reduce(torch.maximum, self.taps(fold(x), float("-inf")))
+            # an edge frame for padding: every window holds a clip frame, so the max is the same, and no
+            # -inf reaches int8 observers (an infinite scale: TFLite and ExecuTorch int8 refuse it)
+            x = functools.reduce(torch.maximum, self.taps(fold(x), replicate=True))
             return F.max_pool2d(x, self.kernel2d, self.stride2d, self.padding2d, self.dilation2d, self.ceil_mode)
         taps = self.taps(fold(x))
         x = taps[0] if self.kt == 1 else sum(taps[1:], taps[0]) / self.kt
@@ -249,16 +272,7 @@ class FoldedMean(GlobalMean):
         self.frames, self.kind = frames, "globalmean (folded)"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 5:
-            return super().forward(x)
-        channels, n = x.shape[1], static_clips(x, self.frames)
-        if n is None:
-            return x.unflatten(0, (-1, self.frames)).mean(dim=(1, 3, 4)).reshape(-1, channels, 1, 1, 1)
-        # the spatial mean first: a global average pool, which XNNPACK takes (ExecuTorch delegates it;
-        # one mean over (frames, H, W) stayed on the portable kernels), then the mean over the clip's frames
-        spatial = x.mean(dim=(2, 3), keepdim=True)
-        means = [_clip(spatial, c, n, self.frames).mean(dim=0, keepdim=True) for c in range(n)]
-        return _joined(means).reshape(n, channels, 1, 1, 1)
+        return super().forward(x) if x.dim() == 5 else folded_mean(x, self.frames)
 
 
 class Kept3d(nn.Module):
@@ -287,6 +301,8 @@ def _pool_refusal(pool) -> str | None:
         return "return_indices=True"
     if pool.ceil_mode and temporal:
         return "ceil_mode=True with a temporal window"
+    if isinstance(pool, nn.MaxPool3d) and _triple(pool.dilation)[0] > 1 and pt:
+        return "temporal dilation with padding (a padding frame would be an edge frame outside the window)"
     if getattr(pool, "divisor_override", None):
         return "divisor_override"
     if not getattr(pool, "count_include_pad", True) and pt:
@@ -294,24 +310,25 @@ def _pool_refusal(pool) -> str | None:
     return None
 
 
-def _rewrite(module: nn.Module, t_in: int, t_out: int) -> tuple[nn.Module, str]:
-    """(replacement, what happened) for one module seen with T = t_in in and t_out out."""
+def rewrite_module(module: nn.Module, t_in: int, t_out: int) -> tuple[nn.Module | None, str]:
+    """(the lowered module, "") for one 3D module seen with T = t_in in and t_out out, or (None, why not)."""
     if isinstance(module, nn.Conv3d):
         why = _conv_refusal(module)
-        return (Kept3d(module, t_in, why), f"kept 3d: {why}") if why else (FoldedConv3d(module, t_in, t_out), "")
+        return (None, why) if why else (FoldedConv3d(module, t_in, t_out), "")
     if isinstance(module, (nn.MaxPool3d, nn.AvgPool3d)):
         why = _pool_refusal(module)
-        return (Kept3d(module, t_in, why), f"kept 3d: {why}") if why else (FoldedPool3d(module, t_in, t_out), "")
+        return (None, why) if why else (FoldedPool3d(module, t_in, t_out), "")
     if isinstance(module, nn.BatchNorm3d):  # per-channel on axis 1: a BatchNorm2d on the folded tensor
         bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
         bn.load_state_dict(module.state_dict())
         return bn.eval(), ""
     if isinstance(module, nn.AdaptiveAvgPool3d) and not all(s == 1 for s in _triple(module.output_size)):
-        return Kept3d(module, t_in, f"output_size={module.output_size}"), f"kept 3d: output_size={module.output_size}"
+        return None, f"output_size={module.output_size}"
     return FoldedMean(t_in), ""  # a global mean (or adaptive pool to 1) on the folded tensor
 
 
-def _targets(module: nn.Module) -> bool:
+def targets(module: nn.Module) -> bool:
+    """A module the lowering rewrites: a 3D conv, pool or batch norm, or a global mean over (T, H, W)."""
     if isinstance(module, GlobalMean):
         return len(module.dims) == 3
     return isinstance(module, (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d, nn.BatchNorm3d, nn.AdaptiveAvgPool3d))
@@ -319,19 +336,30 @@ def _targets(module: nn.Module) -> bool:
 
 @dataclass
 class LoweringReport:
-    """What the rewrite did: the form, the modules kept 3D (and why), or why nothing was lowered."""
+    """What the lowering did: the form, the 3D ops kept as they are (and why), the FLOPs that run lowered."""
 
     form: str = THREE_D
     reason: str = ""  # why the whole model stays 3D ("" when lowered)
-    kept: dict[str, str] = field(default_factory=dict)  # module name -> why it stays 3D
+    kept: dict[str, str] = field(default_factory=dict)  # 3D op (module path, or op and scope) -> why it stays 3D
+    unfolded: dict[str, int] = field(default_factory=dict)  # op the lowering does not know -> times it got a 5-D view
+    driver: str = ""  # "graph" (lowering_graph.py) or "modules" (module swap, when the model cannot be traced)
+    driver_note: str = ""  # why the graph driver was not used
+    flops_lowered: int = 0  # FLOPs (of the 3D form) of the ops that run on the folded tensor
+    flops_total: int = 0
     max_abs_diff: float = 0.0  # lowered vs 3D on the check input
+    rewrites: list[str] = field(default_factory=list)  # export-friendly rewrites for the format (models/rewrites.py)
+
+    @property
+    def lowered_share(self) -> float | None:
+        """Fraction of the FLOPs that run lowered (None when the graph driver did not count them)."""
+        return self.flops_lowered / self.flops_total if self.flops_total else None
 
 
 def _frames(model: nn.Module, example: torch.Tensor) -> tuple[torch.Tensor, dict[str, tuple[int, int]]]:
     """The 3D output and, per target module, (T in, T out) seen in one forward pass."""
     seen: dict[str, set] = {}
     hooks = [m.register_forward_hook(lambda m, a, out, n=name: seen.setdefault(n, set()).add((a[0].shape[2], out.shape[2])))
-             for name, m in model.named_modules() if _targets(m)]
+             for name, m in model.named_modules() if targets(m)]
     try:
         with torch.no_grad():
             out = model(example)
@@ -344,47 +372,53 @@ def _frames(model: nn.Module, example: torch.Tensor) -> tuple[torch.Tensor, dict
     return out, {n: next(iter(s)) for n, s in seen.items()}
 
 
-def mismatch(got: torch.Tensor, want: torch.Tensor, rtol: float = RTOL) -> str | None:
+def mismatch(got: torch.Tensor, want: torch.Tensor, rtol: float = RTOL,
+             names: tuple[str, str] = ("lowered", "3d")) -> str | None:
     """Why `got` is not `want` within fp32 rounding (relative to max |want|), or None."""
     if got.shape != want.shape:
         return f"output shape {tuple(got.shape)} != {tuple(want.shape)}"
     diff, scale = (got - want).abs().max().item(), want.abs().max().item()
     if not diff <= rtol * max(scale, 1e-6):
-        return f"max |lowered - 3d| = {diff:.3g} > {rtol:g} x max |3d| = {scale:.3g}"
+        return f"max |{names[0]} - {names[1]}| = {diff:.3g} > {rtol:g} x max |{names[1]}| = {scale:.3g}"
     return None
 
 
-def lower_3d(model: nn.Module, example: torch.Tensor) -> LoweringReport:
-    """Rewrite `model` in place into the 2D-lowered form; undone (report says why) unless it matches the 3D form."""
+def check_layouts(model: nn.Module, example: torch.Tensor, want: torch.Tensor) -> tuple[str | None, float]:
+    """(why the lowered `model` differs from the 3D output `want` on either batch path or None, max |diff|)."""
+    worst = 0.0
+    for layout, context in (("dynamic batch", contextlib.nullcontext), ("static batch", rows_layout)):
+        try:
+            with torch.no_grad(), context():
+                got = model(example)
+            why = mismatch(got, want)
+            if got.shape == want.shape:
+                worst = max(worst, float((got - want).abs().max()))
+        except Exception as e:  # noqa: BLE001 - e.g. a module outside the rewrite that needs the 5D layout
+            why = f"forward failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if why:
+            return f"{layout} path: {why}", worst
+    return None, worst
+
+
+def lower_modules(model: nn.Module, example: torch.Tensor) -> LoweringReport:
+    """The module swap: rewrite `model`'s 3D modules in place, the ops between them left as they are
+    (right only when those ops do not care about the layout); undone unless it matches the 3D form."""
     try:
         want, frames = _frames(model, example)
     except Exception as e:  # noqa: BLE001 - a model we cannot trace shapes through stays 3D
         return LoweringReport(reason=f"shape pass failed: {type(e).__name__}: {e}")
     if not any(isinstance(model.get_submodule(n), (nn.Conv3d, nn.MaxPool3d, nn.AvgPool3d)) for n in frames):
-        return LoweringReport(reason="no 3D convolution or pool runs in the forward pass")
-    undo, report = [], LoweringReport(form=LOWERED)
+        return LoweringReport(reason=NO_3D)
+    undo, report = [], LoweringReport(form=LOWERED, driver="modules")
     for name, (t_in, t_out) in frames.items():
         parent_name, _, attr = name.rpartition(".")
         parent, old = model.get_submodule(parent_name), model.get_submodule(name)
-        new, note = _rewrite(old, t_in, t_out)
-        if new is not old:
-            setattr(parent, attr, new)
-            undo.append((parent, attr, old))
-        if note:
-            report.kept[name] = note
-    why = None
-    for layout, context in (("dynamic batch", contextlib.nullcontext), ("static batch", rows_layout)):
-        try:
-            with torch.no_grad(), context():
-                got = model(example)
-            why = why or mismatch(got, want)
-            if got.shape == want.shape:
-                report.max_abs_diff = max(report.max_abs_diff, float((got - want).abs().max()))
-        except Exception as e:  # noqa: BLE001 - e.g. a module outside the rewrite that needs the 5D layout
-            why = why or f"forward failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        if why:
-            why = f"{layout} path: {why}"
-            break
+        new, why = rewrite_module(old, t_in, t_out)
+        if new is None:
+            new, report.kept[name] = Kept3d(old, t_in, why), why
+        setattr(parent, attr, new)
+        undo.append((parent, attr, old))
+    why, report.max_abs_diff = check_layouts(model, example, want)
     if why:
         for parent, attr, old in reversed(undo):
             setattr(parent, attr, old)

@@ -12,8 +12,16 @@ def models_dir() -> Path:
     return CONFIG_DIR / "models"
 
 
+ALL = "all"  # a model list of just this name means every registered model (the nightly's zoo)
+
+
 def known_models() -> list[str]:
     return sorted(p.stem for p in models_dir().glob("*.yaml"))
+
+
+def expand_models(names: list[str]) -> list[str]:
+    """`[all]` -> every registered model; any other list as it is."""
+    return known_models() if list(names) == [ALL] else list(names)
 
 
 def model_config_path(name: str) -> Path:

@@ -15,10 +15,12 @@ from torch import nn
 
 from edgebench.config import ModelConfig, stable_hash
 from edgebench.errors import UserError
+from edgebench.models import rewrites
 from edgebench.models import weights as weights_mod
 from edgebench.models.friendly import make_export_friendly
 from edgebench.models.io_check import check_input_shape
-from edgebench.models.lowering import LoweringReport, lower_3d
+from edgebench.models.lowering import LoweringReport
+from edgebench.models.lowering_graph import lower_3d, trace
 from edgebench.models.registry import load_model_config, model_config_path
 from edgebench.records import ModelRef, TensorSpec
 
@@ -115,30 +117,46 @@ def resolve_model(name: str, weights_path: str | None = None, input_shape: tuple
 
 
 @functools.lru_cache(maxsize=4)
-def _build_cached(ref: ModelRef, lowered: bool) -> tuple[nn.Module, LoweringReport]:
+def _build_cached(ref: ModelRef, lowered: bool, fmt: str | None) -> tuple[nn.Module, LoweringReport]:
+    if fmt is not None and not rewrites.needed(fmt):  # no rewrite for this format: the format-free build
+        return _build_cached(ref, lowered, None)
     cfg = load_model_config(ref.config_path)
     base, _ = build_base(cfg, Path(ref.config_path), ref.weights_path)
     rank = len(ref.inputs[0].shape)
     model = make_export_friendly(base, cfg.export_friendly, cfg.preprocess, input_rank=rank)
+    check = example_input(ref, seed=1)  # a check input apart from the converters' example
     if not lowered:
-        return model, LoweringReport(reason="the unlowered form was asked for")
-    if not cfg.export_friendly.lower_3d:
-        return model, LoweringReport(reason="export_friendly.lower_3d is false")
-    report = lower_3d(model, example_input(ref, seed=1))  # a check input apart from the converters' example
-    if report.reason:
-        log.warning("%s: the 2D lowering is not applied: %s", ref.name, report.reason)
+        report = LoweringReport(reason="the unlowered form was asked for")
+    elif not cfg.export_friendly.lower_3d:
+        report = LoweringReport(reason="export_friendly.lower_3d is false")
+    else:
+        model, report = lower_3d(model, check)
+        if report.reason:
+            log.warning("%s: the 2D lowering is not applied: %s", ref.name, report.reason)
+    if fmt is not None:
+        model, report.rewrites = _rewritten(model, fmt, check)
     return model.eval(), report
 
 
-def build_module(ref: ModelRef, lowered: bool = False) -> nn.Module:
+def _rewritten(model: nn.Module, fmt: str, check: torch.Tensor) -> tuple[nn.Module, list[str]]:
+    """`model` with the export-friendly rewrites format `fmt` needs (models/rewrites.py), and their names."""
+    with torch.no_grad():
+        want = model(check)
+    traced = model if isinstance(model, torch.fx.GraphModule) else trace(model)
+    applied = rewrites.apply_rewrites(traced, fmt, check, want)
+    return (traced, applied) if applied else (model, [])
+
+
+def build_module(ref: ModelRef, lowered: bool = False, fmt: str | None = None) -> nn.Module:
     """The export-friendly module for `ref` (built once per process); `lowered`: the 2D-lowered form when
-    the config says lower_3d and the rewrite holds (else the unlowered one: lowering_report says why)."""
-    return _build_cached(ref, bool(lowered))[0]
+    the config says lower_3d and the rewrite holds (else the unlowered one: lowering_report says why);
+    `fmt`: with the rewrites that format's converter needs."""
+    return _build_cached(ref, bool(lowered), fmt)[0]
 
 
-def lowering_report(ref: ModelRef, lowered: bool = True) -> LoweringReport:
-    """What `build_module(ref, lowered)` did: its form, op kinds, modules kept 3D, or why nothing was lowered."""
-    return _build_cached(ref, bool(lowered))[1]
+def lowering_report(ref: ModelRef, lowered: bool = True, fmt: str | None = None) -> LoweringReport:
+    """What `build_module(ref, lowered, fmt)` did: its form, 3D ops kept, FLOPs lowered, rewrites, or why not."""
+    return _build_cached(ref, bool(lowered), fmt)[1]
 
 
 def example_input(ref: ModelRef, seed: int = 0) -> torch.Tensor:

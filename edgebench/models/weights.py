@@ -74,4 +74,34 @@ def load_into(model: nn.Module, cfg: ModelConfig, weights_path: str | None) -> s
     if cached is not None:
         load_state_dict_checked(model, cached)
         return cfg.weights.lower()
+    if cfg.random_batchnorm == "measured" and measure_batchnorms(model, cfg):
+        return f"random:seed={cfg.seed},batchnorm=measured"
     return f"random:seed={cfg.seed}"
+
+
+MEASURE_FRAMES = 16  # the clip BatchNorm statistics are measured on has at most this many frames
+
+
+def measure_batchnorms(model: nn.Module, cfg: ModelConfig) -> int:
+    """Set every BatchNorm's running statistics to those of its input on one seeded random clip (normalized as
+    the preprocessing does), as training would have; returns how many. The model is left in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()  # dropout and the rest as in inference; only the norms update their statistics
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: after one batch, that batch's statistics
+        m.train()
+    shape = list(cfg.inputs[0].shape)
+    if len(shape) == 5:
+        shape[2] = min(shape[2], MEASURE_FRAMES)  # statistics over (N, T, H, W): 16 frames hold plenty of samples
+    clip = torch.rand(shape, generator=torch.Generator().manual_seed(cfg.seed))
+    rank = clip.dim() - 2
+    mean = torch.tensor(cfg.preprocess.mean).reshape((1, -1) + (1,) * rank)
+    std = torch.tensor(cfg.preprocess.std).reshape((1, -1) + (1,) * rank)
+    with torch.no_grad():
+        model((clip - mean) / std)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+    return len(norms)

@@ -3,19 +3,20 @@ a wrong rewrite caught (negative controls), selectable in the config, and what t
 
 from __future__ import annotations
 
-import copy
 import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgebench.config import ExportFriendlyConfig, PreprocessConfig
 from edgebench.models import lowering
 from edgebench.models.friendly import make_export_friendly
-from edgebench.models.lowering import LOWERED, THREE_D, FoldedConv3d, Kept3d, lower_3d, mismatch, op_mix, rows_layout
+from edgebench.models.lowering import LOWERED, THREE_D, FoldedConv3d, FoldedPool3d, mismatch, op_mix, rows_layout
+from edgebench.models.lowering_graph import lower_3d
 from tests.unit.test_models import _trained_like
 from edgebench.models.source import build_module
 
@@ -42,12 +43,14 @@ def test_lowered_torchvision_models_equal_the_3d_form(arch):
     x = torch.rand((2,) + SHAPE[1:], generator=torch.Generator().manual_seed(3))  # N = 2: the batch stays free
     want = _reference(model, x)
     names = {name for name, _ in model.named_modules()}
-    report = lower_3d(model, torch.rand(SHAPE))
-    assert report.form == LOWERED and report.reason == "" and report.kept == {}
-    assert not any(isinstance(m, nn.Conv3d) for m in model.modules())
-    assert names <= {name for name, _ in model.named_modules()}  # every attribute path survives
-    assert isinstance(model.get_submodule("model.layer2.0.downsample.0"), FoldedConv3d)
-    for got in _both_paths(model, x):
+    lowered, report = lower_3d(model, torch.rand(SHAPE))
+    assert report.form == LOWERED and report.driver == "graph" and report.reason == "" and report.kept == {}
+    assert report.unfolded == {} and report.lowered_share > 0.999  # all but the fc after the global mean
+    assert not any(isinstance(m, nn.Conv3d) for m in lowered.modules())
+    assert names <= {name for name, _ in lowered.named_modules()}  # every attribute path survives
+    assert isinstance(lowered.get_submodule("model.layer2.0.downsample.0"), FoldedConv3d)
+    assert any(isinstance(m, nn.Conv3d) for m in model.modules())  # the model itself is left as it was
+    for got in _both_paths(lowered, x):
         assert mismatch(got, want) is None, mismatch(got, want)
         assert (got - want).abs().max() < 1e-5
 
@@ -88,14 +91,16 @@ def _odd() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 def test_a_user_model_with_an_odd_mix_is_lowered_and_equal():
     model, x, want = _odd()
-    report = lower_3d(model, torch.rand(1, 3, 11, 20, 20))
+    lowered, report = lower_3d(model, torch.rand(1, 3, 11, 20, 20))
     assert report.form == LOWERED, report.reason
-    assert report.kept == {"reflect": "kept 3d: padding_mode='reflect'"}  # refused, said, and still correct
-    assert isinstance(model.reflect, Kept3d) and isinstance(model.bn, nn.BatchNorm2d)
-    mix = op_mix(model)
+    assert report.kept == {"reflect": "padding_mode='reflect'"}  # refused, said, and still correct
+    assert report.unfolded == {"reflect": 1}  # it runs on its 5-D view; the pool after it folds again
+    assert isinstance(lowered.reflect, nn.Conv3d) and isinstance(lowered.bn, nn.BatchNorm2d)
+    mix = op_mix(lowered)
     assert mix["conv2d<-2 taps stacked"] == 1 and mix["conv2d x3 summed"] == 3 and mix["conv3d"] == 1
     assert mix["maxpool2d<-2 taps"] == 1 and mix["avgpool2d<-3 taps"] == 1
-    for got in _both_paths(model, x):
+    assert 0.5 < report.lowered_share < 1.0
+    for got in _both_paths(lowered, x):
         assert mismatch(got, want) is None, mismatch(got, want)
 
 
@@ -105,29 +110,29 @@ def test_a_summed_conv_no_tap_of_which_covers_every_frame_keeps_its_bias():
     model = nn.Sequential(nn.Conv3d(16, 8, (2, 3, 3), padding=(1, 1, 1)), nn.AdaptiveAvgPool3d(1), nn.Flatten()).eval()
     x = torch.rand(2, 16, 5, 8, 8)
     want = _reference(model, x)
-    assert lower_3d(model, x[:1]).form == LOWERED and op_mix(model)["conv2d x2 summed"] == 1
-    for got in _both_paths(model, x):
+    lowered, report = lower_3d(model, x[:1])
+    assert report.form == LOWERED and op_mix(lowered)["conv2d x2 summed"] == 1
+    for got in _both_paths(lowered, x):
         assert mismatch(got, want) is None, mismatch(got, want)
-    model[0].bias.data += 1.0  # the negative control: the bias does count
-    for got in _both_paths(model, x):
+    lowered.get_submodule("0").bias.data += 1.0  # the negative control: the bias does count
+    for got in _both_paths(lowered, x):
         assert "max |lowered - 3d|" in mismatch(got, want)
 
 
 def test_negative_control_a_wrongly_reshaped_weight_is_caught():
     model, x, want = _odd()
-    stem = copy.deepcopy(model.stem)
-    lower_3d(model, x[:1])
-    o, c, kt, kh, kw = stem.weight.shape
-    model.stem.weight.data = stem.weight.detach().reshape(o, kt * c, kh, kw)  # no (C, kt) -> (kt, C) permute
-    for got in _both_paths(model, x):
+    lowered, _ = lower_3d(model, x[:1])
+    o, c, kt, kh, kw = model.stem.weight.shape
+    lowered.stem.weight.data = model.stem.weight.detach().reshape(o, kt * c, kh, kw)  # no (C, kt) -> (kt, C) permute
+    for got in _both_paths(lowered, x):
         assert "max |lowered - 3d|" in mismatch(got, want)
 
 
 def test_negative_control_a_wrong_temporal_padding_is_caught():
     model, x, want = _odd()
-    lower_3d(model, x[:1])
-    model.dilated.pt += 1  # frames shifted by one: same shapes, wrong values
-    for got in _both_paths(model, x):
+    lowered, _ = lower_3d(model, x[:1])
+    lowered.dilated.pt += 1  # frames shifted by one: same shapes, wrong values
+    for got in _both_paths(lowered, x):
         assert "max |lowered - 3d|" in mismatch(got, want)
 
 
@@ -137,27 +142,122 @@ class TimeCrop(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv3d(3, 4, (1, 3, 3), padding=(0, 1, 1))
+        self.after = nn.Conv3d(4, 4, (3, 1, 1), padding=(1, 0, 0))
         self.pool = nn.AdaptiveAvgPool3d(1)
 
     def forward(self, x):
-        return self.pool(self.conv(x)[:, :, 1:]).flatten(1)
+        return self.pool(self.after(self.conv(x)[:, :, 1:].flip(2))).flatten(1)
 
 
-def test_a_rewrite_that_would_be_wrong_is_undone_and_said():
+def test_an_op_the_lowering_does_not_know_gets_the_5d_view_and_the_rest_stays_lowered():
     torch.manual_seed(0)
     model = TimeCrop().eval()
+    x = torch.rand(2, 3, 4, 8, 8)
+    want = _reference(model, x)
+    lowered, report = lower_3d(model, x[:1])
+    assert report.form == LOWERED and report.driver == "graph", report.reason
+    assert report.unfolded == {"getitem in forward": 1}  # the crop gets its 5-D view; the flip after it is 5-D too
+    assert isinstance(lowered.conv, FoldedConv3d) and isinstance(lowered.after, FoldedConv3d)  # both sides lowered
+    assert isinstance(lowered.pool, lowering.FoldedMean)
+    for got in _both_paths(lowered, x):
+        assert mismatch(got, want) is None, mismatch(got, want)
+
+
+class TimeFlip(nn.Module):
+    """Reverses time between two convs: `flip(2)` is time in the 5D layout, height once folded."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, (1, 3, 3), padding=(0, 1, 1))
+        self.pool = nn.AdaptiveAvgPool3d(1)
+
+    def forward(self, x):
+        return self.pool(self.conv(x).flip(2)[:, :, :2]).flatten(1)
+
+
+def test_negative_control_a_wrong_driver_is_caught_and_undone(monkeypatch):
+    """Taking the time flip for an elementwise op flips height on the folded tensor: the check must refuse it."""
+    from edgebench.models import lowering_graph
+
+    torch.manual_seed(0)
+    model = TimeFlip().eval()
     x = torch.rand(1, 3, 4, 8, 8)
     want = _reference(model, x)
-    report = lower_3d(model, x)
-    assert report.form == THREE_D and "lowering undone, it differs from the 3D form" in report.reason
-    assert isinstance(model.conv, nn.Conv3d) and isinstance(model.pool, nn.AdaptiveAvgPool3d)
-    assert torch.equal(_reference(model, x), want)
+    assert lower_3d(model, x)[1].unfolded == {"flip in forward": 1}  # right: the flip gets the 5-D view
+    monkeypatch.setattr(lowering_graph, "_ELEMENTWISE_METHODS", lowering_graph._ELEMENTWISE_METHODS | {"flip"})
+    lowered, report = lower_3d(model, x)
+    assert "the graph driver's form differs from the 3D form" in report.driver_note
+    assert report.form == THREE_D and "lowering undone, it differs from the 3D form" in report.reason  # modules too
+    assert lowered is model and isinstance(model.conv, nn.Conv3d) and torch.equal(_reference(model, x), want)
+
+
+class Untraceable(nn.Module):
+    """Control flow on a tensor's value: torch.fx cannot trace it, the module swap still lowers it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if x.sum() > 0:
+            x = torch.relu(x)
+        return self.pool(x).flatten(1)
+
+
+def test_a_model_fx_cannot_trace_gets_the_module_swap():
+    torch.manual_seed(0)
+    model = Untraceable().eval()
+    x = torch.rand(1, 3, 4, 8, 8)
+    want = _reference(model, x)
+    lowered, report = lower_3d(model, x)
+    assert report.form == LOWERED and report.driver == "modules" and "graph driver failed" in report.driver_note
+    assert isinstance(lowered.conv, FoldedConv3d) and report.lowered_share is None  # no graph: no FLOPs counted
+    assert mismatch(_reference(lowered, x), want) is None
+
+
+class FunctionalTail(nn.Module):
+    """S3D's shape in small: separable convs, an inception concat, functional pools, a conv classifier and
+    `x.mean(dim=(2, 3, 4))` instead of a pooling module, as users write it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv3d(3, 8, (3, 3, 3), stride=(1, 2, 2), padding=1)
+        self.spatial = nn.Conv3d(8, 8, (1, 3, 3), padding=(0, 1, 1))
+        self.temporal = nn.Conv3d(8, 8, (3, 1, 1), padding=(1, 0, 0))
+        self.branch = nn.Conv3d(8, 8, 1)
+        self.weight = nn.Parameter(torch.randn(16, 16, 3, 1, 1) * 0.1)
+        self.classifier = nn.Conv3d(16, 5, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.cat([self.temporal(self.spatial(x)), self.branch(x)], 1)
+        x = F.max_pool3d(x, (3, 3, 3), stride=(2, 2, 2), padding=1)
+        x = F.relu(F.conv3d(x, self.weight, None, 1, (1, 0, 0)))
+        x = self.classifier(F.avg_pool3d(x, (2, 2, 2), stride=1))
+        return x.mean(dim=(2, 3, 4))
+
+
+def test_functional_ops_and_a_functional_mean_are_lowered():
+    torch.manual_seed(0)
+    model = FunctionalTail().eval()
+    x = torch.rand(2, 3, 8, 16, 16)
+    want = _reference(model, x)
+    lowered, report = lower_3d(model, x[:1])
+    assert report.form == LOWERED and report.driver == "graph" and report.kept == {} and report.unfolded == {}
+    assert report.lowered_share == 1.0
+    lowered_ops = [m for m in lowered.modules() if isinstance(m, (FoldedConv3d, FoldedPool3d))]
+    assert len(lowered_ops) == 8  # 5 modules, F.conv3d, F.max_pool3d, F.avg_pool3d
+    assert not any(isinstance(m, nn.Conv3d) for m in lowered.modules())
+    for got in _both_paths(lowered, x):
+        assert mismatch(got, want) is None, mismatch(got, want)
 
 
 def test_a_model_without_3d_ops_stays_as_it_is():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()).eval()
-    report = lower_3d(model, torch.rand(1, 3, 8, 8))
-    assert report.form == THREE_D and "no 3D convolution" in report.reason
+    lowered, report = lower_3d(model, torch.rand(1, 3, 8, 8))
+    assert lowered is model and report.form == THREE_D and "no 3D convolution" in report.reason
 
 
 def _tiny_yaml(tmp_path: Path, lower: bool) -> Path:
@@ -262,3 +362,47 @@ def test_onnx_lowered_has_2d_convs_a_free_batch_and_matches_eager(lowered_export
     x = torch.rand((2,) + tuple(small_ref.inputs[0].shape[1:]), generator=torch.Generator().manual_seed(2))
     (got,) = ort.InferenceSession(a.path, providers=["CPUExecutionProvider"]).run(None, {"video": x.numpy()})
     assert mismatch(torch.from_numpy(np.asarray(got)), _reference(build_module(small_ref), x)) is None
+
+
+@pytest.fixture(scope="module")
+def mean_net(tmp_path_factory):
+    """The evaluation tests' tiny net, trained on moving bars (tests/evaluation_fixture.py): its forward ends
+    in `self.fc(x.mean(dim=(2, 3, 4)))`, a user's functional global mean instead of a pooling module."""
+    from tests.evaluation_fixture import build_fixture
+
+    return build_fixture(tmp_path_factory.mktemp("mean-net"))
+
+
+def _int8_rows(mean_net, tmp_path: Path, lower: bool):
+    """ExecuTorch and TFLite int8 of the trained net through the pipeline's steps: calibrated on its training
+    videos, judged on clips of one evaluation video."""
+    import yaml
+
+    from edgebench import pipeline
+    from edgebench.config import PipelineConfig
+
+    spec = yaml.safe_load(mean_net.model_yaml.read_text())
+    spec["export_friendly"]["lower_3d"] = lower
+    model_yaml = tmp_path / f"mean_net_{lower}.yaml"
+    model_yaml.write_text(yaml.safe_dump(spec))
+    video = next(p for p in sorted(mean_net.dataset.rglob("*")) if p.is_file())
+    config = PipelineConfig(formats={"executorch": ["int8"], "tflite": ["int8"]}, runtimes=["executorch", "litert"],
+                            threads=1, parity={"random_clips": 0, "video": str(video), "video_clips": 2},
+                            calibration={"videos": [str(mean_net.dataset.parent / "train")], "clips": 8})
+    settings = pipeline.new_run(config, tmp_path / f"out-{lower}")
+    return pipeline.run_model_sequential(str(model_yaml), settings, str(mean_net.weights), bench=False)
+
+
+def test_a_functional_mean_gets_the_lowering_and_int8_passes(mean_net, tmp_path):
+    """The issue's user model: with `x.mean(dim=(2, 3, 4))` in forward, ExecuTorch and TFLite int8 pass (the
+    module swap had undone the whole lowering for it, so both failed: the negative control below)."""
+    result = _int8_rows(mean_net, tmp_path, lower=True)
+    assert [(a.format, a.status, a.form) for a in result.artifacts] == [
+        ("executorch", "passed", LOWERED), ("tflite", "passed", LOWERED)], [a.reason for a in result.artifacts]
+    assert all(a.compute_dtypes == {"int8": 3} for a in result.artifacts)  # two convs and the fc, all int8
+    assert [(p.format, p.status) for p in result.parity] == [("executorch", "passed"), ("tflite", "passed")], \
+        [p.reason for p in result.parity]
+    unlowered = _int8_rows(mean_net, tmp_path, lower=False)
+    reasons = {a.format: a.reason for a in unlowered.artifacts if a.status == "export_failed"}
+    assert "2 3D convolutions left to the portable kernels" in reasons["executorch"]
+    assert "mislabelled file: int8: 1 of 3 conv/matmul ops run int8" in reasons["tflite"]

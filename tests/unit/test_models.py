@@ -12,9 +12,8 @@ from edgebench.config import ExportFriendlyConfig, PreprocessConfig
 from edgebench.errors import UserError
 from edgebench.models.friendly import GlobalMean, make_export_friendly
 from edgebench.models.info import count_flops
-from edgebench.models.registry import known_models
-from edgebench.models.source import resolve_model
-from edgebench.models.source import build_module
+from edgebench.models.registry import known_models, load_model_config
+from edgebench.models.source import build_module, resolve_model
 
 PRE = PreprocessConfig()
 
@@ -62,8 +61,15 @@ def test_export_friendly_negative_control():
         assert not torch.allclose(friendly(x), reference(_normalize(x)), atol=1e-3)
 
 
-def test_registry_has_the_three_torchvision_models():
-    assert {"resnet_mixed", "r3d_18", "r2plus1d_18"} <= set(known_models())
+ZOO = {"resnet_mixed", "r3d_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b"}
+
+
+def test_registry_has_every_torchvision_video_classifier():
+    import torchvision.models.video as tv
+
+    assert ZOO <= set(known_models())
+    sources = {load_model_config(name).source.partition(":")[2] for name in known_models()}
+    assert set(torchvision.models.list_models(module=tv)) <= sources  # every video model torchvision ships
 
 
 def test_unknown_model_lists_known_ones():
@@ -142,3 +148,35 @@ def test_user_model_from_a_python_file(tmp_path):
     ref = resolve_model(str(tmp_path / "tiny.yaml"))
     assert ref.labels == ("cat", "dog")
     assert build_module(ref)(torch.rand(1, 3, 4, 8, 8)).shape == (1, 2)
+
+
+DEEP_NET = """
+import torch
+from torch import nn
+
+def build():
+    layers = [nn.Conv3d(3, 8, 3, padding=1, bias=False), nn.BatchNorm3d(8), nn.ReLU()]
+    for _ in range(11):
+        layers += [nn.Conv3d(8, 8, 3, padding=1, bias=False), nn.BatchNorm3d(8), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 4))
+"""
+
+
+@pytest.mark.parametrize("batchnorm", ["init", "measured"])
+def test_measured_batchnorm_statistics_keep_random_outputs_alive(tmp_path, batchnorm):
+    """A deep random net with BatchNorm: with the init statistics (mean 0, var 1) each layer shrinks the signal
+    and the output ignores the input (S3D's case: the negative control); measured on a seeded clip, it does not,
+    and the provenance says so."""
+    (tmp_path / "deep.py").write_text(DEEP_NET)
+    path = tmp_path / f"deep_{batchnorm}.yaml"
+    path.write_text(f"name: deep\nsource: deep.py:build\nrandom_batchnorm: {batchnorm}\n"
+                    "inputs: [{name: video, shape: [1, 3, 4, 16, 16]}]\noutputs: [{name: logits, shape: [1, 4]}]\n")
+    ref = resolve_model(str(path))
+    model = build_module(ref)
+    a, b = (torch.rand(1, 3, 4, 16, 16, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
+    with torch.no_grad():
+        spread = float((model(a) - model(b)).abs().max() / model(a).abs().max())
+    if batchnorm == "init":
+        assert ref.provenance == "random:seed=0" and spread < 1e-4
+    else:
+        assert ref.provenance == "random:seed=0,batchnorm=measured" and spread > 1e-2

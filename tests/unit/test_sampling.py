@@ -88,7 +88,7 @@ def torchvision_recipe(source: str, weights: str) -> tuple:
     import torchvision.models as tm
 
     member = tm.get_model_weights(source.removeprefix("torchvision:"))[weights]
-    docs = dict(re.findall(r"(frame_rate|clip_len)=(\d+)", member.meta["_docs"]))
+    docs = dict(re.findall(r"(frame_rate|clip_len)=([\d.]+\d)", member.meta["_docs"]))  # MViT: frame_rate=7.5
     t = member.transforms()
     resize = t.resize_size[0] if len(t.resize_size) == 1 else tuple(t.resize_size)
     return ("consecutive", float(docs["frame_rate"]), int(docs["clip_len"]), resize, t.crop_size[0],
@@ -98,6 +98,8 @@ def torchvision_recipe(source: str, weights: str) -> tuple:
 def test_shipped_models_declare_their_weights_recipe_and_a_yaml_without_it_gets_the_default():
     """Every shipped YAML says how its weights were trained (torchvision's references/video_classification:
     consecutive frames at the docs' frame_rate, clip_len of them) and preprocesses as their transforms do."""
+    import torchvision.models as tm
+
     from edgebench.models.registry import known_models, load_model_config
 
     for name in known_models():
@@ -108,6 +110,8 @@ def test_shipped_models_declare_their_weights_recipe_and_a_yaml_without_it_gets_
             declared = (pre.sampling, pre.fps, pre.frames, pre.resize, pre.crop, pre.mean, pre.std)
             assert declared == torchvision_recipe(cfg.source, cfg.weights), name
             assert cfg.inputs[0].shape[2:] == [pre.frames, pre.crop, pre.crop], name
+            docs = tm.get_model_weights(cfg.source.removeprefix("torchvision:"))[cfg.weights].meta["_docs"]
+            assert f"clips_per_video={cfg.evaluation.clips_per_video}`" in docs, name  # the protocol's clips too
     mc3 = torchvision_recipe("torchvision:mc3_18", "KINETICS400_V1")
     assert ("consecutive", None, *mc3[2:]) != mc3  # negative control: the file's own rate is not the recipe
     assert not PreprocessConfig(frames=8).sampling_declared and PreprocessConfig().sampling == "consecutive"
