@@ -165,10 +165,9 @@ def quantize(fp32: Path, out: Path, calibration: list[dict[str, np.ndarray]], pr
         per_channel=bool(options["per_channel"]), reduce_range=bool(options["reduce_range"]),
         activation_type=getattr(QuantType, ACTIVATIONS[precision]), weight_type=QuantType.QInt8,
         calibrate_method=getattr(CalibrationMethod, METHODS[options.get("calibration_method", "minmax")]),
-        nodes_to_exclude=list(exclude),
-        # min-max ranges merged after every clip, the same result: holding every clip's intermediate tensors
-        # until the end took mvit_v2_s's calibration past 10 GB (its attention maps), killed by the memory budget
-        extra_options={"CalibMaxIntermediateOutputs": 1})
+        # no CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMaxCalibrater drops each batch without merging its
+        # ranges (clear_collected_data, no compute_data), so every min-max calibration failed "No data is collected."
+        nodes_to_exclude=list(exclude))
     if precision == "int8" and conv_kernel.resolve(options.get("conv_kernel", "auto")) == "qgemm":
         model = onnx.load(str(out))
         conv_kernel.shift_weight_zero_points(model)
