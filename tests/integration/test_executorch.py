@@ -135,14 +135,22 @@ def test_other_calibration_methods_are_refused_at_planning():
 # ---------------------------------------------------------------- localization: the .pte's own tensors
 
 
+def _paired_mostly_by_scope(loc) -> bool:
+    """Every layer paired, by scope but for relus fused into the conv before them."""
+    by_order = [r for r in loc.layers if r.mapping != "scope"]
+    return not loc.unmatched and all(r.kind == "relu" and r.mapping == "order" for r in by_order) \
+        and len(by_order) < len(loc.layers) / 4
+
+
 def test_every_layer_of_the_pte_is_tapped_and_named_by_scope(exported, small_ref, inputs):
-    """The tapped copy runs on the ExecuTorch runtime; the scopes file names every tensor: nothing unpaired, and
-    the correct file's layers sit at fp32 rounding (negative control: no culprit for a passing row)."""
+    """The tapped copy runs on the ExecuTorch runtime; the scopes file names the tensors: nothing unpaired (a relu
+    that XNNPACK fused into its conv shares the conv's tensor, whose scope names the conv, so it is paired by
+    order), and the correct file's layers sit at fp32 rounding (negative control: no culprit for a passing row)."""
     from edgebench.config import LocalizeConfig
     from edgebench.parity.localize import first_clip, localize
 
     loc = localize(exported["fp32"], small_ref, first_clip(inputs), LocalizeConfig())
-    assert loc.mapping == {"scope": len(loc.layers)} and not loc.unmatched, (loc.mapping, loc.unmatched)
+    assert _paired_mostly_by_scope(loc), (loc.mapping, loc.unmatched)
     assert {r.kind for r in loc.layers} == {"conv", "relu", "pool", "linear"}
     assert max(r.rel_err for r in loc.layers) < 1e-5 and loc.blame(failed=False) == ("", "")
 
@@ -173,6 +181,6 @@ def test_a_wrong_int8_scale_in_the_pte_is_blamed_on_its_layer(exported, small_re
     assert _check(scaled, small_ref, inputs, reference).status == PARITY_FAILED
     good = localize(exported["int8"], small_ref, first_clip(inputs), LocalizeConfig())
     bad = localize(scaled, small_ref, first_clip(inputs), LocalizeConfig())
-    assert good.mapping == bad.mapping == {"scope": len(good.layers)}
+    assert good.mapping == bad.mapping and _paired_mostly_by_scope(good)
     assert good.blame(failed=False) == ("", "") and all(r.within_floor for r in good.layers)
     assert bad.blame(failed=True) == (name, "jump"), bad.summary()
