@@ -251,7 +251,7 @@ class FleetConfig(Strict):
     worker_limit: int = Field(1, ge=1)  # flow runs a worker runs at once: 1 keeps a model's benchmarks off the others
     cpus_per_worker: int = Field(0, ge=0)  # >0: serve pins fleet worker i to its own cores (W workers on one machine)
     heartbeat_s: int = Field(30, ge=30)  # model runs' heartbeat events (Prefect's minimum is 30 s) ...
-    crashed_after_s: int = Field(90, gt=30)  # ... and the silence after which serve's automation marks a run Crashed
+    crashed_after_s: int = Field(90, gt=30)  # ... and the silence after which a run is marked Crashed (automation, parent)
 
 
 class HistoryConfig(Strict):

@@ -4,8 +4,9 @@ The nightly's parent makes one `model-pipeline` flow run per model (flows/fleet.
 whichever worker of the pool takes it and writes its whole ModelResults as one JSON file to the
 shared storage at its very end; the parent gathers every model's file into one report and one
 history write, so history never holds half a model. A model run that ended Crashed (its worker
-died; `edgebench serve` adds the automation that marks a silent run Crashed) is scheduled again,
-and the next free worker takes it. Plain functions: the Prefect calls live in flows/fleet.py.
+died: `edgebench serve` adds the automation that marks a silent run Crashed, and the parent marks it
+itself when no heartbeat came for `crashed_after_s`, should the automation not fire) is scheduled
+again, and the next free worker takes it. Plain functions: the Prefect calls live in flows/fleet.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from edgebench.records import AccuracyResult, Artifact, LatencyResult, ModelRef,
 from edgebench.storage import Storage
 
 # What the parent does with a model run in a given state (Prefect's state type names).
-WAIT, RETRY, DONE, GIVE_UP = "wait", "retry", "done", "give up"
+WAIT, CRASH, RETRY, DONE, GIVE_UP = "wait", "crash", "retry", "done", "give up"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 
 
@@ -79,8 +80,12 @@ class Tracked:
     outcome: str = ""  # the final state's type and message, once it has one
 
 
-def next_step(state_type: str, tracked: Tracked, retries: int, now: float, start_timeout_s: float) -> str:
-    """What the parent does with a model run: wait, retry it (Crashed, retries left), done, or give up."""
+def next_step(state_type: str, tracked: Tracked, retries: int, now: float, start_timeout_s: float,
+              silent_s: float = 0.0, crashed_after_s: float = float("inf")) -> str:
+    """What the parent does with a model run: wait, mark it Crashed (running but silent for longer than
+    `crashed_after_s`), retry it (Crashed, retries left), done, or give up."""
+    if state_type == "RUNNING" and silent_s > crashed_after_s:
+        return CRASH
     if state_type == "COMPLETED":
         return DONE
     if state_type == "CRASHED" and tracked.retries < retries:

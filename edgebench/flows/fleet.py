@@ -8,10 +8,12 @@ results files, when to run again) is in edgebench.fleet.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
-from prefect.states import Cancelling, Scheduled
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from prefect.states import Cancelling, Crashed, Scheduled
 
 from edgebench import fleet
 from edgebench.devices.queue import storage_for
@@ -58,8 +60,13 @@ def _watch(tracked: dict[str, fleet.Tracked], cfg) -> None:
                     continue
                 state = client.read_flow_run(t.flow_run_id).state
                 kind = state.type.value if state else "PENDING"
-                step = fleet.next_step(kind, t, cfg.retries, time.monotonic(), cfg.start_timeout_s)
-                if step == fleet.RETRY:
+                silent = _silence(client, t.flow_run_id, state, cfg.crashed_after_s) if kind == "RUNNING" else 0.0
+                step = fleet.next_step(kind, t, cfg.retries, time.monotonic(), cfg.start_timeout_s, silent,
+                                       cfg.crashed_after_s)
+                if step == fleet.CRASH:  # scheduled again at the next poll, as a Crashed run is
+                    client.set_flow_run_state(t.flow_run_id, Crashed(
+                        message=f"no heartbeat for {cfg.crashed_after_s} s: its worker is gone"), force=True)
+                elif step == fleet.RETRY:
                     t.retries += 1
                     t.scheduled_at = time.monotonic()
                     why = state.message or "crashed"
@@ -77,6 +84,20 @@ def _watch(tracked: dict[str, fleet.Tracked], cfg) -> None:
             if all(t.outcome for t in tracked.values()):
                 return
             time.sleep(cfg.poll_s)
+
+
+def _silence(client, flow_run_id: str, state, crashed_after_s: float) -> float:
+    """Seconds a running model run has been silent: since it started, or 0 if a heartbeat event came in the last
+    `crashed_after_s` (its worker beats every heartbeat_s while the run lives)."""
+    now = datetime.now(timezone.utc)
+    running_s = (now - state.timestamp).total_seconds()
+    if running_s <= crashed_after_s:
+        return running_s
+    beats = client.read_events(EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+        occurred=EventOccurredFilter(since=now - timedelta(seconds=crashed_after_s), until=now)), limit=1)
+    return 0.0 if beats.events else running_s
 
 
 def _cancel(runs: list[fleet.Tracked]) -> None:
