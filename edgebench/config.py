@@ -257,8 +257,10 @@ class FleetConfig(Strict):
 class HistoryConfig(Strict):
     url: str | None = None  # default: sqlite:///<out>/history.sqlite; a PostgreSQL URL for a team
     baseline_nights: int = Field(7, ge=1)
-    regression_pct: float = 10.0
-    noise_k: float = 3.0
+    # Chosen from the measured error rates (benchmarks/regression_error_rates.py, docs/reports.md): the lowest
+    # false-alarm rate at the best detection of a 10 % slowdown
+    regression_pct: float = 5.0
+    noise_k: float = 2.0
     parity_drift_factor: float = 10.0
     mad_scale: float = Field(1.4826, gt=0)  # MAD x 1.4826 estimates the standard deviation; 1.0 = raw MAD
     min_baseline_nights: int = Field(3, ge=1)  # fewer good nights: baseline shown, no regression verdict

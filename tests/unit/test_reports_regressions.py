@@ -17,6 +17,9 @@ TS = ("torchscript", "fp32", "torchscript")
 ORT = ("onnx", "fp32", "onnxruntime")
 LITE = ("tflite", "fp32", "litert")
 QUIET = [0.004, -0.006, 0.01, -0.002, 0.0, 0.007, -0.01, 0.003, -0.004]  # +-1 %
+# The scenarios are sized for a 10 % threshold and 3 noise units (configs/pipeline.yaml has 5 % and 2, chosen
+# from the measured error rates; tests/unit/test_error_rates.py covers those)
+TEN_PCT_3_NOISE = HistoryConfig(regression_pct=10.0, noise_k=3.0)
 NOISY = [0.08, -0.08, -0.08, 0.02, -0.08, 0.08, -0.04, 0.06, -0.06]  # +-8 %, no trend
 
 
@@ -41,7 +44,7 @@ def row(df, series):
 
 def test_20_percent_slowdown_on_last_night_is_flagged():
     history, tonight = nights(p50={TS: QUIET + [0.20]})
-    df, findings = evaluate(tonight, history, HistoryConfig())
+    df, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     found = by_kind(findings, REGRESSION, TS)
     assert len(found) == 1 and found[0].severity == "error"
     assert "+20" in found[0].message or "+19" in found[0].message
@@ -53,15 +56,15 @@ def test_20_percent_slowdown_on_last_night_is_flagged():
 
 def test_noisy_series_without_real_change_is_not_flagged():
     history, tonight = nights(p50={ORT: NOISY + [0.08]})
-    df, findings = evaluate(tonight, history, HistoryConfig())
+    df, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     r = row(df, ORT)
     # negative control: the slowdown against the baseline is above the plain 10 % threshold,
     # so only the series' own noise (MAD of its history) keeps it from being flagged
-    assert r["delta_p50_pct"] > HistoryConfig().regression_pct
+    assert r["delta_p50_pct"] > TEN_PCT_3_NOISE.regression_pct
     assert not by_kind(findings, REGRESSION, ORT)
     assert r["regression"] == False  # noqa: E712
     # and with the noise term switched off it would have been flagged
-    _, strict = evaluate(tonight, history, HistoryConfig(noise_k=0.0))
+    _, strict = evaluate(tonight, history, TEN_PCT_3_NOISE.model_copy(update=dict(noise_k=0.0)))
     assert by_kind(strict, REGRESSION, ORT)
 
 
@@ -69,25 +72,25 @@ def test_noisy_series_without_real_change_is_not_flagged():
 def test_random_8_percent_noise_is_not_flagged(seed):
     rng = random.Random(seed)
     history, tonight = nights(p50={ORT: [rng.uniform(-0.08, 0.08) for _ in range(10)]})
-    _, findings = evaluate(tonight, history, HistoryConfig())
+    _, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     assert not by_kind(findings, REGRESSION, ORT)
 
 
 def test_quiet_series_is_not_flagged_and_real_slowdown_on_noisy_series_is():
     history, tonight = nights(p50={TS: QUIET + [0.01], ORT: NOISY + [0.45]})
-    _, findings = evaluate(tonight, history, HistoryConfig())
+    _, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     assert not by_kind(findings, REGRESSION, TS)
     assert by_kind(findings, REGRESSION, ORT)
 
 
 def test_noisy_tonight_widens_the_threshold():
     history, tonight = nights(p50={TS: QUIET + [0.20]}, overrides={TS: [None] * 9 + [{"iqr_ms": 1240 * 1.2 * 0.10}]})
-    _, findings = evaluate(tonight, history, HistoryConfig())
+    _, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     assert not by_kind(findings, REGRESSION, TS)  # 20 % < 3 x 10 % IQR/p50
 
 
 def test_noise_formula():
-    cfg = HistoryConfig(mad_scale=1.0)
+    cfg = TEN_PCT_3_NOISE.model_copy(update=dict(mad_scale=1.0))
     past = pd.Series([100, 104, 96, 100, 102]).to_numpy(dtype=float)
     assert noise_of(past, 100.0, None, 100.0, cfg) == pytest.approx(0.02)  # MAD 2 / baseline 100
     assert noise_of(past, 100.0, 5.0, 100.0, cfg) == pytest.approx(0.05)  # tonight IQR/p50 larger
@@ -95,7 +98,7 @@ def test_noise_formula():
 
 def test_speedup_is_good_news_not_a_regression():
     history, tonight = nights(p50={TS: QUIET + [-0.30]})
-    df, findings = evaluate(tonight, history, HistoryConfig())
+    df, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     assert by_kind(findings, SPEEDUP, TS)[0].severity == "info"
     assert not by_kind(findings, REGRESSION, TS)
 
@@ -104,7 +107,7 @@ def test_passed_to_failed_change_is_listed():
     history, tonight = nights(overrides={LITE: [None] * 9 + [{"parity_status": PARITY_FAILED, "max_abs_err": 5e-3}],
                                          ORT: [None] * 9 + [{"export_status": EXPORT_FAILED}],
                                          TS: [None] * 9 + [{"latency_status": RUNTIME_FAILED}]})  # fmt: skip
-    _, findings = evaluate(tonight, history, HistoryConfig())
+    _, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     for series, status in ((LITE, PARITY_FAILED), (ORT, EXPORT_FAILED), (TS, RUNTIME_FAILED)):
         broke = by_kind(findings, BROKE, series)
         assert len(broke) == 1 and broke[0].severity == "error", series
@@ -114,7 +117,7 @@ def test_passed_to_failed_change_is_listed():
 
 def test_failed_to_passed_is_good_news():
     history, tonight = nights(overrides={LITE: [{"parity_status": PARITY_FAILED}] * 9 + [None]})
-    _, findings = evaluate(tonight, history, HistoryConfig())
+    _, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     fixed = by_kind(findings, FIXED, LITE)
     assert len(fixed) == 1 and fixed[0].severity == "info"
     assert not by_kind(findings, BROKE, LITE)
@@ -122,7 +125,7 @@ def test_failed_to_passed_is_good_news():
 
 def test_unchanged_nights_give_no_findings():
     history, tonight = nights(p50={TS: QUIET + [0.0]})
-    df, findings = evaluate(tonight, history, HistoryConfig())
+    df, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     assert findings == []
     assert df["baseline_p50_ms"].notna().sum() == 4  # every series with a p50
 
@@ -130,12 +133,12 @@ def test_unchanged_nights_give_no_findings():
 def test_parity_drift_max_abs_err_up_10x_and_top1_down():
     history, tonight = nights(overrides={ORT: [None] * 9 + [{"max_abs_err": 5e-5}],
                                          LITE: [None] * 9 + [{"top1_agree": 0.9}]})  # fmt: skip
-    _, findings = evaluate(tonight, history, HistoryConfig())
+    _, findings = evaluate(tonight, history, TEN_PCT_3_NOISE)
     assert "max abs err" in by_kind(findings, PARITY_DRIFT, ORT)[0].message
     assert "top-1" in by_kind(findings, PARITY_DRIFT, LITE)[0].message
     # negative control: 5x up is not drift
     history, tonight = nights(overrides={ORT: [None] * 9 + [{"max_abs_err": 5 * 1.3e-7}]})
-    assert not evaluate(tonight, history, HistoryConfig())[1]
+    assert not evaluate(tonight, history, TEN_PCT_3_NOISE)[1]
 
 
 def test_baseline_uses_last_n_good_nights_only():
@@ -143,14 +146,14 @@ def test_baseline_uses_last_n_good_nights_only():
     rel = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     ov = [None] * 5 + [{"latency_status": RUNTIME_FAILED}] + [None] * 5
     history, tonight = nights(11, p50={TS: rel}, overrides={TS: ov})
-    df, findings = evaluate(tonight, history, HistoryConfig(baseline_nights=7))
+    df, findings = evaluate(tonight, history, TEN_PCT_3_NOISE.model_copy(update=dict(baseline_nights=7)))
     assert row(df, TS)["baseline_p50_ms"] == pytest.approx(1240)
     assert by_kind(findings, FIXED, TS) == []  # runtime_failed was not the latest night
 
 
 def test_too_few_nights_gives_baseline_but_no_verdict():
     history, tonight = nights(3, p50={TS: [0.0, 0.0, 0.5]})
-    df, findings = evaluate(tonight, history, HistoryConfig(min_baseline_nights=3))
+    df, findings = evaluate(tonight, history, TEN_PCT_3_NOISE.model_copy(update=dict(min_baseline_nights=3)))
     r = row(df, TS)
     assert r["baseline_p50_ms"] == pytest.approx(1240) and pd.isna(r["regression"])
     assert not by_kind(findings, REGRESSION, TS)
@@ -161,10 +164,10 @@ def test_history_after_tonight_is_ignored():
     history, tonight = nights(p50={TS: [0.5] * 9 + [0.0]})
     old = flatten(synthetic_run(-1))  # the night before the history starts
     later = pd.concat([history, tonight], ignore_index=True)
-    df, findings = evaluate(old, later, HistoryConfig())
+    df, findings = evaluate(old, later, TEN_PCT_3_NOISE)
     assert findings == [] and df["baseline_p50_ms"].isna().all()
 
 
 def test_empty_history():
-    df, findings = evaluate(flatten(synthetic_run(0)), None, HistoryConfig())
+    df, findings = evaluate(flatten(synthetic_run(0)), None, TEN_PCT_3_NOISE)
     assert findings == [] and df["baseline_p50_ms"].isna().all()
