@@ -35,8 +35,11 @@ setup: $(STAMP) debian-packages
 run: setup
 	$(BIN)/edgebench run
 
+# Two workers: most tests wait on one single-threaded child at a time, so a 2-core host runs two files at
+# once (--dist loadgroup: a file's tests stay on one worker, the full-model tests too; tests/conftest.py).
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Unit tests only (pure logic, no toolchain in a child): under two minutes.
 test-fast: setup

@@ -18,12 +18,18 @@ SMALL_SHAPE = (1, 3, 4, 32, 32)
 LAYERS = ("unit", "integration", "flows", "slow", "e2e", "browser")  # folders under tests/, one marker each
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items) -> None:
-    """Mark every test with the layer of its folder (declared in pyproject.toml's markers)."""
+    """Mark every test with the layer of its folder (declared in pyproject.toml's markers), and its worker group
+    under `pytest -n --dist loadgroup` (make test): a file's tests run on one worker, so its module fixtures are
+    made once, and the tests sharing the full model's output folder run on one worker, in order, so the slow
+    tests reuse the e2e run's exports."""
     for item in items:
         layer = item.path.relative_to(ROOT / "tests").parts[0]
         if layer in LAYERS:
             item.add_marker(layer)
+        shares_full_model = "full_out" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("full_model" if shares_full_model else str(item.path.relative_to(ROOT))))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,31 +12,12 @@ import pandas as pd
 import psutil
 import pytest
 
-from edgebench.liveness import pid_alive
 from edgebench.reports.history import HistoryStore
+from tests.e2e.processes import kill_tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """`edgebench serve` into a fresh PREFECT_HOME; `edgebench stop` afterwards, checked by pid."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    subprocess.run([BIN / "edgebench", "serve"], env=env, check=True, timeout=600)
-    again = subprocess.run([BIN / "edgebench", "serve"], env=env, check=True, timeout=600, capture_output=True, text=True)
-    state = json.loads((home / "edgebench-serve.json").read_text())
-    try:
-        assert "already running" in again.stdout  # idempotent: the second call found the first server
-        assert state["api_url"].startswith("http://127.0.0.1:")
-        yield {**env, "PREFECT_API_URL": state["api_url"]}, state
-    finally:
-        subprocess.run([BIN / "edgebench", "stop"], env=env, timeout=120)
-        left = [pid for pid in state["pids"].values() if pid_alive(pid)]
-        assert not left, f"still running after stop: {left}"
 
 
 def deployment_run(env: dict, name: str, *params: str) -> subprocess.CompletedProcess:
@@ -47,7 +26,7 @@ def deployment_run(env: dict, name: str, *params: str) -> subprocess.CompletedPr
 
 
 def test_adhoc_deployment_runs_to_a_report(served, full_out):
-    env, _ = served
+    env = served.env
     done = deployment_run(env, "export-and-benchmark/adhoc", "-p", "budget=quick", "-p", f"out={full_out}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Completed" in done.stdout
@@ -59,7 +38,7 @@ def test_adhoc_deployment_runs_to_a_report(served, full_out):
 
 
 def test_benchmark_dispatched_to_the_second_worker(served, tmp_path):
-    env, state = served
+    env, state = served.env, served.state
     done = deployment_run(env, "export-and-benchmark/adhoc", "-p", "budget=quick", "-p", f"out={tmp_path}",
                           "-p", 'formats=["onnx"]', "-p", 'precisions=["fp32"]', "-p", 'devices=["local", "queue:second-host"]',
                           "-p", "input_shape=[1, 3, 4, 32, 32]")
@@ -79,6 +58,7 @@ def test_benchmark_dispatched_to_the_second_worker(served, tmp_path):
 
 FLEET_MODELS = ["resnet_mixed", "r3d_18", "r2plus1d_18"]
 FLEET_CONFIG = ("formats: {torchscript: [fp32]}\nruntimes: [torch, torchscript]\n"
+                "fleet: {crashed_after_s: 60}\n"  # the parent marks the killed worker's run Crashed sooner
                 "benchmark:\n  quick: {warmup_runs: 0, min_runs: 2, min_seconds: 0, max_seconds: 2, timeout_s: 600}\n")
 
 
@@ -100,17 +80,8 @@ def flow_run_processes(worker_wrapper: int) -> dict[int, str]:
     return found
 
 
-def kill_tree(pid: int) -> list[psutil.Process]:
-    """SIGKILL a process and every descendant at once: the machine under a worker is gone."""
-    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    for p in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            p.kill()
-    return procs
-
-
 def test_fanned_out_nightly_spreads_over_two_workers_and_survives_one_killed(served, tmp_path):
-    env, state = served
+    env, state = served.env, served.state
     fleet = {k: pid for k, pid in state["pids"].items() if k.startswith("worker-fleet-")}
     assert len(fleet) == 2, state["pids"]
     config = tmp_path / "fleet.yaml"

@@ -2,8 +2,8 @@
 
 `edgebench run` (its own temporary server): SIGINT in the export step, SIGTERM in the benchmark
 step, the server killed mid-run, then two runs at once on the same --out (which is also "the next
-run works and reuses the cache" for the three before). On a served deployment (one `edgebench
-serve` for the module): a cancelled flow run, and a worker stopped mid-run followed by a rerun.
+run works and reuses the cache" for the three before). On the served deployment (tests/e2e/conftest.py):
+a cancelled flow run, and a worker stopped mid-run followed by a rerun.
 Every test checks that no process of the run is left (a <defunct> one counts as left), that history
 holds only complete runs, and the files (run.json marker, `latest`, the cache).
 """
@@ -24,6 +24,7 @@ import pytest
 
 from edgebench.config import HistoryConfig
 from edgebench.reports.history import HistoryStore, resolve_url
+from tests.e2e.processes import assert_none_left, tree
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -88,41 +89,6 @@ def benchmark_measuring(out: Path, before: set[Path] = frozenset()):
     """Benchmark logs of new runs (not in `before`) whose child has started measuring."""
     logs = [p for run in set(out.glob("runs/*")) - set(before) for p in run.glob("logs/*/*bench.log")]
     return [p for p in logs if "stage: measure" in p.read_text(errors="replace")]
-
-
-def tree(pid: int) -> list[psutil.Process]:
-    """The process and every descendant (children in their own sessions too)."""
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
-
-
-def assert_none_left(procs: list[psutil.Process], timeout_s: float = 30, defunct_ok: bool = False) -> None:
-    """Every process ended and reaped: one left <defunct> counts as left (unless `defunct_ok`)."""
-    deadline = time.monotonic() + timeout_s
-    while left := [p for p in procs if _left(p, defunct_ok)]:
-        assert time.monotonic() < deadline, f"left: {[(p.pid, _status(p), _cmdline(p)) for p in left]}"
-        time.sleep(0.2)
-
-
-def _left(p: psutil.Process, defunct_ok: bool) -> bool:
-    try:
-        return p.is_running() and not (defunct_ok and p.status() == psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _status(p: psutil.Process) -> str:
-    try:
-        return p.status()
-    except psutil.NoSuchProcess:
-        return "gone"
-
-
-def _cmdline(p: psutil.Process) -> list[str]:
-    try:
-        return p.cmdline()[:4]
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return []
 
 
 def history_runs(out: Path) -> pd.DataFrame:
@@ -228,24 +194,6 @@ def test_two_runs_at_once_after_the_faults(out, configs, tmp_path):
 # ---------------------------------------------------------------- a served deployment
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """`edgebench serve` into a fresh PREFECT_HOME; `edgebench stop` afterwards, checked by pid."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    subprocess.run([BIN / "edgebench", "serve"], env=env, check=True, timeout=600, cwd=ROOT)
-    state = json.loads((home / "edgebench-serve.json").read_text())
-    procs = [p for pid in state["pids"].values() for p in tree(pid)]
-    try:
-        yield {**env, "PREFECT_API_URL": state["api_url"]}, home
-    finally:
-        subprocess.run([BIN / "edgebench", "stop"], env=env, timeout=300, cwd=ROOT)
-        # A worker needs a while to shut down on a loaded machine. `edgebench serve` detaches these processes, so
-        # their parent is init, and reaping them is init's job (the VMs here have an init that never does).
-        assert_none_left(procs, timeout_s=120, defunct_ok=True)
-
-
 def deploy(env: dict, out: Path, config: Path, *extra: str) -> subprocess.CompletedProcess:
     args = [BIN / "prefect", "deployment", "run", "export-and-benchmark/adhoc", "-p", "budget=quick", "-p", f"out={out}",
             "-p", f"config_path={config}", "-p", f"input_shape=[{SHAPE}]", *extra]
@@ -275,7 +223,7 @@ def started_flow_run(env: dict, home: Path, out: Path, config: Path) -> tuple[st
 
 
 def test_cancelled_flow_run_stops_its_children(served, configs, tmp_path):
-    env, home = served
+    env, home = served.env, served.home
     run_id, procs = started_flow_run(env, home, tmp_path, configs["long_bench"])
     subprocess.run([BIN / "prefect", "flow-run", "cancel", run_id], env=env, check=True, timeout=120)
     wait_for("the Cancelled state", lambda: flow_state(env, run_id) == "CANCELLED", timeout_s=300)
@@ -285,7 +233,7 @@ def test_cancelled_flow_run_stops_its_children(served, configs, tmp_path):
 
 
 def test_worker_stopped_mid_run_then_a_rerun_works(served, configs, tmp_path):
-    env, home = served
+    env, home = served.env, served.home
     run_id, procs = started_flow_run(env, home, tmp_path / "stopped", configs["long_bench"])
     worker = psutil.Process(worker_pid(home))
     worker.terminate()  # SIGTERM to the worker, as `edgebench stop` or systemd sends it
