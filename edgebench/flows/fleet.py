@@ -87,17 +87,16 @@ def _watch(tracked: dict[str, fleet.Tracked], cfg) -> None:
 
 
 def _silence(client, flow_run_id: str, state, crashed_after_s: float) -> float:
-    """Seconds a running model run has been silent: since it started, or 0 if a heartbeat event came in the last
-    `crashed_after_s` (its worker beats every heartbeat_s while the run lives)."""
+    """Seconds since a running model run's last heartbeat event; 0 while it is younger than `crashed_after_s` or
+    has sent none since it started (its worker sends no heartbeats: silence proves nothing, as for the automation)."""
     now = datetime.now(timezone.utc)
-    running_s = (now - state.timestamp).total_seconds()
-    if running_s <= crashed_after_s:
-        return running_s
+    if (now - state.timestamp).total_seconds() <= crashed_after_s:
+        return 0.0
     beats = client.read_events(EventFilter(
         event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
         resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-        occurred=EventOccurredFilter(since=now - timedelta(seconds=crashed_after_s), until=now)), limit=1)
-    return 0.0 if beats.events else running_s
+        occurred=EventOccurredFilter(since=state.timestamp, until=now)), limit=1)  # newest first
+    return (now - beats.events[0].occurred).total_seconds() if beats.events else 0.0
 
 
 def _cancel(runs: list[fleet.Tracked]) -> None:
