@@ -45,7 +45,12 @@ def _factory(cfg: ModelConfig, config_path: Path):
         spec = importlib.util.spec_from_file_location(f"edgebench_user_{file.stem}", file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # as an import does: a dataclass in the file looks its module up there
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as e:  # the file's own imports: say which, not a traceback
+            sys.modules.pop(spec.name, None)
+            raise UserError(f"{config_path}: field 'source': {file} cannot be loaded ({e}; is its package on "
+                            f"PYTHONPATH?)") from None
     else:
         try:
             module = importlib.import_module(kind)

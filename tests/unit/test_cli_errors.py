@@ -61,6 +61,13 @@ def test_mistyped_config_value(monkeypatch, capsys, tmp_path):
     assert_one_line_error(code, err, str(path), "field 'inputs.0.shape.2'")
 
 
+def test_model_file_whose_own_import_fails(monkeypatch, capsys, tmp_path):
+    write(tmp_path, "net.py", "from my_package.layers import Block\n\ndef net():\n    return Block()\n")
+    path = write(tmp_path, "m.yaml", GOOD_MODEL.replace("torchvision:mc3_18", "net.py:net"))
+    code, err = run_cli(monkeypatch, capsys, "info", "--model", str(path))
+    assert_one_line_error(code, err, str(path), "net.py cannot be loaded", "my_package", "PYTHONPATH")
+
+
 def test_missing_video(monkeypatch, capsys, tmp_path):
     code, err = run_cli(monkeypatch, capsys, "demo", str(tmp_path / "nope.mp4"))
     assert_one_line_error(code, err, "nope.mp4", "no such file")
