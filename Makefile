@@ -39,7 +39,7 @@ run: setup
 # once (--dist loadgroup: a file's tests stay on one worker, the full-model tests too; tests/conftest.py).
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30
 
 # Unit tests only (pure logic, no toolchain in a child): under two minutes.
 test-fast: setup
