@@ -5,8 +5,9 @@ whichever worker of the pool takes it and writes its whole ModelResults as one J
 shared storage at its very end; the parent gathers every model's file into one report and one
 history write, so history never holds half a model. A model run that ended Crashed (its worker
 died: `edgebench serve` adds the automation that marks a silent run Crashed, and the parent marks it
-itself when no heartbeat came for `crashed_after_s`, should the automation not fire) is scheduled
-again, and the next free worker takes it. Plain functions: the Prefect calls live in flows/fleet.py.
+itself when no heartbeat came for `crashed_after_s`, or the run stayed that long in PENDING, as one whose
+worker died while starting it does) is scheduled again, and the next free worker takes it. Plain
+functions: the Prefect calls live in flows/fleet.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from edgebench.storage import Storage
 # What the parent does with a model run in a given state (Prefect's state type names).
 WAIT, CRASH, RETRY, DONE, GIVE_UP = "wait", "crash", "retry", "done", "give up"
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+LIVE = {"PENDING", "RUNNING"}  # a worker has the run: starting it, or running it
 
 
 def run_parameters(name: str, settings: RunSettings, storage_url: str, weights: str | None = None,
@@ -82,9 +84,9 @@ class Tracked:
 
 def next_step(state_type: str, tracked: Tracked, retries: int, now: float, start_timeout_s: float,
               silent_s: float = 0.0, crashed_after_s: float = float("inf")) -> str:
-    """What the parent does with a model run: wait, mark it Crashed (running but silent for longer than
-    `crashed_after_s`), retry it (Crashed, retries left), done, or give up."""
-    if state_type == "RUNNING" and silent_s > crashed_after_s:
+    """What the parent does with a model run: wait, mark it Crashed (a worker had it, starting or running, but it
+    gave no sign of life for longer than `crashed_after_s`), retry it (Crashed, retries left), done, or give up."""
+    if state_type in LIVE and silent_s > crashed_after_s:
         return CRASH
     if state_type == "COMPLETED":
         return DONE

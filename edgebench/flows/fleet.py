@@ -60,12 +60,13 @@ def _watch(tracked: dict[str, fleet.Tracked], cfg) -> None:
                     continue
                 state = client.read_flow_run(t.flow_run_id).state
                 kind = state.type.value if state else "PENDING"
-                silent = _silence(client, t.flow_run_id, state, cfg.crashed_after_s) if kind == "RUNNING" else 0.0
+                silent = _silence(client, t.flow_run_id, state, cfg.crashed_after_s) if kind in fleet.LIVE else 0.0
                 step = fleet.next_step(kind, t, cfg.retries, time.monotonic(), cfg.start_timeout_s, silent,
                                        cfg.crashed_after_s)
                 if step == fleet.CRASH:  # scheduled again at the next poll, as a Crashed run is
                     client.set_flow_run_state(t.flow_run_id, Crashed(
-                        message=f"no heartbeat for {cfg.crashed_after_s} s: its worker is gone"), force=True)
+                        message=f"no sign of life for {cfg.crashed_after_s} s ({kind.lower()}): its worker is gone"),
+                        force=True)
                 elif step == fleet.RETRY:
                     t.retries += 1
                     t.scheduled_at = time.monotonic()
@@ -87,10 +88,15 @@ def _watch(tracked: dict[str, fleet.Tracked], cfg) -> None:
 
 
 def _silence(client, flow_run_id: str, state, crashed_after_s: float) -> float:
-    """Seconds since a running model run's last heartbeat event; 0 while it is younger than `crashed_after_s` or
-    has sent none since it started (its worker sends no heartbeats: silence proves nothing, as for the automation)."""
+    """Seconds a model run has given no sign of life. PENDING (a worker is starting it, which takes seconds):
+    since it entered that state; RUNNING: since its last heartbeat event, 0 while it is younger than
+    `crashed_after_s` or has sent none since it started (its worker sends no heartbeats: silence proves nothing,
+    as for the automation)."""
     now = datetime.now(timezone.utc)
-    if (now - state.timestamp).total_seconds() <= crashed_after_s:
+    in_state_s = (now - state.timestamp).total_seconds()
+    if state.type.value == "PENDING":
+        return in_state_s
+    if in_state_s <= crashed_after_s:
         return 0.0
     beats = client.read_events(EventFilter(
         event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),

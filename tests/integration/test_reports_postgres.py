@@ -25,7 +25,7 @@ from edgebench.reports.history import HistoryStore, default_url
 from edgebench.reports.regressions import BROKE, REGRESSION
 from edgebench.reports.rows import flatten
 from edgebench.reports.writer import history_table, read_results_csv, write_run_reports
-from tests.synthetic_runs import SERIES_P50, synthetic_run
+from tests.synthetic_runs import SERIES_P50, TEN_PCT_3_NOISE, synthetic_run
 
 TS = ("torchscript", "fp32", "torchscript")
 ORT = ("onnx", "fp32", "onnxruntime")
@@ -122,7 +122,7 @@ def test_writer_path_writes_two_runs_and_reads_them_back(pg_url, tmp_path):
 
 
 def test_regressions_from_postgresql_equal_regressions_from_sqlite(pg_url, tmp_path):
-    cfg_pg, cfg_lite = HistoryConfig(url=pg_url), HistoryConfig(url=default_url(tmp_path / "lite"))
+    cfg_pg, cfg_lite = (TEN_PCT_3_NOISE.model_copy(update={"url": url}) for url in (pg_url, default_url(tmp_path / "lite")))
     nights = [synthetic_run(n, p50={TS: SERIES_P50[TS] * (1 + QUIET[n]), ORT: SERIES_P50[ORT] * (1 + NOISY[n])},
                             overrides={LITE: {"latency_status": RUNTIME_FAILED, "latency_reason": "killed by SIGSEGV"}}
                             if n == 9 else None) for n in range(10)]  # fmt: skip

@@ -67,10 +67,12 @@ def test_a_run_no_worker_starts_is_given_up_after_the_start_timeout():
     assert fleet.next_step("RUNNING", tracked, 2, now=100.0 + 9999, start_timeout_s=3600) == fleet.WAIT  # started
 
 
-def test_a_running_model_run_silent_past_crashed_after_is_marked_crashed():
+@pytest.mark.parametrize("state", ["RUNNING", "PENDING"])  # PENDING: its worker died while starting it
+def test_a_live_model_run_silent_past_crashed_after_is_marked_crashed(state):
     tracked = fleet.Tracked("m", "id", scheduled_at=100.0)
-    assert fleet.next_step("RUNNING", tracked, 2, 200.0, 3600, silent_s=89, crashed_after_s=90) == fleet.WAIT
-    assert fleet.next_step("RUNNING", tracked, 2, 200.0, 3600, silent_s=91, crashed_after_s=90) == fleet.CRASH
+    assert fleet.next_step(state, tracked, 2, 200.0, 3600, silent_s=89, crashed_after_s=90) == fleet.WAIT
+    assert fleet.next_step(state, tracked, 2, 200.0, 3600, silent_s=91, crashed_after_s=90) == fleet.CRASH
+    assert fleet.next_step("SCHEDULED", tracked, 2, 200.0, 3600, silent_s=91, crashed_after_s=90) == fleet.WAIT
     assert fleet.next_step("COMPLETED", tracked, 2, 200.0, 3600, silent_s=500, crashed_after_s=90) == fleet.DONE
 
 

@@ -7,19 +7,15 @@ import random
 import pandas as pd
 import pytest
 
-from edgebench.config import HistoryConfig
 from edgebench.records import EXPORT_FAILED, PARITY_FAILED, RUNTIME_FAILED
 from edgebench.reports.regressions import BROKE, FIXED, PARITY_DRIFT, REGRESSION, SPEEDUP, evaluate, noise_of
 from edgebench.reports.rows import flatten
-from tests.synthetic_runs import SERIES_P50, synthetic_run
+from tests.synthetic_runs import SERIES_P50, TEN_PCT_3_NOISE, synthetic_run
 
 TS = ("torchscript", "fp32", "torchscript")
 ORT = ("onnx", "fp32", "onnxruntime")
 LITE = ("tflite", "fp32", "litert")
 QUIET = [0.004, -0.006, 0.01, -0.002, 0.0, 0.007, -0.01, 0.003, -0.004]  # +-1 %
-# The scenarios are sized for a 10 % threshold and 3 noise units (configs/pipeline.yaml has 5 % and 2, chosen
-# from the measured error rates; tests/unit/test_error_rates.py covers those)
-TEN_PCT_3_NOISE = HistoryConfig(regression_pct=10.0, noise_k=3.0)
 NOISY = [0.08, -0.08, -0.08, 0.02, -0.08, 0.08, -0.04, 0.06, -0.06]  # +-8 %, no trend
 
 
