@@ -31,11 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.quantization import parity_inputs  # noqa: E402
+from edgebench import catalogue  # noqa: E402
 from edgebench.config import PipelineConfig  # noqa: E402
 from edgebench.converters.export import export_artifact  # noqa: E402
 from edgebench.models.source import resolve_model  # noqa: E402
 
-FORMATS = ("torchscript", "onnx", "tflite", "coreml", "executorch")
+FORMATS = tuple(catalogue.formats())  # every format of the catalogue
 RUNTIME_VARIANTS = {"litert": [{}, {"xnnpack": False}]}  # LiteRT's XNNPACK and builtin kernels differ
 
 

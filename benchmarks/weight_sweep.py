@@ -30,12 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.noise_floors import fixture_model  # noqa: E402
+from edgebench import catalogue  # noqa: E402
 from edgebench.config import PipelineConfig  # noqa: E402
 from edgebench.converters.export import export_artifact  # noqa: E402
 from edgebench.models.source import build_module, resolve_model  # noqa: E402
 from tests import weight_edits  # noqa: E402
 
-FORMATS = ("torchscript", "onnx", "tflite", "coreml", "executorch")
+FORMATS = tuple(catalogue.formats())  # every format of the catalogue
 SHARED_VIDEOS = ROOT.parent / "shared" / "data"
 
 
