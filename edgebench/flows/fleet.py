@@ -60,7 +60,8 @@ def _watch(tracked: dict[str, fleet.Tracked], cfg) -> None:
                     continue
                 state = client.read_flow_run(t.flow_run_id).state
                 kind = state.type.value if state else "PENDING"
-                silent = _silence(client, t.flow_run_id, state, cfg.crashed_after_s) if kind in fleet.LIVE else 0.0
+                live = state is not None and kind in fleet.LIVE  # a run with no state yet has no worker
+                silent = _silence(client, t.flow_run_id, state, cfg.crashed_after_s) if live else 0.0
                 step = fleet.next_step(kind, t, cfg.retries, time.monotonic(), cfg.start_timeout_s, silent,
                                        cfg.crashed_after_s)
                 if step == fleet.CRASH:  # scheduled again at the next poll, as a Crashed run is

@@ -17,13 +17,13 @@ from edgebench.flows.fleet import _silence
 CRASHED_AFTER_S = 60
 
 
-def running(since: datetime) -> SimpleNamespace:
-    return SimpleNamespace(type=StateType.RUNNING, timestamp=since)
+def in_state(kind: StateType, since: datetime) -> SimpleNamespace:
+    return SimpleNamespace(type=kind, timestamp=since)
 
 
 def test_silence_counts_from_the_last_heartbeat_and_never_from_a_run_that_sends_none():
     now = datetime.now(timezone.utc)
-    started = running(now - timedelta(seconds=600))  # a RUNNING state entered 10 minutes ago
+    started = in_state(StateType.RUNNING, now - timedelta(seconds=600))  # a RUNNING state entered 10 minutes ago
     beating, silent, quiet_worker = (str(uuid.uuid4()) for _ in range(3))
     with prefect_test_harness(server_startup_timeout=120):
         with get_client(sync_client=True) as client:
@@ -38,7 +38,7 @@ def test_silence_counts_from_the_last_heartbeat_and_never_from_a_run_that_sends_
             assert 200 <= _silence(client, silent, started, CRASHED_AFTER_S) < 260  # its newest beat, not its first
             assert _silence(client, beating, started, CRASHED_AFTER_S) < CRASHED_AFTER_S
             assert _silence(client, quiet_worker, started, CRASHED_AFTER_S) == 0.0  # no heartbeats: proves nothing
-            young = running(datetime.now(timezone.utc) - timedelta(seconds=30))
+            young = in_state(StateType.RUNNING, datetime.now(timezone.utc) - timedelta(seconds=30))
             assert _silence(client, silent, young, CRASHED_AFTER_S) == 0.0  # running for less than crashed_after_s
-            starting = SimpleNamespace(type=StateType.PENDING, timestamp=now - timedelta(seconds=120))
+            starting = in_state(StateType.PENDING, now - timedelta(seconds=120))
             assert _silence(client, quiet_worker, starting, CRASHED_AFTER_S) >= 120  # its worker died starting it
