@@ -182,8 +182,10 @@ def _data_first_quantizer(float_layers=()):
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
     aten = torch.ops.aten
+    # ops whose output keeps its input's scale: the views, and the average pool (TFLite's int8 AVERAGE_POOL_2D
+    # needs one scale in and out; litert-torch annotates only the adaptive pool)
     views = {aten.transpose.int, aten.flatten.using_ints, aten.view.default, aten.reshape.default,
-             aten.permute.default, aten.unflatten.int, aten.slice.Tensor}
+             aten.permute.default, aten.unflatten.int, aten.slice.Tensor, aten.avg_pool2d.default}
 
     def zero_frame(model, node) -> bool:
         """`x * 0.0` (the quantizer has made the 0.0 a tensor attribute by now)."""

@@ -15,6 +15,13 @@ ORDERED_KINDS = ("conv", "linear", "relu", "pool")  # layers the order mapping p
 MAX_GROUP = 4  # interchangeable layers tried in every order (4! = 24 assignments at most)
 SCOPE_SHARE = 0.5  # the scope mapping is used when it pairs at least this share of those layers
 
+FUSED_ACTIVATIONS = {  # TFLite's fused activation functions, as the reference would apply them
+    "relu": lambda v: np.maximum(v, 0.0),
+    "relu6": lambda v: np.clip(v, 0.0, 6.0),
+    "relu_n1_to_1": lambda v: np.clip(v, -1.0, 1.0),
+    "tanh": np.tanh,
+}
+
 
 @dataclass
 class RefTap:
@@ -60,9 +67,12 @@ def _pair(ref_taps: list[RefTap], i: int, art: ArtifactTap, method: str) -> Pair
     target, note = ref.value, ""
     if art.fused and art.fused != ref.kind:
         nxt = ref_taps[i + 1] if i + 1 < len(ref_taps) else None
-        if nxt is None or nxt.kind != art.fused or nxt.value.shape != ref.value.shape:
+        if nxt is not None and nxt.kind == art.fused and nxt.value.shape == ref.value.shape:
+            target, note = nxt.value, f"fused {art.fused}: compared with {nxt.name}"
+        elif art.fused in FUSED_ACTIVATIONS:  # a functional activation (F.relu in forward) has no module to tap
+            target, note = FUSED_ACTIVATIONS[art.fused](ref.value), f"fused {art.fused}: applied to {ref.name}"
+        else:
             return None
-        target, note = nxt.value, f"fused {art.fused}: compared with {nxt.name}"
     if value is art.value and value.ndim >= 3 and value.shape[1] == value.shape[-1] and len(set(value.shape[1:])) == 1:
         # N x C x C x ... x C: channels-first and channels-last read alike; a layout mix-up costs ~100 % error,
         # any defect far less, so the reading closer to the reference is the tensor's layout

@@ -20,7 +20,7 @@ from rich.table import Table
 from edgebench.catalogue import LOWERED, THREE_D
 from edgebench.config import LocalizeConfig, base_precision
 from edgebench.isolation import IsolatedFailure, run_isolated
-from edgebench.parity.layermap import RefTap, map_taps
+from edgebench.parity.layermap import Pair, RefTap, map_taps
 from edgebench.parity.layers import (FLOOR, JUMP, LARGEST, LayerRow, culprit, first_below_floor, first_divergent,
                                      judge_layers, largest_jump, layer_errors, sqnr_db)
 from edgebench.parity.taps import artifact_taps
@@ -164,7 +164,7 @@ def localize(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], c
     for form in reference_forms(ref, artifact):
         ref_taps = reference_taps(build_module(ref, lowered=form == LOWERED), inputs, names)
         candidates.append((form, *map_taps(ref_taps, art_taps)))
-    form, pairs, unmatched = max(candidates, key=lambda c: len(c[1]))
+    form, pairs, unmatched = max(candidates, key=lambda c: mapping_fit(c[1]))
     rows = [{"depth": depth, "name": p.ref.name, "kind": p.ref.kind, "op": p.art.op_type, "tensor": p.art.name[:200],
              "mapping": p.method, "shape": list(p.ref.value.shape), "note": p.note, **layer_errors(p.value, p.target)}
             for depth, p in enumerate(pairs)]
@@ -174,6 +174,13 @@ def localize(artifact: Artifact, ref: ModelRef, inputs: dict[str, np.ndarray], c
     table = Localization(model=artifact.model, format=artifact.format, precision=artifact.precision,
                          reference_form=form, mapping=counts, unmatched=unmatched)
     return replace(judged_table(table, rows, cfg), seconds=round(time.perf_counter() - start, 3))
+
+
+def mapping_fit(pairs: list[Pair]) -> tuple[int, int]:
+    """How well a reference form maps: layers paired, then those whose tensor has the reference's exact shape.
+    A folded (N*T, C, H, W) tensor with T == C also reads as the 5-D (1, C, T, H, W) once squeezed, in the
+    wrong order: the form it truly comes from pairs it without a reshape."""
+    return len(pairs), sum(p.art.value.shape == p.ref.value.shape for p in pairs)
 
 
 def judged_table(loc: Localization, rows: list[dict], cfg: LocalizeConfig) -> Localization:

@@ -70,3 +70,37 @@ def test_the_input_cast_as_before_the_fix_collapses_to_chance(scored, tmp_path):
     judged = judge_drops([eager, cast], cfg)[1]
     assert judged.verdict == "failed" and judged.status == "accuracy_failed", judged
     assert judged.top1 <= 100.0 / len(ref.labels) + 10, judged  # about chance: one class for every clip
+
+
+def test_an_average_pool_keeps_its_scale_so_the_strided_fixture_converts(tmp_path):
+    """The strided fixture pads time after an AvgPool3d((1,2,2)): litert-torch left the pool's output its own
+    observer, and TFLite's int8 AVERAGE_POOL_2D and CONCATENATION need one scale in and out, so the export
+    failed ("same scale constraint"). The pool now keeps its input's scale: the file converts, its pool has one
+    scale in and out, and its int8 top-1 stays within the bound."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgebench.config import CalibrationConfig
+    from edgebench.converters.export import export_artifact
+    from edgebench.evaluation.evaluate import evaluate_artifact, evaluation_config, judge_drops, prepare_eval_set
+    from edgebench.models.source import resolve_model
+    from edgebench.runtimes.torch_eager import eager_artifact
+
+    built = trained_fixtures.build("strided", tmp_path / "strided", eval_per_class=4)
+    ref = resolve_model(str(built.model_yaml), str(built.weights))
+    int8 = export_artifact(ref, "tflite", "int8", None, tmp_path / "cache", 600,
+                           calibration=CalibrationConfig(videos=[str(built.calibration)]))
+    assert int8.ok, int8.reason
+    interpreter = Interpreter(model_path=int8.path)
+    ops = interpreter._get_ops_details()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    pools = [op for op in ops if op["op_name"] == "AVERAGE_POOL_2D"]
+    assert pools, [op["op_name"] for op in ops]
+    for op in pools:
+        scale_in = tensors[op["inputs"][0]]["quantization"][0]
+        assert scale_in > 0 and tensors[op["outputs"][0]]["quantization"][0] == scale_in
+    cfg = evaluation_config(ref, {"dataset": str(built.dataset)})
+    eset = prepare_eval_set(ref, cfg, tmp_path / "out")
+    results = [evaluate_artifact(a, runtime, ref, eset, 1, 300, tmp_path / f"{runtime}.log", tmp_path / f"{runtime}.npz")
+               for a, runtime in ((eager_artifact(ref), "torch"), (int8, "litert"))]
+    eager, tflite = judge_drops(results, cfg)
+    assert eager.top1 >= 90.0 and tflite.status == "passed" and tflite.top1_drop <= BOUND, (eager, tflite)

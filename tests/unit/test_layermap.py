@@ -7,6 +7,7 @@ import numpy as np
 
 from edgebench.config import LocalizeConfig
 from edgebench.parity.layermap import RefTap, by_order, map_taps
+from edgebench.parity.localize import mapping_fit
 from edgebench.parity.taps.base import ArtifactTap
 
 
@@ -79,3 +80,31 @@ def test_order_mapping_takes_the_add_that_completes_a_summed_conv():
     pairs = by_order([summed, relu], arts)
     assert pairs[0].art.name == "a1" and pairs[0].note == "fused relu: compared with m.relu"
     assert by_order([conv, relu], arts)[0].art.name == "c1"
+
+
+def test_a_folded_tensor_with_as_many_frames_as_channels_is_read_in_the_folded_form():
+    """(T, C, H, W) with T == C squeezes to the 5-D form's (C, T, H, W) in the wrong order: both forms pair every
+    layer, the folded one without a reshape, and only that reading matches (the other is ~100 % off)."""
+    folded = RefTap("model.conv", "conv", np.random.default_rng(0).standard_normal((8, 8, 4, 4)).astype(np.float32))
+    five_d = RefTap("model.conv", "conv", np.ascontiguousarray(folded.value.transpose(1, 0, 2, 3))[None])
+    arts = [ArtifactTap("out", "Conv", folded.value.copy(), "model.conv")]
+    as_folded, _ = map_taps([folded], arts)
+    as_5d, _ = map_taps([five_d], arts)
+    assert len(as_folded) == len(as_5d) == 1
+    assert mapping_fit(as_folded) > mapping_fit(as_5d)
+    assert np.abs(as_5d[0].value - as_5d[0].target).max() > 1.0  # the wrong reading, had it been chosen
+    np.testing.assert_array_equal(as_folded[0].value, as_folded[0].target)
+
+
+def test_a_fused_relu_of_a_functional_activation_is_applied_to_the_conv_reference():
+    """F.relu in forward leaves no module to tap: the CONV_2D with a fused RELU is compared with relu(conv); a wrong
+    value still shows (negative control)."""
+    conv, fc = _ref("model.conv", "conv"), _ref("model.fc", "linear", (1, 3))
+    relu_out = np.maximum(conv.value, 0)
+    pairs, _ = map_taps([conv, fc], [ArtifactTap("c", "CONV_2D", relu_out, fused="relu"),
+                                     ArtifactTap("f", "FULLY_CONNECTED", fc.value)])
+    assert [p.ref.name for p in pairs] == ["model.conv", "model.fc"] and "applied" in pairs[0].note
+    np.testing.assert_array_equal(pairs[0].value, pairs[0].target)
+    wrong, _ = map_taps([conv, fc], [ArtifactTap("c", "CONV_2D", relu_out + 1, fused="relu"),
+                                     ArtifactTap("f", "FULLY_CONNECTED", fc.value)])
+    assert np.abs(wrong[0].value - wrong[0].target).max() == 1.0
