@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgebench.catalogue import formats
 from edgebench.config import ExternalArtifactConfig
+from edgebench.converters.base import Converter
 from edgebench.converters.export import files_sha256
 from edgebench.converters.registry import get_converter
 from edgebench.errors import UserError, reason_of
@@ -33,13 +34,15 @@ def _describe(t: TensorSpec) -> str:
     return f"'{t.name}' {shape} {t.dtype}" if t.name else f"{shape} {t.dtype}"
 
 
-def _differs(got: TensorSpec, want: TensorSpec, shape: tuple[int, ...], names: bool) -> bool:
-    """Name (when the format keeps names), rank and every fixed dimension (-1 is dynamic), dtype."""
-    if names and got.name != want.name:
+def _differs(got: TensorSpec, want: TensorSpec, shape: tuple[int, ...], converter: Converter) -> bool:
+    """Name (when the format keeps names), rank and every fixed dimension (-1 is dynamic), dtype (a float tensor
+    may be quantized in the file where the format's sessions take that: Converter.quantized_io)."""
+    if converter.keeps_io_names and got.name != want.name:
         return True
     if got.shape and (len(got.shape) != len(shape) or any(g >= 0 and g != w for g, w in zip(got.shape, shape))):
         return True
-    return bool(got.shape) and got.dtype != want.dtype
+    quantized = want.dtype.startswith("float") and got.dtype in converter.quantized_io
+    return bool(got.shape) and got.dtype != want.dtype and not quantized
 
 
 def check_io(path: Path, fmt: str, ref: ModelRef) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -55,7 +58,7 @@ def check_io(path: Path, fmt: str, ref: ModelRef) -> tuple[tuple[TensorSpec, ...
                             f"{len(want)} ({', '.join(map(_describe, want))})")
         for g, w in zip(got, want):
             shape = expected_output_shape(ref, w) if kind == "output" else tuple(w.shape)
-            if _differs(g, w, shape, converter.keeps_io_names):
+            if _differs(g, w, shape, converter):
                 raise UserError(f"{path}: {kind} {_describe(g)} != {ref.name} {kind} "
                                 f"{_describe(TensorSpec(w.name, shape, w.dtype))}")
     return (inputs, outputs) if converter.keeps_io_names else (ref.inputs, ref.outputs)

@@ -90,8 +90,8 @@ class FunctionalNet(nn.Module):
 
     def __init__(self, classes: int = 3):
         super().__init__()
-        self.conv1 = nn.Conv3d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv3d(8, 16, (1, 3, 3), padding=(0, 1, 1))
+        self.conv1 = nn.Conv3d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv3d(16, 16, 3, padding=1)
         self.fc = nn.Linear(16, classes)
 
     def forward(self, x):
@@ -112,6 +112,7 @@ class Fixture:
     sampling: str = "consecutive"  # preprocess.sampling of its YAML: training and evaluation take clips the same way
     clips: int = 2  # clips per video, in training and in evaluation
     steps: int = 60  # Adam steps of 32 clips, the learning rate falling linearly to 0 (stable from seed to seed)
+    lr: float = 1e-2  # Adam's first learning rate
 
 
 FIXTURES = {f.name: f for f in (
@@ -120,7 +121,8 @@ FIXTURES = {f.name: f for f in (
             sampling="uniform", clips=1, steps=100),
     Fixture("separable", SeparableNet, ("blinking", "steady"), KINETICS),
     Fixture("strided", StridedNet, tuple(DIRECTIONS) + ("blinking", "steady"), KINETICS, steps=250),
-    Fixture("functional", FunctionalNet, ("moving right", "moving left", "blinking"), RAW, steps=600),
+    # (3e-3: at 1e-2 some seeds stalled, and the one kept had a video near the boundary that int8 flipped)
+    Fixture("functional", FunctionalNet, ("moving right", "moving left", "blinking"), RAW, steps=600, lr=3e-3),
 )}
 
 
@@ -197,7 +199,7 @@ def train(fx: Fixture, x: np.ndarray, y: np.ndarray, seed: int = 0) -> tuple[nn.
     mean = torch.tensor(fx.normalization["mean"]).reshape(1, 3, 1, 1, 1)
     std = torch.tensor(fx.normalization["std"]).reshape(1, 3, 1, 1, 1)
     xt, yt = (torch.from_numpy(x) - mean) / std, torch.from_numpy(y)  # what the export-friendly form does inside
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=fx.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / fx.steps)
     g = torch.Generator().manual_seed(seed)
     model.train()

@@ -49,6 +49,9 @@ class Converter(ABC):
     format: str  # "onnx"
     library: str  # distribution whose version keys the cache: "onnx", "coremltools", ...
     keeps_io_names: bool = True  # False: the file has no tensor names (TorchScript); the ref's specs are used
+    # 8-bit integer types a float input/output may have in the file (TFLite folds the first quantize into the
+    # signature); its sessions quantize and dequantize at the tensor's own scale and zero point
+    quantized_io: frozenset[str] = frozenset()
     calibrated: frozenset[str] = frozenset()  # precisions whose export needs calibration clips
     form: str | None = None  # the export form instead of the catalogue's (benchmarks/lowering_compare.py sets it)
     calibration_methods: frozenset[str] = frozenset()  # calibration.method values the toolchain offers

@@ -73,6 +73,7 @@ class TFLiteConverter(Converter):
     calibrated = frozenset({"int8"})
     calibration_methods = frozenset({"minmax"})  # PT2E observers; the quantizer's default is a histogram one
     mixable = frozenset({"int8"})
+    quantized_io = frozenset({"int8", "uint8"})  # runtimes.litert.fed / _real
     keep_in = frozenset({"fp32"})
     refusals = {
         "fp16": "litert-torch cannot lower an fp16 module (tfl.pad in fp16 fails to legalize)",

@@ -121,3 +121,17 @@ def test_pipeline_adds_the_configured_files_of_its_model_only(small_ref, tmp_pat
     settings = pipeline.new_run(PipelineConfig(external_artifacts=entries), tmp_path)
     found = pipeline.external_artifacts(small_ref, settings)
     assert [(a.model, a.format, a.ok) for a in found] == [("resnet_mixed@hub", "onnx", True)]
+
+
+def test_a_float_tensor_may_be_8_bit_in_the_file_only_where_the_format_quantizes_its_io():
+    """A TFLite int8 file whose signature took the first quantize has an int8 input (its sessions quantize at the
+    tensor's scale): it is checked; the same int8 input in ONNX, or an int16 one in TFLite, is a mismatch."""
+    from edgebench.converters.registry import get_converter
+    from edgebench.external import _differs
+    from edgebench.records import TensorSpec
+
+    want = TensorSpec("video", SMALL_SHAPE, "float32")
+    int8 = TensorSpec("video", SMALL_SHAPE, "int8")
+    assert not _differs(int8, want, SMALL_SHAPE, get_converter("tflite"))
+    assert _differs(int8, want, SMALL_SHAPE, get_converter("onnx"))
+    assert _differs(TensorSpec("video", SMALL_SHAPE, "int16"), want, SMALL_SHAPE, get_converter("tflite"))
