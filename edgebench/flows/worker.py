@@ -6,8 +6,9 @@ started: their children were orphaned, no state was reported (the flow run staye
 run folder was left unmarked. This wrapper gets the signal first, SIGTERMs each flow-run process
 (Prefect marks the run Crashed; edgebench kills its children and marks the run folder), waits for
 them, then stops the worker, and SIGKILLs it if it has not exited STOP_S later (Prefect 3's worker has
-hung there: it relays SIGINT to its process worker and never returns). `--cpus 0-3` (ours, not Prefect's) pins the worker and everything it starts to
-those cores: W workers on one big machine then never share cores, and `threads: 0` means their cores.
+hung there: it relays SIGINT to its process worker and never returns). `--cpus 0-3` (ours, not Prefect's)
+pins the worker and everything it starts to those cores: W workers on one big machine then never share
+cores, and `threads: 0` means their cores.
 """
 
 from __future__ import annotations

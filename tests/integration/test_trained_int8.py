@@ -21,25 +21,29 @@ def fixture(tmp_path_factory) -> trained_fixtures.Built:
     return trained_fixtures.build("bn_maxpool", tmp_path_factory.mktemp("bn_maxpool"))
 
 
-@pytest.fixture(scope="module")
-def scored(fixture, tmp_path_factory):
-    """(model ref, eval set, evaluation config, TFLite int8 artifact, [eager, int8] judged by edgebench's evaluate path)."""
+def score_tflite_int8(built: trained_fixtures.Built, out):
+    """(model ref, eval set, evaluation config, TFLite int8 artifact calibrated on the fixture's calibration videos,
+    [eager, int8] judged by edgebench's evaluate path)."""
     from edgebench.config import CalibrationConfig
     from edgebench.converters.export import export_artifact
     from edgebench.evaluation.evaluate import evaluate_artifact, evaluation_config, judge_drops, prepare_eval_set
     from edgebench.models.source import resolve_model
     from edgebench.runtimes.torch_eager import eager_artifact
 
-    out = tmp_path_factory.mktemp("bn_maxpool-out")
-    ref = resolve_model(str(fixture.model_yaml), str(fixture.weights))
-    cfg = evaluation_config(ref, {"dataset": str(fixture.dataset)})
+    ref = resolve_model(str(built.model_yaml), str(built.weights))
+    cfg = evaluation_config(ref, {"dataset": str(built.dataset)})
     eset = prepare_eval_set(ref, cfg, out)
     int8 = export_artifact(ref, "tflite", "int8", None, out, 600,
-                           calibration=CalibrationConfig(videos=[str(fixture.calibration)]))
+                           calibration=CalibrationConfig(videos=[str(built.calibration)]))
     assert int8.ok, int8.reason
     results = [evaluate_artifact(a, runtime, ref, eset, 1, 300, out / f"{runtime}.log", out / f"{runtime}.npz")
                for a, runtime in ((eager_artifact(ref), "torch"), (int8, "litert"))]
     return ref, eset, cfg, int8, judge_drops(results, cfg)
+
+
+@pytest.fixture(scope="module")
+def scored(fixture, tmp_path_factory):
+    return score_tflite_int8(fixture, tmp_path_factory.mktemp("bn_maxpool-out"))
 
 
 def test_tflite_int8_of_the_trained_model_is_within_one_point_of_eager(fixture, scored):
@@ -79,17 +83,8 @@ def test_an_average_pool_keeps_its_scale_so_the_strided_fixture_converts(tmp_pat
     scale in and out, and its int8 top-1 stays within the bound."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgebench.config import CalibrationConfig
-    from edgebench.converters.export import export_artifact
-    from edgebench.evaluation.evaluate import evaluate_artifact, evaluation_config, judge_drops, prepare_eval_set
-    from edgebench.models.source import resolve_model
-    from edgebench.runtimes.torch_eager import eager_artifact
-
     built = trained_fixtures.build("strided", tmp_path / "strided", eval_per_class=4)
-    ref = resolve_model(str(built.model_yaml), str(built.weights))
-    int8 = export_artifact(ref, "tflite", "int8", None, tmp_path / "cache", 600,
-                           calibration=CalibrationConfig(videos=[str(built.calibration)]))
-    assert int8.ok, int8.reason
+    *_, int8, (eager, tflite) = score_tflite_int8(built, tmp_path / "out")
     interpreter = Interpreter(model_path=int8.path)
     ops = interpreter._get_ops_details()
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
@@ -98,9 +93,4 @@ def test_an_average_pool_keeps_its_scale_so_the_strided_fixture_converts(tmp_pat
     for op in pools:
         scale_in = tensors[op["inputs"][0]]["quantization"][0]
         assert scale_in > 0 and tensors[op["outputs"][0]]["quantization"][0] == scale_in
-    cfg = evaluation_config(ref, {"dataset": str(built.dataset)})
-    eset = prepare_eval_set(ref, cfg, tmp_path / "out")
-    results = [evaluate_artifact(a, runtime, ref, eset, 1, 300, tmp_path / f"{runtime}.log", tmp_path / f"{runtime}.npz")
-               for a, runtime in ((eager_artifact(ref), "torch"), (int8, "litert"))]
-    eager, tflite = judge_drops(results, cfg)
     assert eager.top1 >= 90.0 and tflite.status == "passed" and tflite.top1_drop <= BOUND, (eager, tflite)

@@ -10,7 +10,8 @@ import time
 
 import psutil
 
-STUBBORN = "import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)]; time.sleep(600)"
+STUBBORN = ("import signal, time; [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)]; "
+            "time.sleep(600)")
 POLITE = "import time; time.sleep(600)"
 
 
